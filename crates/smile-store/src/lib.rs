@@ -1,0 +1,113 @@
+//! Storage of the Smile event notification system, behind the one [`Store`] trait.
+//!
+//! - [`model`]: what is stored: keys, subscriptions, events, deliveries, attempts.
+//! - [`Store`]: every read and write the server and the delivery engine make. Each query
+//!   that a caller can reach takes a [`Scope`] (tenant and mode) and sees nothing outside it.
+//! - [`sqlite::SqliteStore`]: the embedded default. One writer thread batches concurrent
+//!   writes into one transaction (group commit); readers use their own connections (WAL).
+
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+pub use model::*;
+use smile_core::Mode;
+
+/// A storage failure; callers show it as a server error and log it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Every read and write of the system. Implementations must be safe to share across tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- tenants and keys ----
+
+    /// Creates the tenant if needed, and a key pair for it in `mode`.
+    async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey>;
+    /// Creates a key pair for the operator (operator-only endpoints).
+    async fn create_operator_key(&self) -> Result<NewKey>;
+    /// The key record for `api_key`, if there is one.
+    async fn find_key(&self, api_key: &str) -> Result<Option<KeyRecord>>;
+    /// Whether any tenant exists yet (first start creates the sandbox tenant).
+    async fn has_tenants(&self) -> Result<bool>;
+    /// Whether the tenant exists.
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool>;
+
+    // ---- subscriptions ----
+
+    async fn insert_subscription(&self, sub: Subscription) -> Result<()>;
+    async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>>;
+    /// A subscription by id in any scope: for the engine only, never for a caller's request.
+    async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>>;
+    async fn list_subscriptions(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Subscription>>;
+    /// Replaces the stored subscription of the same id and scope; false if it is not there.
+    /// A subscription that becomes inactive fails its pending deliveries.
+    async fn update_subscription(&self, sub: Subscription) -> Result<bool>;
+    /// Deletes it and cancels its pending deliveries; false if it is not there.
+    async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool>;
+
+    // ---- events ----
+
+    /// Writes each event and one delivery per matching active subscription, all durably,
+    /// before returning. Concurrent calls may share one commit.
+    async fn publish(&self, event: NewEvent) -> Result<Vec<NewDelivery>>;
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>>;
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>>;
+
+    // ---- deliveries and attempts ----
+
+    async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>>;
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        of: DeliveriesOf<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>>;
+    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// Records attempt outcomes. Not awaited for durability by the engine: a lost outcome
+    /// only means the delivery is sent again (at least once).
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Makes one delivery due now (any status but cancelled); None if it is not there.
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Delivery>>;
+    /// Makes every failed delivery of a subscription created since `since_ms` due now.
+    async fn recover_deliveries(
+        &self,
+        scope: &Scope,
+        subscription_id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Delivery>>;
+    /// Everything still pending, for the scheduler to reload on start.
+    async fn pending_deliveries(&self) -> Result<Vec<Delivery>>;
+    /// The bodies of an event: full, and without `data.payload` where that differs.
+    async fn event_bodies(&self, event_id: &str) -> Result<Option<EventBodies>>;
+}

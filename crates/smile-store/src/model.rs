@@ -1,0 +1,213 @@
+//! The stored records. Times are Unix milliseconds.
+
+use serde::Serialize;
+use smile_core::Mode;
+
+/// A tenant and mode: the boundary of everything a key may see.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub tenant_id: String,
+    pub mode: Mode,
+}
+
+/// A freshly made key pair; the secret is shown once and stored only as a hash.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+/// Who a key authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Tenant(Scope),
+    Operator,
+}
+
+/// A stored key: its secret's SHA-256 and whom it authenticates.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub secret_sha256: [u8; 32],
+    pub principal: Principal,
+}
+
+/// A webhook subscription: where to send which event types, signed with which secret.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub scope: Scope,
+    pub name: String,
+    pub url: String,
+    /// Event type names, or `ALL_EVENTS`.
+    pub event_types: Vec<String>,
+    pub active: bool,
+    pub secret: String,
+    /// The secret before the last rotation, still signed with until `previous_secret_until_ms`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until_ms: Option<i64>,
+    pub include_payload: bool,
+    /// Why the engine disabled it (410 Gone, failing too long), if it did.
+    pub disabled_reason: Option<String>,
+    /// Start of the current run of failures, cleared by a success.
+    pub failing_since_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// One event to persist and fan out.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub scope: Scope,
+    pub event_type: String,
+    pub created_ms: i64,
+    /// The exact body sent to subscriptions with `includePayload` (and to all for other types).
+    pub body: String,
+    /// The body without `data.payload`, for the other subscriptions, when it differs.
+    pub lean_body: Option<String>,
+    /// Deliver to this subscription only (test sends), whatever its event types.
+    pub only_subscription: Option<String>,
+    pub delivery_created_ms: i64,
+}
+
+/// A delivery the publish created, handed straight to the scheduler.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub subscription_id: String,
+    pub lean: bool,
+}
+
+/// A persisted event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub id: String,
+    pub event_type: String,
+    pub created_ms: i64,
+    pub body: String,
+}
+
+/// The bytes an event is delivered as.
+#[derive(Debug, Clone)]
+pub struct EventBodies {
+    pub body: String,
+    pub lean_body: Option<String>,
+}
+
+/// Filters of `GET /v1/events`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    /// Gave up after the last retry, or its subscription was disabled.
+    Failed,
+    /// Its subscription was deleted.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "PENDING",
+            DeliveryStatus::Succeeded => "SUCCEEDED",
+            DeliveryStatus::Failed => "FAILED",
+            DeliveryStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "SUCCEEDED" => DeliveryStatus::Succeeded,
+            "FAILED" => DeliveryStatus::Failed,
+            "CANCELLED" => DeliveryStatus::Cancelled,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// One event on its way to one subscription.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub subscription_id: String,
+    pub scope: Scope,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_ms: Option<i64>,
+    pub lean: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveriesOf<'a> {
+    Subscription(&'a str),
+    Event(&'a str),
+}
+
+/// One HTTP try of a delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub id: String,
+    #[serde(skip)]
+    pub delivery_id: String,
+    pub attempt: u32,
+    #[serde(skip)]
+    pub attempted_ms: i64,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What an attempt changes besides its own record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub attempt: Attempt,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+    pub next_attempt_ms: Option<i64>,
+    pub subscription_effect: SubscriptionEffect,
+}
+
+/// How an attempt changes its subscription's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionEffect {
+    /// A success ends any run of failures.
+    Healthy,
+    /// A failure starts a run of failures if none is running.
+    Failing { since_ms: i64 },
+    /// The subscription is disabled, its pending deliveries failed.
+    Disable { reason: String },
+}
+
+/// `size` and `cursor` of a list request.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub size: u32,
+    /// The `seq` to continue below (lists run newest first).
+    pub before_seq: Option<i64>,
+}
+
+/// One page of a list, and the cursor of the next if there is one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

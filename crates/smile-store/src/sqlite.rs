@@ -1,0 +1,749 @@
+//! The embedded SQLite store: one file in WAL mode under the data directory.
+//!
+//! Writes go to one writer thread, which takes every write queued at that moment, runs each
+//! in its own savepoint inside one transaction and commits once (group commit): a burst of
+//! publishes costs one fsync, and each caller is answered only after that commit.
+
+use crate::*;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use sha2::{Digest, Sha256};
+use smile_core::ids;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+const MIGRATION: &str = include_str!("../migrations/sqlite_001.sql");
+/// The most writes one commit takes, so a huge backlog still commits in bounded steps.
+const MAX_BATCH: usize = 8192;
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+    )?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies the migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = open(path)?;
+        conn.execute_batch(MIGRATION)?;
+        let (writer, jobs) = mpsc::channel::<Job>(65_536);
+        std::thread::Builder::new()
+            .name("smile-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, jobs))
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer,
+            readers: Arc::default(),
+        })
+    }
+
+    /// Runs `f` in the next group commit and answers after that commit.
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, done)
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a reader connection off the async runtime.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.lock().map_err(|_| StoreError::Closed)?.pop();
+            let conn = match taken {
+                Some(conn) => conn,
+                None => open(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (completions, committed) = run_batch(&mut conn, batch);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed");
+        }
+        for done in completions {
+            done(committed.clone());
+        }
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result<()>) {
+    let mut completions = Vec::with_capacity(batch.len());
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Nothing ran: answer every job with the failure.
+            let err = StoreError::from(e);
+            for job in batch {
+                let (_, done) = job(conn_for_error());
+                completions.push(done);
+            }
+            return (completions, Err(err));
+        }
+    };
+    for job in batch {
+        // A savepoint per job: a failing write leaves nothing half-written in the batch.
+        let _ = tx.execute_batch("SAVEPOINT job");
+        let (ok, done) = job(&tx);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        let _ = tx.execute_batch(end);
+        completions.push(done);
+    }
+    let committed = tx.commit().map_err(StoreError::from);
+    (completions, committed)
+}
+
+/// A connection that fails every statement, so that jobs of a batch that could not begin
+/// run to their completion without touching the database.
+fn conn_for_error() -> &'static Connection {
+    thread_local! {
+        static CLOSED: &'static Connection = Box::leak(Box::new(
+            Connection::open_in_memory().expect("in-memory SQLite opens"),
+        ));
+    }
+    CLOSED.with(|c| *c)
+}
+
+// ---- row mapping ---------------------------------------------------------------------
+
+fn mode_of(s: &str) -> Mode {
+    s.parse().unwrap_or(Mode::Sandbox)
+}
+
+fn types_to_column(types: &[String]) -> String {
+    format!(",{},", types.join(","))
+}
+
+fn types_from_column(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
+    previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
+    created_ms, updated_ms";
+
+fn subscription_row(row: &Row) -> rusqlite::Result<(i64, Subscription)> {
+    Ok((
+        row.get(0)?,
+        Subscription {
+            id: row.get(1)?,
+            scope: Scope {
+                tenant_id: row.get(2)?,
+                mode: mode_of(&row.get::<_, String>(3)?),
+            },
+            name: row.get(4)?,
+            url: row.get(5)?,
+            event_types: types_from_column(&row.get::<_, String>(6)?),
+            active: row.get(7)?,
+            secret: row.get(8)?,
+            previous_secret: row.get(9)?,
+            previous_secret_until_ms: row.get(10)?,
+            include_payload: row.get(11)?,
+            disabled_reason: row.get(12)?,
+            failing_since_ms: row.get(13)?,
+            created_ms: row.get(14)?,
+            updated_ms: row.get(15)?,
+        },
+    ))
+}
+
+const DELIVERY_COLUMNS: &str = "seq, id, event_id, event_type, subscription_id, tenant_id, mode, status, \
+    attempts, next_attempt_ms, lean, created_ms, updated_ms, last_status_code, last_error";
+
+fn delivery_row(row: &Row) -> rusqlite::Result<(i64, Delivery)> {
+    Ok((
+        row.get(0)?,
+        Delivery {
+            id: row.get(1)?,
+            event_id: row.get(2)?,
+            event_type: row.get(3)?,
+            subscription_id: row.get(4)?,
+            scope: Scope {
+                tenant_id: row.get(5)?,
+                mode: mode_of(&row.get::<_, String>(6)?),
+            },
+            status: DeliveryStatus::parse(&row.get::<_, String>(7)?),
+            attempts: row.get(8)?,
+            next_attempt_ms: row.get(9)?,
+            lean: row.get(10)?,
+            created_ms: row.get(11)?,
+            updated_ms: row.get(12)?,
+            last_status_code: row.get(13)?,
+            last_error: row.get(14)?,
+        },
+    ))
+}
+
+fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        event_type: row.get(2)?,
+        created_ms: row.get(3)?,
+        body: row.get(4)?,
+    })
+}
+
+/// Turns `size + 1` rows, newest first, into a page and its next cursor.
+fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next_cursor = if more {
+        rows.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(_, t)| t).collect(),
+        next_cursor,
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}
+
+fn new_key_pair() -> (NewKey, [u8; 32]) {
+    let key = NewKey {
+        api_key: random_hex(16),
+        api_secret: random_hex(32),
+    };
+    let hash: [u8; 32] = Sha256::digest(key.api_secret.as_bytes()).into();
+    (key, hash)
+}
+
+fn now() -> i64 {
+    smile_core::timefmt::now_ms()
+}
+
+fn fail_pending(
+    conn: &Connection,
+    subscription_id: &str,
+    status: DeliveryStatus,
+    why: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?1, next_attempt_ms = NULL, last_error = ?2, updated_ms = ?3 \
+         WHERE subscription_id = ?4 AND status = 'PENDING'",
+    )?
+    .execute(params![status.as_str(), why, now(), subscription_id])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |c| {
+            let (key, hash) = new_key_pair();
+            c.execute(
+                "INSERT OR IGNORE INTO tenants (id, created_ms) VALUES (?1, ?2)",
+                params![tenant_id, now()],
+            )?;
+            c.execute(
+                "INSERT INTO api_keys (api_key, secret_sha256, tenant_id, mode, operator, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                params![key.api_key, hash.as_slice(), tenant_id, mode.as_str(), now()],
+            )?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn create_operator_key(&self) -> Result<NewKey> {
+        self.write(move |c| {
+            let (key, hash) = new_key_pair();
+            c.execute(
+                "INSERT INTO api_keys (api_key, secret_sha256, operator, created_ms) VALUES (?1, ?2, 1, ?3)",
+                params![key.api_key, hash.as_slice(), now()],
+            )?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn find_key(&self, api_key: &str) -> Result<Option<KeyRecord>> {
+        let api_key = api_key.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = ?1",
+                )?
+                .query_row([api_key], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })
+                .optional()?;
+            let Some((hash, tenant, mode, operator)) = row else { return Ok(None) };
+            let secret_sha256: [u8; 32] =
+                hash.try_into().map_err(|_| StoreError::Invalid("bad key hash".into()))?;
+            let principal = match (operator, tenant, mode) {
+                (true, _, _) => Principal::Operator,
+                (false, Some(tenant_id), Some(mode)) => Principal::Tenant(Scope { tenant_id, mode: mode_of(&mode) }),
+                _ => return Ok(None),
+            };
+            Ok(Some(KeyRecord { secret_sha256, principal }))
+        })
+        .await
+    }
+
+    async fn has_tenants(&self) -> Result<bool> {
+        self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants)", [], |r| r.get(0))?))
+            .await
+    }
+
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+                [tenant_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn insert_subscription(&self, s: Subscription) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO subscriptions (id, tenant_id, mode, name, url, event_types, active, secret, \
+                 previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
+                 created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                params![
+                    s.id, s.scope.tenant_id, s.scope.mode.as_str(), s.name, s.url,
+                    types_to_column(&s.event_types), s.active, s.secret, s.previous_secret,
+                    s.previous_secret_until_ms, s.include_payload, s.disabled_reason,
+                    s.failing_since_ms, s.created_ms, s.updated_ms
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id, scope.tenant_id, scope.mode.as_str()], subscription_row)
+                .optional()?
+                .map(|(_, s)| s))
+        })
+        .await
+    }
+
+    async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row([id], subscription_row)
+                .optional()?
+                .map(|(_, s)| s))
+        })
+        .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Subscription>> {
+        let (scope, page) = (scope.clone(), page.clone());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant_id = ?1 AND mode = ?2 \
+                 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![scope.tenant_id, scope.mode.as_str(), page.before_seq.unwrap_or(i64::MAX), page.size + 1],
+                    subscription_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(paginate(rows, page.size))
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, s: Subscription) -> Result<bool> {
+        self.write(move |c| {
+            let changed = c.execute(
+                "UPDATE subscriptions SET name=?1, url=?2, event_types=?3, active=?4, secret=?5, \
+                 previous_secret=?6, previous_secret_until_ms=?7, include_payload=?8, disabled_reason=?9, \
+                 failing_since_ms=?10, updated_ms=?11 WHERE id=?12 AND tenant_id=?13 AND mode=?14",
+                params![
+                    s.name, s.url, types_to_column(&s.event_types), s.active, s.secret,
+                    s.previous_secret, s.previous_secret_until_ms, s.include_payload,
+                    s.disabled_reason, s.failing_since_ms, s.updated_ms, s.id,
+                    s.scope.tenant_id, s.scope.mode.as_str()
+                ],
+            )?;
+            if changed > 0 && !s.active {
+                fail_pending(c, &s.id, DeliveryStatus::Failed, "subscription inactive")?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.write(move |c| {
+            let deleted = c.execute(
+                "DELETE FROM subscriptions WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3",
+                params![id, scope.tenant_id, scope.mode.as_str()],
+            )?;
+            if deleted > 0 {
+                fail_pending(c, &id, DeliveryStatus::Cancelled, "subscription deleted")?;
+            }
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
+        self.write(move |c| {
+            let targets: Vec<(String, bool)> = match &e.only_subscription {
+                Some(id) => c
+                    .prepare_cached(
+                        "SELECT id, include_payload FROM subscriptions WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3",
+                    )?
+                    .query_map(params![id, e.scope.tenant_id, e.scope.mode.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => c
+                    .prepare_cached(
+                        "SELECT id, include_payload FROM subscriptions WHERE tenant_id = ?1 AND mode = ?2 \
+                         AND active = 1 AND (event_types LIKE ?3 OR event_types LIKE '%,ALL_EVENTS,%')",
+                    )?
+                    .query_map(
+                        params![e.scope.tenant_id, e.scope.mode.as_str(), format!("%,{},%", e.event_type)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
+            c.prepare_cached(
+                "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            )?
+            .execute(params![e.id, e.scope.tenant_id, e.scope.mode.as_str(), e.event_type, e.created_ms, e.body, e.lean_body])?;
+            let mut insert = c.prepare_cached(
+                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, \
+                 attempts, next_attempt_ms, lean, created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,'PENDING',0,?7,?8,?9,?9)",
+            )?;
+            let mut created = Vec::with_capacity(targets.len());
+            for (subscription_id, include_payload) in targets {
+                let lean = e.lean_body.is_some() && !include_payload;
+                let id = ids::new_id(ids::DELIVERY);
+                insert.execute(params![
+                    id, e.id, e.event_type, subscription_id, e.scope.tenant_id, e.scope.mode.as_str(),
+                    e.delivery_created_ms, lean, e.delivery_created_ms
+                ])?;
+                created.push(NewDelivery { id, subscription_id, lean });
+            }
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT seq, id, type, created_ms, body FROM events WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3",
+            )?
+            .query_row(params![id, scope.tenant_id, scope.mode.as_str()], event_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
+        let (scope, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT seq, id, type, created_ms, body FROM events WHERE tenant_id = ?1 AND mode = ?2 \
+                     AND seq < ?3 AND (?4 IS NULL OR type = ?4) AND created_ms >= ?5 AND created_ms < ?6 \
+                     ORDER BY seq DESC LIMIT ?7",
+                )?
+                .query_map(
+                    params![
+                        scope.tenant_id, scope.mode.as_str(), page.before_seq.unwrap_or(i64::MAX),
+                        filter.event_type, filter.from_ms.unwrap_or(i64::MIN),
+                        filter.to_ms.unwrap_or(i64::MAX), page.size + 1
+                    ],
+                    |r| event_row(r).map(|e| (e.seq, e)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(paginate(rows, page.size))
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| {
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
+                .optional()?
+                .map(|(_, d)| d))
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        of: DeliveriesOf<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
+        let (column, key) = match of {
+            DeliveriesOf::Subscription(id) => ("subscription_id", id.to_owned()),
+            DeliveriesOf::Event(id) => ("event_id", id.to_owned()),
+        };
+        let (scope, page) = (scope.clone(), page.clone());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {column} = ?1 AND tenant_id = ?2 AND mode = ?3 \
+                 AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![key, scope.tenant_id, scope.mode.as_str(), page.before_seq.unwrap_or(i64::MAX), page.size + 1],
+                    delivery_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(paginate(rows, page.size))
+        })
+        .await
+    }
+
+    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+        let delivery_id = delivery_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error \
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY seq",
+            )?
+            .query_map([delivery_id], |r| {
+                Ok(Attempt {
+                    id: r.get(0)?,
+                    delivery_id: r.get(1)?,
+                    attempt: r.get(2)?,
+                    attempted_ms: r.get(3)?,
+                    status_code: r.get(4)?,
+                    latency_ms: r.get(5)?,
+                    response_body: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        self.write(move |c| {
+            let mut attempt = c.prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?;
+            // A delivery that was cancelled or already succeeded keeps that status.
+            let mut delivery = c.prepare_cached(
+                "UPDATE deliveries SET status = ?1, attempts = MAX(attempts, ?2), next_attempt_ms = ?3, updated_ms = ?4, \
+                 last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND status IN ('PENDING', 'FAILED')",
+            )?;
+            for o in &outcomes {
+                let a = &o.attempt;
+                attempt.execute(params![
+                    a.id, a.delivery_id, a.attempt, a.attempted_ms, a.status_code, a.latency_ms as i64,
+                    a.response_body, a.error
+                ])?;
+                delivery.execute(params![
+                    o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error, a.delivery_id
+                ])?;
+                match &o.subscription_effect {
+                    SubscriptionEffect::Healthy => {
+                        c.prepare_cached(
+                            "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1 AND failing_since_ms IS NOT NULL",
+                        )?
+                        .execute([&o.subscription_id])?;
+                    }
+                    SubscriptionEffect::Failing { since_ms } => {
+                        c.prepare_cached(
+                            "UPDATE subscriptions SET failing_since_ms = ?1 WHERE id = ?2 AND failing_since_ms IS NULL",
+                        )?
+                        .execute(params![since_ms, o.subscription_id])?;
+                    }
+                    SubscriptionEffect::Disable { reason } => {
+                        c.prepare_cached(
+                            "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3",
+                        )?
+                        .execute(params![reason, now(), o.subscription_id])?;
+                        fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, reason)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Delivery>> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 \
+                 WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
+                params![now_ms, id, scope.tenant_id, scope.mode.as_str()],
+            )?;
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
+                .optional()?
+                .map(|(_, d)| d))
+        })
+        .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        scope: &Scope,
+        subscription_id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Delivery>> {
+        let (scope, subscription_id) = (scope.clone(), subscription_id.to_owned());
+        self.write(move |c| {
+            let sql = format!(
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 \
+                 WHERE subscription_id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status = 'FAILED' \
+                 AND created_ms >= ?5 RETURNING {DELIVERY_COLUMNS}"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        now_ms,
+                        subscription_id,
+                        scope.tenant_id,
+                        scope.mode.as_str(),
+                        since_ms
+                    ],
+                    delivery_row,
+                )?
+                .map(|r| r.map(|(_, d)| d))
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self) -> Result<Vec<Delivery>> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'PENDING' ORDER BY seq"
+            );
+            Ok(c.prepare(&sql)?
+                .query_map([], delivery_row)?
+                .map(|r| r.map(|(_, d)| d))
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn event_bodies(&self, event_id: &str) -> Result<Option<EventBodies>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT body, lean_body FROM events WHERE id = ?1")?
+                    .query_row([event_id], |r| {
+                        Ok(EventBodies {
+                            body: r.get(0)?,
+                            lean_body: r.get(1)?,
+                        })
+                    })
+                    .optional()?,
+            )
+        })
+        .await
+    }
+}
