@@ -189,7 +189,9 @@ pub struct Outcome {
 /// How an attempt changes its subscription's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionEffect {
-    /// A success ends any run of failures.
+    /// Nothing to change.
+    Unchanged,
+    /// A success ends a run of failures.
     Healthy,
     /// A failure starts a run of failures if none is running.
     Failing { since_ms: i64 },

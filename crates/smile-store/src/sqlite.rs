@@ -638,6 +638,7 @@ impl Store for SqliteStore {
                     o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error, a.delivery_id
                 ])?;
                 match &o.subscription_effect {
+                    SubscriptionEffect::Unchanged => {}
                     SubscriptionEffect::Healthy => {
                         c.prepare_cached(
                             "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1 AND failing_since_ms IS NOT NULL",

@@ -1,0 +1,261 @@
+//! The HTTP side of an attempt: pooled clients, the signed request, the capped response read.
+
+use crate::config::DeliveryConfig;
+use crate::engine::EngineError;
+use crate::ssrf::{Blocked, GuardedResolver, forbidden_reason};
+use bytes::Bytes;
+use rustls::pki_types::pem::PemObject;
+use smile_signature as sig;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one attempt saw.
+#[derive(Debug)]
+pub struct AttemptResult {
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptResult {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status, Some(s) if (200..300).contains(&s))
+    }
+}
+
+/// The secrets an attempt is signed with: the current one, and the previous during an overlap.
+pub struct Signing<'a> {
+    pub secret: &'a str,
+    pub previous: Option<&'a str>,
+}
+
+/// Sends attempts; one pooled client per guard setting.
+pub struct Sender {
+    /// For sandbox subscriptions: any address.
+    open: reqwest::Client,
+    /// For production subscriptions: the SSRF guard on every resolved address.
+    guarded: reqwest::Client,
+    allow: Arc<Vec<ipnet::IpNet>>,
+    max_response_read: usize,
+    response_snippet: usize,
+}
+
+fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "could not load a system CA certificate");
+    }
+    roots.add_parsable_certificates(native.certs);
+    for path in &config.egress.extra_ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            EngineError::Config(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
+        let mut added = 0;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert
+                .map_err(|e| EngineError::Config(format!("bad PEM in {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| EngineError::Config(format!("bad CA in {}: {e}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(EngineError::Config(format!(
+                "no certificate in {}",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EngineError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn client(
+    config: &DeliveryConfig,
+    guard: Option<GuardedResolver>,
+) -> Result<reqwest::Client, EngineError> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(config)?)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .pool_max_idle_per_host(config.max_in_flight_per_endpoint)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("Smile-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(ip) = config.egress.bind {
+        builder = builder.local_address(ip);
+    }
+    match &config.egress.proxy {
+        Some(proxy) => {
+            let proxy = reqwest::Proxy::all(proxy)
+                .map_err(|e| EngineError::Config(format!("bad proxy URL: {e}")))?;
+            builder = builder.proxy(proxy);
+        }
+        None => builder = builder.no_proxy(),
+    }
+    if let Some(resolver) = guard {
+        builder = builder.dns_resolver(Arc::new(resolver));
+    }
+    builder
+        .build()
+        .map_err(|e| EngineError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// The error and its causes, on one line: reqwest's own text is often just "error sending request".
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Sender {
+    pub fn new(config: &DeliveryConfig) -> Result<Self, EngineError> {
+        let allow = Arc::new(config.egress.ssrf_allow.clone());
+        Ok(Sender {
+            open: client(config, None)?,
+            guarded: client(
+                config,
+                Some(GuardedResolver {
+                    allow: allow.clone(),
+                }),
+            )?,
+            allow,
+            max_response_read: config.max_response_read,
+            response_snippet: config.response_snippet,
+        })
+    }
+
+    /// Sends `body` to `url`, signed for `event_id`. `guarded` applies the SSRF guard.
+    pub async fn send(
+        &self,
+        url: &str,
+        guarded: bool,
+        event_id: &str,
+        body: Bytes,
+        signing: Signing<'_>,
+    ) -> AttemptResult {
+        let started = Instant::now();
+        if guarded && let Some(error) = self.literal_blocked(url) {
+            return AttemptResult {
+                status: None,
+                latency: started.elapsed(),
+                response_body: None,
+                error: Some(error),
+                retry_after: None,
+            };
+        }
+        let timestamp = smile_core::timefmt::now_ms() / 1000;
+        let mut smile = sig::smile_sign(signing.secret.as_bytes(), &body);
+        let mut standard =
+            sig::standard_sign(signing.secret.as_bytes(), event_id, timestamp, &body);
+        if let Some(previous) = signing.previous {
+            smile.push(',');
+            smile.push_str(&sig::smile_sign(previous.as_bytes(), &body));
+            standard.push(' ');
+            standard.push_str(&sig::standard_sign(
+                previous.as_bytes(),
+                event_id,
+                timestamp,
+                &body,
+            ));
+        }
+        let client = if guarded { &self.guarded } else { &self.open };
+        let request = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(sig::SMILE_SIGNATURE_HEADER, smile)
+            .header(sig::WEBHOOK_ID_HEADER, event_id)
+            .header(sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string())
+            .header(sig::WEBHOOK_SIGNATURE_HEADER, standard)
+            .body(body);
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return AttemptResult {
+                    status: None,
+                    latency: started.elapsed(),
+                    response_body: None,
+                    error: Some(describe(&e)),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let (snippet, read_error) = self.read_capped(&mut response).await;
+        let error = read_error
+            .or_else(|| (!(200..300).contains(&status)).then(|| format!("HTTP {status}")));
+        AttemptResult {
+            status: Some(status),
+            latency: started.elapsed(),
+            response_body: snippet,
+            error,
+            retry_after,
+        }
+    }
+
+    /// Reads at most `max_response_read` bytes and keeps the first `response_snippet`.
+    async fn read_capped(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> (Option<String>, Option<String>) {
+        let mut kept = Vec::new();
+        let mut read = 0usize;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    read += chunk.len();
+                    let room = self.response_snippet.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    if read >= self.max_response_read {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return (
+                        snippet(&kept),
+                        Some(format!("reading the response: {}", describe(&e))),
+                    );
+                }
+            }
+        }
+        (snippet(&kept), None)
+    }
+
+    fn literal_blocked(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        let ip = match parsed.host()? {
+            url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+            url::Host::Domain(_) => return None,
+        };
+        forbidden_reason(ip, &self.allow)
+            .map(|reason| Blocked::new(&ip.to_string(), ip, reason).to_string())
+    }
+}
+
+fn snippet(bytes: &[u8]) -> Option<String> {
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+}
