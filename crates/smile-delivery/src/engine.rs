@@ -98,6 +98,13 @@ impl Engine {
         &self.inner.config.egress.public_ips
     }
 
+    /// Why a production delivery to `url` would be refused outright (an internal IP literal).
+    pub fn url_refusal(&self, url: &str, mode: Mode) -> Option<String> {
+        (mode == Mode::Production)
+            .then(|| self.inner.sender.literal_blocked(url))
+            .flatten()
+    }
+
     /// Checks `data` against the catalog, persists the event with one delivery per matching
     /// subscription, and returns once that is durable; delivery starts at once.
     pub async fn publish(

@@ -244,7 +244,7 @@ impl Sender {
         (snippet(&kept), None)
     }
 
-    fn literal_blocked(&self, url: &str) -> Option<String> {
+    pub fn literal_blocked(&self, url: &str) -> Option<String> {
         let parsed = url::Url::parse(url).ok()?;
         let ip = match parsed.host()? {
             url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),

@@ -1,1 +1,132 @@
+//! The Smile HTTP API and the process that serves it.
+//!
+//! - [`start`]: opens the store, starts the delivery engine, creates the sandbox tenant on
+//!   first start, and serves the API until [`Running::shutdown`].
+//! - `envelope`: the `{code, message, requestId, data}` body of every response.
+//! - `auth`: HTTP Basic `apikey:apisecret`, resolved to a tenant and mode or the operator.
+//! - `extract`: request parts that fail as Smile errors, never as plain-text rejections.
+//! - `routes`: the endpoints, one module per resource.
 
+mod auth;
+mod envelope;
+mod extract;
+mod routes;
+mod views;
+
+use smile_delivery::{DeliveryConfig, Engine};
+pub use smile_store::NewKey;
+use smile_store::Store;
+use smile_store::sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use envelope::Error;
+
+/// The tenant created on first start, whose sandbox keys are printed.
+pub const FIRST_TENANT: &str = "default";
+
+/// Everything `smile serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub delivery: DeliveryConfig,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl ServeOptions {
+    /// The defaults of `smile serve`, on `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            delivery: DeliveryConfig::default(),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    pub keys: Arc<auth::KeyCache>,
+}
+
+/// A serving server.
+pub struct Running {
+    /// The address it listens on (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    /// The sandbox keys created on first start, if this was the first start.
+    pub first_start_key: Option<NewKey>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests and waits for the ones in progress.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.served.await??;
+        Ok(())
+    }
+
+    /// Serves until the process is asked to stop.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.served.await??;
+        Ok(())
+    }
+}
+
+/// Opens the SQLite store under the data directory, creating both if needed.
+pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(data_dir)?;
+    Ok(Arc::new(SqliteStore::open(&data_dir.join("smile.db"))?))
+}
+
+/// Starts the store, the engine and the API.
+pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+    let store = open_store(&options.data_dir)?;
+    let first_start_key = if store.has_tenants().await? {
+        None
+    } else {
+        Some(
+            store
+                .create_tenant_key(FIRST_TENANT, smile_core::Mode::Sandbox)
+                .await?,
+        )
+    };
+    let engine = Engine::start(store.clone(), options.delivery.clone()).await?;
+    let state = AppState {
+        store: store.clone(),
+        engine: engine.clone(),
+        keys: Arc::default(),
+    };
+    let app = routes::router(state, options.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.await;
+        })
+        .await
+    });
+    Ok(Running {
+        addr,
+        store,
+        engine,
+        first_start_key,
+        shutdown,
+        served,
+    })
+}

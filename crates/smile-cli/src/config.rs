@@ -1,0 +1,208 @@
+//! `smile serve` settings: flags, else `SMILE_*` environment variables, else the TOML file
+//! named by `--config`, else the defaults.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+use smile_delivery::{DeliveryConfig, EgressConfig};
+use smile_server::ServeOptions;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every setting of `smile serve`; each is also a key of the TOML file (same name, `_` for `-`).
+#[derive(Args, Deserialize, Default, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings.
+    #[arg(long, env = "SMILE_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SMILE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the SQLite database [default: ./smile-data].
+    #[arg(long, env = "SMILE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Source IP of every outgoing delivery connection.
+    #[arg(long, env = "SMILE_EGRESS_BIND")]
+    egress_bind: Option<IpAddr>,
+    /// HTTP CONNECT proxy for every delivery, e.g. http://proxy:3128.
+    #[arg(long, env = "SMILE_EGRESS_PROXY")]
+    egress_proxy: Option<String>,
+    /// Public egress IP to publish at GET /v1/egressIps (repeat, or comma-separate).
+    #[arg(long = "egress-ip", env = "SMILE_EGRESS_IPS", value_delimiter = ',')]
+    egress_ips: Vec<String>,
+    /// PEM file of a CA to trust besides the system roots (repeatable).
+    #[arg(long, env = "SMILE_EXTRA_CA", value_delimiter = ',')]
+    extra_ca: Vec<PathBuf>,
+    /// Network production deliveries may reach despite the SSRF guard, e.g. 10.0.0.0/8 (repeatable).
+    #[arg(long, env = "SMILE_SSRF_ALLOW", value_delimiter = ',')]
+    ssrf_allow: Vec<String>,
+    /// Waits before each retry, e.g. "5s,5m,30m,2h,5h,10h,14h,20h,24h".
+    #[arg(long, env = "SMILE_RETRY_SCHEDULE")]
+    retry_schedule: Option<String>,
+    /// Random spread of each retry wait, 0 to 1 [default: 0.1].
+    #[arg(long, env = "SMILE_RETRY_JITTER")]
+    retry_jitter: Option<f64>,
+    /// Disable a subscription failing without a success this long [default: 5d].
+    #[arg(long, env = "SMILE_DISABLE_AFTER")]
+    disable_after: Option<String>,
+    /// Connect timeout of a delivery [default: 5s].
+    #[arg(long, env = "SMILE_CONNECT_TIMEOUT")]
+    connect_timeout: Option<String>,
+    /// Total timeout of one delivery attempt [default: 15s].
+    #[arg(long, env = "SMILE_REQUEST_TIMEOUT")]
+    request_timeout: Option<String>,
+    /// Concurrent attempts per subscription [default: 32].
+    #[arg(long, env = "SMILE_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Largest accepted request body in bytes [default: 262144].
+    #[arg(long, env = "SMILE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(text.trim())
+        .with_context(|| format!("{what}: `{text}` is not a duration like 30s or 5m"))
+}
+
+impl ServeArgs {
+    fn merge(self, file: ServeArgs) -> ServeArgs {
+        fn vec<T>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
+            if a.is_empty() { b } else { a }
+        }
+        ServeArgs {
+            config: None,
+            listen: self.listen.or(file.listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            egress_bind: self.egress_bind.or(file.egress_bind),
+            egress_proxy: self.egress_proxy.or(file.egress_proxy),
+            egress_ips: vec(self.egress_ips, file.egress_ips),
+            extra_ca: vec(self.extra_ca, file.extra_ca),
+            ssrf_allow: vec(self.ssrf_allow, file.ssrf_allow),
+            retry_schedule: self.retry_schedule.or(file.retry_schedule),
+            retry_jitter: self.retry_jitter.or(file.retry_jitter),
+            disable_after: self.disable_after.or(file.disable_after),
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            request_timeout: self.request_timeout.or(file.request_timeout),
+            max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+        }
+    }
+
+    /// The options to serve with, after reading the config file if one is named.
+    pub fn resolve(self) -> anyhow::Result<ServeOptions> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        let a = self.merge(file);
+        let mut options =
+            ServeOptions::new(a.data_dir.unwrap_or_else(|| PathBuf::from("./smile-data")));
+        let d = &mut options.delivery;
+        if let Some(listen) = a.listen {
+            options.listen = listen;
+        }
+        if let Some(schedule) = &a.retry_schedule {
+            d.retry_schedule = schedule
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| duration(s, "retry-schedule"))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(jitter) = a.retry_jitter {
+            if !(0.0..=1.0).contains(&jitter) {
+                bail!("retry-jitter must be from 0 to 1");
+            }
+            d.jitter = jitter;
+        }
+        if let Some(t) = &a.disable_after {
+            d.disable_after = duration(t, "disable-after")?;
+        }
+        if let Some(t) = &a.connect_timeout {
+            d.connect_timeout = duration(t, "connect-timeout")?;
+        }
+        if let Some(t) = &a.request_timeout {
+            d.request_timeout = duration(t, "request-timeout")?;
+        }
+        if let Some(n) = a.max_in_flight {
+            d.max_in_flight_per_endpoint = n.max(1);
+        }
+        if let Some(n) = a.max_body_bytes {
+            options.max_body_bytes = n;
+        }
+        let ssrf_allow = a
+            .ssrf_allow
+            .iter()
+            .map(|net| {
+                net.parse().with_context(|| {
+                    format!("ssrf-allow: `{net}` is not a network like 10.0.0.0/8")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut public_ips = a.egress_ips;
+        if public_ips.is_empty()
+            && let Some(ip) = a.egress_bind
+        {
+            public_ips.push(ip.to_string());
+        }
+        d.egress = EgressConfig {
+            bind: a.egress_bind,
+            proxy: a.egress_proxy,
+            public_ips,
+            extra_ca: a.extra_ca,
+            ssrf_allow,
+        };
+        let _: &DeliveryConfig = d;
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file: ServeArgs = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\negress_ips = [\"203.0.113.7\"]",
+        )
+        .expect("toml");
+        let cli = ServeArgs {
+            max_in_flight: Some(8),
+            ..Default::default()
+        };
+        let options = cli.merge(file).resolve().expect("resolve");
+        assert_eq!(options.listen.port(), 9000);
+        assert_eq!(
+            options.delivery.retry_schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(options.delivery.max_in_flight_per_endpoint, 8);
+        assert_eq!(
+            options.delivery.egress.public_ips,
+            vec!["203.0.113.7".to_owned()]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let bad = ServeArgs {
+            retry_schedule: Some("5 parsecs".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("retry-schedule")
+        );
+        let unknown: Result<ServeArgs, _> = toml::from_str("listn = \"x\"");
+        assert!(unknown.is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! `smile`: the Smile event notification server and its tools.
+
+mod config;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use smile_core::Mode;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "smile",
+    version,
+    about = "Self-hostable Smile event notification server: signed webhooks, sandbox platform, Wink Widget."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates the data directory and a sandbox tenant on first start).
+    Serve(config::ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Measure publish and delivery throughput against a raw HTTP baseline.
+    Bench(smile_bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key pair for a tenant and mode, or an operator key.
+    Create {
+        /// The tenant (created if new): lowercase letters, digits, '-' and '_'.
+        #[arg(long, required_unless_present = "operator")]
+        tenant: Option<String>,
+        /// sandbox or production.
+        #[arg(long, default_value = "sandbox")]
+        mode: Mode,
+        /// An operator key instead, for operator-only endpoints.
+        #[arg(long, conflicts_with = "tenant")]
+        operator: bool,
+        #[arg(long, env = "SMILE_DATA_DIR", default_value = "./smile-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn print_key(key: &smile_server::NewKey) {
+    println!("API key: {}", key.api_key);
+    println!("API secret: {}", key.api_secret);
+}
+
+async fn keys_create(
+    tenant: Option<String>,
+    mode: Mode,
+    operator: bool,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let store = smile_server::open_store(&data_dir)
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let key = if operator {
+        store.create_operator_key().await?
+    } else {
+        let tenant = tenant.unwrap_or_default();
+        if !smile_core::ids::is_valid_tenant_id(&tenant) {
+            bail!("tenant must be 1 to 40 of: lowercase letters, digits, '-', '_'");
+        }
+        store.create_tenant_key(&tenant, mode).await?
+    };
+    print_key(&key);
+    Ok(())
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    let options = args.resolve()?;
+    let running = smile_server::start(options).await?;
+    if let Some(key) = &running.first_start_key {
+        println!(
+            "Created tenant `{}` with sandbox keys (shown once; keep them):",
+            smile_server::FIRST_TENANT
+        );
+        print_key(key);
+    }
+    println!("Listening on http://{}", running.addr);
+    tracing::info!(addr = %running.addr, "serving");
+    running.wait().await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SMILE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    tenant,
+                    mode,
+                    operator,
+                    data_dir,
+                },
+        } => keys_create(tenant, mode, operator, data_dir).await,
+        Command::Bench(args) => smile_bench::run(args).await,
+    }
+}

@@ -1,0 +1,103 @@
+//! HTTP Basic authentication with `apikey:apisecret`, as Smile does.
+
+use crate::AppState;
+use crate::envelope::Error;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use smile_core::{ApiError, ErrorCode};
+use smile_store::{KeyRecord, Principal, Scope};
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// Keys already looked up; only keys that exist are kept, so misses cannot grow it.
+#[derive(Default)]
+pub struct KeyCache(RwLock<HashMap<String, KeyRecord>>);
+
+/// A request authenticated as a tenant in one mode; every query it makes is scoped to that.
+pub struct TenantKey(pub Scope);
+
+/// A request authenticated with an operator key.
+pub struct OperatorKey;
+
+fn bad_credentials() -> Error {
+    Error(ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "invalid API key or secret",
+    ))
+}
+
+fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (key, secret) = text.split_once(':')?;
+    Some((key.to_owned(), secret.to_owned()))
+}
+
+async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
+    let (key, secret) = basic_credentials(parts).ok_or_else(bad_credentials)?;
+    if key.len() > 128 || secret.len() > 256 {
+        return Err(bad_credentials());
+    }
+    let cached = state.keys.0.read().ok().and_then(|c| c.get(&key).cloned());
+    let record = match cached {
+        Some(record) => record,
+        None => {
+            let record = state
+                .store
+                .find_key(&key)
+                .await?
+                .ok_or_else(bad_credentials)?;
+            if let Ok(mut cache) = state.keys.0.write() {
+                cache.insert(key, record.clone());
+            }
+            record
+        }
+    };
+    // Comparing digests: how long it takes says nothing about the secret.
+    let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+    if digest != record.secret_sha256 {
+        return Err(bad_credentials());
+    }
+    Ok(record.principal)
+}
+
+impl FromRequestParts<AppState> for TenantKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        match principal(parts, state).await? {
+            Principal::Tenant(scope) => Ok(TenantKey(scope)),
+            Principal::Operator => Err(Error(ApiError::new(
+                ErrorCode::UnauthorizedAccess,
+                "an operator key cannot act as a tenant; use a tenant key",
+            ))),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for OperatorKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        match principal(parts, state).await? {
+            Principal::Operator => Ok(OperatorKey),
+            Principal::Tenant(_) => Err(Error(ApiError::new(
+                ErrorCode::UnauthorizedAccess,
+                "this endpoint needs an operator key",
+            ))),
+        }
+    }
+}

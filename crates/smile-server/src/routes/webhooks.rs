@@ -1,0 +1,325 @@
+//! `/v1/webhooks`: subscriptions, as the contract defines them, plus update, test send,
+//! secret rotation and recovery.
+
+use crate::AppState;
+use crate::auth::TenantKey;
+use crate::envelope::{Data, Done, Error, Result};
+use crate::extract::{Id, JsonBody, QueryParams};
+use crate::views::{ListView, SubscriptionView};
+use axum::extract::State;
+use serde::Deserialize;
+use smile_core::catalog::ALL_EVENTS;
+use smile_core::{ApiError, Event, EventType, Mode, ids, timefmt};
+use smile_store::{Scope, Subscription};
+
+const MAX_NAME: usize = 200;
+const MAX_URL: usize = 500;
+const MAX_SECRET: usize = 64;
+const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
+const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    active: bool,
+    secret: String,
+    #[serde(default)]
+    include_payload: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateRequest {
+    name: Option<String>,
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    active: Option<bool>,
+    secret: Option<String>,
+    include_payload: Option<bool>,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error(ApiError::invalid(message))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_NAME {
+        return Err(invalid(format!("name must be 1 to {MAX_NAME} characters")));
+    }
+    Ok(())
+}
+
+fn check_secret(secret: &str) -> Result<()> {
+    let n = secret.chars().count();
+    if n == 0 || n > MAX_SECRET {
+        return Err(invalid(format!(
+            "secret must be 1 to {MAX_SECRET} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<()> {
+    if url.is_empty() || url.chars().count() > MAX_URL {
+        return Err(invalid(format!("url must be 1 to {MAX_URL} characters")));
+    }
+    let parsed =
+        url::Url::parse(url).map_err(|e| invalid(format!("url is not a valid URL: {e}")))?;
+    match (parsed.scheme(), mode) {
+        ("https", _) | ("http", Mode::Sandbox) => {}
+        ("http", Mode::Production) => {
+            return Err(invalid("url must begin with https:// in production mode"));
+        }
+        _ => {
+            return Err(invalid(
+                "url must begin with https:// (or http:// in sandbox mode)",
+            ));
+        }
+    }
+    if parsed.host().is_none() {
+        return Err(invalid("url must name a host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "url must not carry credentials; sign with the secret instead",
+        ));
+    }
+    if let Some(reason) = state.engine.url_refusal(url, mode) {
+        return Err(invalid(format!(
+            "url is not reachable from production: {reason}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks and normalises event type names: each known or `ALL_EVENTS`, no repeats.
+fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
+    if types.is_empty() {
+        return Err(invalid(
+            "eventTypes must name at least one event type (or ALL_EVENTS)",
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(types.len());
+    for t in types {
+        if t != ALL_EVENTS && EventType::from_name(&t).is_none() {
+            return Err(invalid(format!(
+                "unknown event type `{t}`; see GET /v1/eventTypes"
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /v1/webhooks`
+pub async fn list(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> Result<Data<ListView<SubscriptionView>>> {
+    let page = state.store.list_subscriptions(&scope, &q.page()?).await?;
+    Ok(Data(ListView::of(page, |s| SubscriptionView::from(&s))))
+}
+
+/// `POST /v1/webhooks`
+pub async fn create(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<SubscriptionView>> {
+    let r: CreateRequest = body.parse()?;
+    check_name(&r.name)?;
+    check_url(&state, &r.url, scope.mode)?;
+    check_secret(&r.secret)?;
+    let event_types = check_event_types(r.event_types)?;
+    let now = timefmt::now_ms();
+    let sub = Subscription {
+        id: ids::new_subscription_id(),
+        scope,
+        name: r.name,
+        url: r.url,
+        event_types,
+        active: r.active,
+        secret: r.secret,
+        previous_secret: None,
+        previous_secret_until_ms: None,
+        include_payload: r.include_payload,
+        disabled_reason: None,
+        failing_since_ms: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    state.store.insert_subscription(sub.clone()).await?;
+    state.engine.subscription_changed(&sub);
+    Ok(Data(SubscriptionView::from(&sub)))
+}
+
+async fn find(state: &AppState, scope: &Scope, id: &str) -> Result<Subscription> {
+    state
+        .store
+        .get_subscription(scope, id)
+        .await?
+        .ok_or_else(|| Error(ApiError::missing("webhook")))
+}
+
+async fn save(state: &AppState, sub: Subscription) -> Result<Data<SubscriptionView>> {
+    if !state.store.update_subscription(sub.clone()).await? {
+        return Err(Error(ApiError::missing("webhook")));
+    }
+    state.engine.subscription_changed(&sub);
+    Ok(Data(SubscriptionView::from(&sub)))
+}
+
+/// `GET /v1/webhooks/{id}`
+pub async fn get(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Data<SubscriptionView>> {
+    Ok(Data(SubscriptionView::from(
+        &find(&state, &scope, &id).await?,
+    )))
+}
+
+/// `PATCH /v1/webhooks/{id}`: changes the fields given. Activating clears a disable.
+pub async fn update(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+    body: JsonBody,
+) -> Result<Data<SubscriptionView>> {
+    let r: UpdateRequest = body.parse()?;
+    let mut sub = find(&state, &scope, &id).await?;
+    if let Some(name) = r.name {
+        check_name(&name)?;
+        sub.name = name;
+    }
+    if let Some(url) = r.url {
+        check_url(&state, &url, scope.mode)?;
+        sub.url = url;
+    }
+    if let Some(types) = r.event_types {
+        sub.event_types = check_event_types(types)?;
+    }
+    if let Some(secret) = r.secret {
+        check_secret(&secret)?;
+        sub.secret = secret;
+    }
+    if let Some(include) = r.include_payload {
+        sub.include_payload = include;
+    }
+    if let Some(active) = r.active {
+        if active && !sub.active {
+            sub.disabled_reason = None;
+            sub.failing_since_ms = None;
+        }
+        sub.active = active;
+    }
+    sub.updated_ms = timefmt::now_ms();
+    save(&state, sub).await
+}
+
+/// `DELETE /v1/webhooks/{id}`: its pending deliveries are cancelled.
+pub async fn delete(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Done> {
+    if !state.store.delete_subscription(&scope, &id).await? {
+        return Err(Error(ApiError::missing("webhook")));
+    }
+    state.engine.subscription_deleted(&id);
+    Ok(Done)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TestRequest {
+    event_type: Option<EventType>,
+}
+
+/// `POST /v1/webhooks/{id}/test`: a sample event to this subscription only.
+pub async fn test(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+    body: JsonBody,
+) -> Result<Data<Event>> {
+    let r: TestRequest = body.parse_or_default()?;
+    Ok(Data(
+        state.engine.send_test(&scope, &id, r.event_type).await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateRequest {
+    secret: Option<String>,
+    overlap_seconds: Option<u64>,
+}
+
+/// `POST /v1/webhooks/{id}/rotateSecret`: a new secret; the old one keeps signing too
+/// (a second signature in each header) for the overlap window.
+pub async fn rotate_secret(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+    body: JsonBody,
+) -> Result<Data<SubscriptionView>> {
+    let r: RotateRequest = body.parse_or_default()?;
+    let overlap = r.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECS);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(invalid(format!(
+            "overlapSeconds must be at most {MAX_OVERLAP_SECS}"
+        )));
+    }
+    let secret = match r.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => ids::new_subscription_id() + &ids::new_subscription_id()[..16],
+    };
+    let mut sub = find(&state, &scope, &id).await?;
+    let now = timefmt::now_ms();
+    sub.previous_secret = Some(std::mem::replace(&mut sub.secret, secret));
+    sub.previous_secret_until_ms = Some(now + overlap as i64 * 1000);
+    sub.updated_ms = now;
+    save(&state, sub).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecoverRequest {
+    since: String,
+}
+
+/// `POST /v1/webhooks/{id}/recover`: sends again every failed delivery created since `since`.
+pub async fn recover(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+    body: JsonBody,
+) -> Result<Data<serde_json::Value>> {
+    let r: RecoverRequest = body.parse()?;
+    let since = timefmt::parse_time(&r.since).ok_or_else(|| {
+        invalid("since must be a date (yyyy-MM-dd) or a date-time (yyyy-MM-ddTHH:mm:ssZ)")
+    })?;
+    let sub = find(&state, &scope, &id).await?;
+    if !sub.active {
+        return Err(invalid("the webhook is inactive; activate it first"));
+    }
+    let recovered = state
+        .store
+        .recover_deliveries(&scope, &id, since, timefmt::now_ms())
+        .await?;
+    let count = recovered.len();
+    state.engine.schedule_now(recovered).await?;
+    Ok(Data(serde_json::json!({ "recovered": count })))
+}
