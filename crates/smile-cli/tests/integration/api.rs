@@ -1,0 +1,389 @@
+//! The subscription, event and catalog endpoints, and what they do with bad input.
+
+use crate::support::*;
+use serde_json::{Value, json};
+
+fn assert_envelope_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["requestId"].as_str().is_some_and(|r| r.len() == 36),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_follow_the_contract() {
+    let server = TestServer::start().await;
+    let api = &server.sandbox;
+    let request = json!({"name": "Event Notification Postback", "url": "https://webhook.example.com/smile",
+        "eventTypes": ["ACCOUNT_CONNECTED", "IDENTITY_ADDED"], "active": true, "secret": "a little secret"});
+    let (status, created) = api.post("/v1/webhooks", request).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["code"], "OK");
+    assert_eq!(created["message"], "Success");
+    let sub = &created["data"];
+    let id = sub["id"].as_str().expect("id");
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    for field in ["createdAt", "updatedAt"] {
+        assert!(
+            sub[field].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{field}"
+        );
+    }
+    assert_eq!(
+        sub["eventTypes"],
+        json!(["ACCOUNT_CONNECTED", "IDENTITY_ADDED"])
+    );
+    assert_eq!(sub["active"], true);
+    assert_eq!(sub["secret"], "a little secret");
+    assert_eq!(sub["includePayload"], false);
+
+    let (status, got) = api.get(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["data"], created["data"]);
+
+    let (status, patched) = api
+        .patch(
+            &format!("/v1/webhooks/{id}"),
+            json!({"name": "renamed", "eventTypes": ["ALL_EVENTS"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["data"]["name"], "renamed");
+    assert_eq!(patched["data"]["eventTypes"], json!(["ALL_EVENTS"]));
+    assert_eq!(patched["data"]["url"], "https://webhook.example.com/smile");
+
+    let (status, deleted) = api.delete(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted["code"], "OK");
+    let (status, body) = api.get(&format!("/v1/webhooks/{id}")).await;
+    assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
+    let (status, body) = api.delete(&format!("/v1/webhooks/{id}")).await;
+    assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
+}
+
+#[tokio::test]
+async fn lists_page_with_size_and_cursor() {
+    let server = TestServer::start().await;
+    let api = &server.sandbox;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            api.subscribe(&format!("https://example.com/{i}"), &["USER_CREATED"], "s")
+                .await,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/webhooks?size=2&cursor={c}"),
+            None => "/v1/webhooks?size=2".to_owned(),
+        };
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["data"]["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|s| s["id"].as_str().expect("id").to_owned()),
+        );
+        match body["data"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+    for bad in ["size=0", "size=151", "size=ten", "cursor=abc"] {
+        let (status, body) = api.get(&format!("/v1/webhooks?{bad}")).await;
+        assert_envelope_error(status, &body, 400, "INVALID_PARAMETERS");
+    }
+}
+
+#[tokio::test]
+async fn delete_cancels_pending_deliveries() {
+    let server = TestServer::with(|o| {
+        o.delivery.retry_schedule = vec![std::time::Duration::from_secs(3600)]
+    })
+    .await;
+    let receiver = Receiver::scripted(vec![Reply::Status(500)]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    let event = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    receiver.wait_hits(1).await;
+    eventually(
+        std::time::Duration::from_secs(10),
+        "a pending retry",
+        || async {
+            let (_, body) = server
+                .sandbox
+                .get(&format!("/v1/events/{event}/deliveries"))
+                .await;
+            (body["data"]["items"][0]["status"] == "PENDING"
+                && body["data"]["items"][0]["attemptCount"] == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    server.sandbox.delete(&format!("/v1/webhooks/{sub}")).await;
+    let (_, body) = server
+        .sandbox
+        .get(&format!("/v1/events/{event}/deliveries"))
+        .await;
+    assert_eq!(body["data"]["items"][0]["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn events_are_listed_filtered_and_read_back() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let created = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u1"}),
+    )
+    .await;
+    let connected = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "ACCOUNT_CONNECTED",
+        account_connected("u1"),
+    )
+    .await;
+
+    let (status, body) = server.sandbox.get("/v1/events").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![connected.as_str(), created.as_str()]);
+
+    let (_, body) = server.sandbox.get("/v1/events?type=USER_CREATED").await;
+    assert_eq!(body["data"]["items"].as_array().expect("items").len(), 1);
+    assert_eq!(body["data"]["items"][0]["id"], created.as_str());
+
+    let today = &smile_core::timefmt::format_ms(smile_core::timefmt::now_ms())[..10];
+    let (_, body) = server
+        .sandbox
+        .get(&format!("/v1/events?startDate={today}&endDate={today}"))
+        .await;
+    assert_eq!(body["data"]["items"].as_array().expect("items").len(), 2);
+    let (_, body) = server.sandbox.get("/v1/events?endDate=2020-01-01").await;
+    assert_eq!(body["data"]["items"].as_array().expect("items").len(), 0);
+
+    let (status, body) = server.sandbox.get(&format!("/v1/events/{connected}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["type"], "ACCOUNT_CONNECTED");
+    assert_eq!(body["data"]["version"], 1);
+    assert_eq!(body["data"]["data"], account_connected("u1"));
+
+    for bad in ["type=NOPE", "startDate=yesterday"] {
+        let (status, body) = server.sandbox.get(&format!("/v1/events?{bad}")).await;
+        assert_envelope_error(status, &body, 400, "INVALID_PARAMETERS");
+    }
+    let (status, body) = server.sandbox.get("/v1/events/et-doesnotexist").await;
+    assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
+}
+
+#[tokio::test]
+async fn the_catalog_serves_every_type_with_a_schema() {
+    let server = TestServer::start().await;
+    let (status, body) = server.sandbox.get("/v1/eventTypes").await;
+    assert_eq!(status, 200);
+    let items = body["data"]["items"].as_array().expect("items");
+    assert_eq!(items.len(), smile_core::EventType::ALL.len());
+    let connected = items
+        .iter()
+        .find(|t| t["type"] == "ACCOUNT_CONNECTED")
+        .expect("ACCOUNT_CONNECTED");
+    assert!(
+        connected["schema"]["required"]
+            .as_array()
+            .expect("required")
+            .contains(&json!("loginName"))
+    );
+    assert_eq!(connected["deprecated"], false);
+    let updated = items
+        .iter()
+        .find(|t| t["type"] == "INCOMES_UPDATED")
+        .expect("INCOMES_UPDATED");
+    assert_eq!(updated["deprecated"], true);
+    assert!(
+        items
+            .iter()
+            .any(|t| t["type"] == "TASK_FINISHED" && t["carriesPayload"] == true)
+    );
+}
+
+#[tokio::test]
+async fn operator_publish_checks_its_input() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let cases = [
+        (
+            json!({"tenantId": "default", "mode": "SANDBOX", "type": "NOT_A_TYPE", "data": {}}),
+            400,
+            "INVALID_PARAMETERS",
+        ),
+        (
+            json!({"tenantId": "default", "mode": "SANDBOX", "type": "ACCOUNT_CONNECTED", "data": {"userId": "u"}}),
+            400,
+            "INVALID_PARAMETERS",
+        ),
+        (
+            json!({"tenantId": "default", "mode": "SANDBOX", "type": "INCOMES_ADDED", "data": {"userId": "u", "accountId": "a", "count": "3", "providers": []}}),
+            400,
+            "INVALID_PARAMETERS",
+        ),
+        (
+            json!({"tenantId": "default", "mode": "STAGING", "type": "USER_CREATED", "data": {"userId": "u"}}),
+            400,
+            "INVALID_PARAMETERS",
+        ),
+        (
+            json!({"tenantId": "nobody", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": "u"}}),
+            404,
+            "MISSING_RESOURCE",
+        ),
+    ];
+    for (request, status_want, code) in cases {
+        let (status, body) = operator.post("/v1/operator/events", request.clone()).await;
+        assert_envelope_error(status, &body, status_want, code);
+    }
+    let (_, body) = server.sandbox.get("/v1/events").await;
+    assert_eq!(body["data"]["items"], json!([]), "nothing was written");
+    let (status, body) = server
+        .sandbox
+        .post("/v1/operator/events", json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": "u"}}))
+        .await;
+    assert_envelope_error(status, &body, 403, "UNAUTHORIZED_ACCESS");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_envelope_and_writes_nothing() {
+    let server = TestServer::with(|o| o.max_body_bytes = 16 * 1024).await;
+    let api = &server.sandbox;
+    let valid = json!({"name": "n", "url": "https://example.com/hook", "eventTypes": ["USER_CREATED"], "active": true, "secret": "s"});
+    let with = |field: &str, value: Value| {
+        let mut v = valid.clone();
+        v[field] = value;
+        v
+    };
+    let without = |field: &str| {
+        let mut v = valid.clone();
+        v.as_object_mut().expect("object").remove(field);
+        v
+    };
+    let cases = vec![
+        ("missing secret", without("secret")),
+        ("missing active", without("active")),
+        ("name too long", with("name", json!("n".repeat(201)))),
+        ("empty name", with("name", json!(""))),
+        (
+            "url too long",
+            with(
+                "url",
+                json!(format!("https://example.com/{}", "a".repeat(500))),
+            ),
+        ),
+        ("not a url", with("url", json!("example.com/hook"))),
+        ("ftp url", with("url", json!("ftp://example.com/hook"))),
+        ("secret too long", with("secret", json!("s".repeat(65)))),
+        (
+            "unknown event type",
+            with("eventTypes", json!(["USER_CREATED", "SOMETHING_ELSE"])),
+        ),
+        ("no event types", with("eventTypes", json!([]))),
+        ("active as string", with("active", json!("yes"))),
+        (
+            "eventTypes as string",
+            with("eventTypes", json!("USER_CREATED")),
+        ),
+        ("body is an array", json!([1, 2])),
+    ];
+    for (what, body) in cases {
+        let (status, response) = api.post("/v1/webhooks", body).await;
+        assert_eq!(status, 400, "{what}: {response}");
+        assert_eq!(response["code"], "INVALID_PARAMETERS", "{what}");
+    }
+    let (status, body) = api
+        .raw(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            "application/json",
+            b"{\"name\": ".to_vec(),
+        )
+        .await;
+    assert_envelope_error(status, &body, 400, "INVALID_PARAMETERS");
+    let (status, body) = api
+        .raw(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            "text/plain",
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_envelope_error(status, &body, 415, "UNSUPPORTED_TYPE");
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(32 * 1024));
+    let (status, body) = api
+        .raw(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            "application/json",
+            huge.into_bytes(),
+        )
+        .await;
+    assert_envelope_error(status, &body, 413, "INVALID_PARAMETERS");
+    let (status, body) = api.get("/v1/nothing-here").await;
+    assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
+    let (status, body) = api.call(reqwest::Method::PUT, "/v1/webhooks", None).await;
+    assert_envelope_error(status, &body, 405, "UNSUPPORTED_METHOD");
+    let (status, body) = api.get(&format!("/v1/webhooks/{}", "x".repeat(201))).await;
+    assert_envelope_error(status, &body, 400, "INVALID_PARAMETERS");
+    let (status, body) = api.patch("/v1/webhooks/abc", json!({"bogus": 1})).await;
+    assert_envelope_error(status, &body, 400, "INVALID_PARAMETERS");
+
+    let (_, list) = api.get("/v1/webhooks").await;
+    assert_eq!(
+        list["data"]["items"],
+        json!([]),
+        "no half-made subscription"
+    );
+
+    // A bad PATCH changes nothing either.
+    let id = api
+        .subscribe("https://example.com/ok", &["USER_CREATED"], "s")
+        .await;
+    let (status, _) = api
+        .patch(
+            &format!("/v1/webhooks/{id}"),
+            json!({"name": "changed", "url": "nope"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (_, got) = api.get(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(got["data"]["name"], "test");
+}

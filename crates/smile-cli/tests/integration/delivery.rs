@@ -1,0 +1,712 @@
+//! Deliveries: signatures, retries, redirects, test sends, rotation, replay, egress, TLS.
+
+use crate::support::*;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Sha256, Sha512};
+use std::time::Duration;
+
+/// Signatures computed here from the primitives, not with the project's signature crate.
+fn expected_smile(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn expected_standard(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[tokio::test]
+async fn delivery_carries_both_signatures_and_the_envelope() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let operator = server.operator().await;
+    server
+        .sandbox
+        .subscribe(&receiver.url(), &["ACCOUNT_CONNECTED"], "a little secret")
+        .await;
+    let event_id = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "ACCOUNT_CONNECTED",
+        account_connected("default-u1"),
+    )
+    .await;
+
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(hit.header("content-type"), "application/json");
+    assert_eq!(
+        hit.header("smile-signature"),
+        expected_smile("a little secret", &hit.body)
+    );
+    assert_eq!(hit.header("webhook-id"), event_id);
+    let timestamp = hit.header("webhook-timestamp");
+    let now = smile_core::timefmt::now_ms() / 1000;
+    assert!((now - timestamp.parse::<i64>().expect("seconds")).abs() < 60);
+    assert_eq!(
+        hit.header("webhook-signature"),
+        expected_standard("a little secret", &event_id, timestamp, &hit.body)
+    );
+
+    let body = hit.json();
+    assert_eq!(body["id"], event_id.as_str());
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["type"], "ACCOUNT_CONNECTED");
+    assert_eq!(body["data"], account_connected("default-u1"));
+    let created = body["createdAt"].as_str().expect("createdAt");
+    assert!(created.len() == 20 && created.ends_with('Z'), "{created}");
+    // The envelope's keys come in the documented order.
+    let text = std::str::from_utf8(&hit.body).expect("utf8");
+    assert!(text.starts_with(r#"{"id":""#) && text.find("\"version\"") < text.find("\"type\""));
+}
+
+#[tokio::test]
+async fn only_matching_active_subscriptions_receive() {
+    let server = TestServer::start().await;
+    let (wanted, all, other, inactive) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let operator = server.operator().await;
+    server
+        .sandbox
+        .subscribe(&wanted.url(), &["ACCOUNT_CONNECTED"], "s1")
+        .await;
+    server
+        .sandbox
+        .subscribe(&all.url(), &["ALL_EVENTS"], "s2")
+        .await;
+    server
+        .sandbox
+        .subscribe(&other.url(), &["USER_CREATED"], "s3")
+        .await;
+    let (status, _) = server
+        .sandbox
+        .post("/v1/webhooks", json!({"name": "off", "url": inactive.url(), "eventTypes": ["ALL_EVENTS"], "active": false, "secret": "s4"}))
+        .await;
+    assert_eq!(status, 200);
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "ACCOUNT_CONNECTED",
+        account_connected("u"),
+    )
+    .await;
+    let marker = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+
+    assert_eq!(
+        wanted.wait_hits(1).await[0].json()["type"],
+        "ACCOUNT_CONNECTED"
+    );
+    all.wait_hits(2).await;
+    other.wait_hits(1).await;
+    // Everything published before the marker has been handed out: nothing more may come.
+    assert_eq!(other.hits()[0].header("webhook-id"), marker);
+    assert_eq!(wanted.hits().len(), 1);
+    assert!(inactive.hits().is_empty());
+}
+
+async fn wait_delivery_status(api: &Api, subscription: &str, status: &str) -> Value {
+    eventually(
+        Duration::from_secs(15),
+        &format!("a {status} delivery"),
+        || async {
+            api.deliveries(subscription)
+                .await
+                .into_iter()
+                .find(|d| d["status"] == status)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_500_is_retried_until_success_and_every_attempt_is_logged() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::scripted(vec![Reply::Status(500), Reply::Status(503)]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    let event_id = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+
+    let hits = receiver.wait_hits(3).await;
+    assert!(
+        hits.iter().all(|h| h.header("webhook-id") == event_id),
+        "the same event each time"
+    );
+    let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
+    assert_eq!(delivery["attemptCount"], 3);
+    let attempts = delivery["attempts"].as_array().expect("attempts");
+    let codes: Vec<_> = attempts.iter().map(|a| a["statusCode"].clone()).collect();
+    assert_eq!(codes, vec![json!(500), json!(503), json!(200)]);
+    assert_eq!(attempts[0]["responseBody"], "answered 500");
+    assert_eq!(attempts[0]["error"], "HTTP 500");
+    assert_eq!(attempts[2]["responseBody"], "thanks");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["latencyMs"].is_u64() && a["attemptedAt"].is_string())
+    );
+
+    // The same log is reachable from the event.
+    let (status, body) = server
+        .sandbox
+        .get(&format!("/v1/events/{event_id}/deliveries"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["items"][0]["id"], delivery["id"]);
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    let server =
+        TestServer::with(|o| o.delivery.request_timeout = Duration::from_millis(300)).await;
+    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_secs(3))]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
+    let attempts = delivery["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["statusCode"], Value::Null);
+    assert_eq!(attempts[0]["error"], "timed out");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_given_up() {
+    let server = TestServer::start().await;
+    // Bind and drop: nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(
+            &format!("http://127.0.0.1:{port}/hook"),
+            &["ALL_EVENTS"],
+            "s",
+        )
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    // 1 attempt + 3 retries (the test schedule), then FAILED.
+    let delivery = wait_delivery_status(&server.sandbox, &sub, "FAILED").await;
+    assert_eq!(delivery["attemptCount"], 4);
+    let error = delivery["attempts"][0]["error"].as_str().expect("error");
+    assert!(error.contains("Connection refused"), "{error}");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let server = TestServer::start().await;
+    let target = Receiver::start().await;
+    let receiver = Receiver::scripted(vec![Reply::Redirect(target.url())]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
+    assert_eq!(delivery["attempts"][0]["statusCode"], 307);
+    assert!(
+        target.hits().is_empty(),
+        "the redirect target was never called"
+    );
+    assert_eq!(receiver.hits().len(), 2);
+}
+
+#[tokio::test]
+async fn test_send_reaches_only_that_subscription() {
+    let server = TestServer::start().await;
+    let (one, two) = (Receiver::start().await, Receiver::start().await);
+    let sub = server
+        .sandbox
+        .subscribe(&one.url(), &["ACCOUNT_FAILED"], "s")
+        .await;
+    server
+        .sandbox
+        .subscribe(&two.url(), &["ALL_EVENTS"], "s")
+        .await;
+    let (status, body) = server
+        .sandbox
+        .post_empty(&format!("/v1/webhooks/{sub}/test"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["type"], "ACCOUNT_FAILED");
+    let hit = one.wait_hits(1).await.remove(0);
+    assert_eq!(hit.json()["id"], body["data"]["id"]);
+    smile_core::EventType::AccountFailed
+        .validate_data(&hit.json()["data"])
+        .expect("sample matches the schema");
+
+    let (status, body) = server
+        .sandbox
+        .post(
+            &format!("/v1/webhooks/{sub}/test"),
+            json!({"eventType": "TASK_STARTED"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["type"], "TASK_STARTED");
+    one.wait_hits(2).await;
+    assert!(two.hits().is_empty());
+}
+
+#[tokio::test]
+async fn rotation_signs_with_both_secrets_during_the_overlap() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "old-secret")
+        .await;
+    let (status, body) = server
+        .sandbox
+        .post(
+            &format!("/v1/webhooks/{sub}/rotateSecret"),
+            json!({"secret": "new-secret", "overlapSeconds": 3600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["secret"], "new-secret");
+    assert!(body["data"]["previousSecretExpiresAt"].is_string());
+
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    let smile: Vec<&str> = hit.header("smile-signature").split(',').collect();
+    assert_eq!(
+        smile,
+        vec![
+            expected_smile("new-secret", &hit.body),
+            expected_smile("old-secret", &hit.body)
+        ]
+    );
+    let (id, ts) = (hit.header("webhook-id"), hit.header("webhook-timestamp"));
+    let standard: Vec<&str> = hit.header("webhook-signature").split(' ').collect();
+    assert_eq!(
+        standard,
+        vec![
+            expected_standard("new-secret", id, ts, &hit.body),
+            expected_standard("old-secret", id, ts, &hit.body)
+        ]
+    );
+
+    // With no overlap, only the new secret signs.
+    let (status, body) = server
+        .sandbox
+        .post(
+            &format!("/v1/webhooks/{sub}/rotateSecret"),
+            json!({"overlapSeconds": 0}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let generated = body["data"]["secret"]
+        .as_str()
+        .expect("generated secret")
+        .to_owned();
+    assert!(generated.len() >= 32 && generated.len() <= 64);
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hit = receiver.wait_hits(2).await.remove(1);
+    assert_eq!(
+        hit.header("smile-signature"),
+        expected_smile(&generated, &hit.body)
+    );
+}
+
+#[tokio::test]
+async fn replay_and_recover_send_failed_deliveries_again() {
+    let server = TestServer::with(|o| o.delivery.retry_schedule = vec![]).await;
+    // Fails everything at first: three events, three failures (no retries configured).
+    let receiver = Receiver::scripted(vec![Reply::Status(500); 3]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    let since = smile_core::timefmt::format_ms(smile_core::timefmt::now_ms() - 1000);
+    for _ in 0..3 {
+        publish(
+            &operator,
+            "default",
+            "SANDBOX",
+            "USER_CREATED",
+            json!({"userId": "u"}),
+        )
+        .await;
+    }
+    let failed = eventually(
+        Duration::from_secs(10),
+        "three failed deliveries",
+        || async {
+            let d = server.sandbox.deliveries(&sub).await;
+            (d.iter().filter(|d| d["status"] == "FAILED").count() == 3).then_some(d)
+        },
+    )
+    .await;
+
+    // Replay one.
+    let one = failed[0]["id"].as_str().expect("id");
+    let (status, body) = server
+        .sandbox
+        .post_empty(&format!("/v1/deliveries/{one}/retry"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    receiver.wait_hits(4).await;
+    eventually(
+        Duration::from_secs(10),
+        "the replayed delivery succeeds",
+        || async {
+            let (_, d) = server.sandbox.get(&format!("/v1/deliveries/{one}")).await;
+            (d["data"]["status"] == "SUCCEEDED").then_some(())
+        },
+    )
+    .await;
+
+    // Recover the other two.
+    let (status, body) = server
+        .sandbox
+        .post(
+            &format!("/v1/webhooks/{sub}/recover"),
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["recovered"], 2);
+    receiver.wait_hits(6).await;
+    eventually(
+        Duration::from_secs(10),
+        "all deliveries succeed",
+        || async {
+            let d = server.sandbox.deliveries(&sub).await;
+            d.iter().all(|d| d["status"] == "SUCCEEDED").then_some(())
+        },
+    )
+    .await;
+    let delivered: std::collections::HashSet<String> = receiver.hits()[3..]
+        .iter()
+        .map(|h| h.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        3,
+        "each event delivered again exactly once"
+    );
+}
+
+#[tokio::test]
+async fn egress_bind_sets_the_source_address() {
+    let server = TestServer::with(|o| {
+        o.delivery.egress.bind = Some("127.0.0.2".parse().expect("ip"));
+        o.delivery.egress.public_ips = vec!["203.0.113.9".into()];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let operator = server.operator().await;
+    server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(hit.peer.ip().to_string(), "127.0.0.2");
+    let (status, body) = server.sandbox.get("/v1/egressIps").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["ips"], json!(["203.0.113.9"]));
+}
+
+#[tokio::test]
+async fn https_receivers_are_trusted_through_an_extra_ca() {
+    let ca = TestCa::new();
+    let ca_file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let path = ca_file.path().to_owned();
+    let server = TestServer::with(move |o| o.delivery.egress.extra_ca = vec![path]).await;
+    let receiver = Receiver::tls(&ca).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "tls-secret")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(
+        hit.header("smile-signature"),
+        expected_smile("tls-secret", &hit.body)
+    );
+    wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
+
+    // Without the CA the same receiver is not trusted.
+    let untrusting = TestServer::start().await;
+    let operator = untrusting.operator().await;
+    let sub = untrusting
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let delivery = wait_delivery_status(&untrusting.sandbox, &sub, "FAILED").await;
+    let error = delivery["attempts"][0]["error"]
+        .as_str()
+        .expect("error")
+        .to_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(receiver.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn include_payload_decides_who_gets_the_task_payload() {
+    let server = TestServer::start().await;
+    let (with, without) = (Receiver::start().await, Receiver::start().await);
+    let operator = server.operator().await;
+    let (status, _) = server
+        .sandbox
+        .post(
+            "/v1/webhooks",
+            json!({"name": "p", "url": with.url(), "eventTypes": ["TASK_FINISHED"], "active": true, "secret": "s", "includePayload": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server
+        .sandbox
+        .subscribe(&without.url(), &["TASK_FINISHED"], "s")
+        .await;
+    let data = json!({"userId": "u", "sourceId": "a-1", "sourceType": "ACCOUNT", "taskType": "LINK_ACCOUNT",
+        "status": "SUCCEEDED", "errorCode": null, "providers": ["sss"], "datapoints": ["IDENTITIES"],
+        "payload": {"identity": {"id": "i-1", "firstName": "George"}}});
+    publish(&operator, "default", "SANDBOX", "TASK_FINISHED", data).await;
+    let full = with.wait_hits(1).await.remove(0).json();
+    assert_eq!(full["data"]["payload"]["identity"]["firstName"], "George");
+    let hit = without.wait_hits(1).await.remove(0);
+    let lean = hit.json();
+    assert!(lean["data"].get("payload").is_none(), "{lean}");
+    assert_eq!(lean["data"]["datapoints"], json!(["IDENTITIES"]));
+    assert_eq!(lean["id"], full["id"]);
+    assert_eq!(
+        hit.header("smile-signature"),
+        expected_smile("s", &hit.body),
+        "the lean body is what is signed"
+    );
+}
+
+#[tokio::test]
+async fn gone_disables_the_subscription_at_once() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::scripted(vec![Reply::Status(410)]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let subscription = eventually(
+        Duration::from_secs(10),
+        "the subscription is disabled",
+        || async {
+            let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
+            (body["data"]["active"] == false).then_some(body["data"].clone())
+        },
+    )
+    .await;
+    assert!(
+        subscription["disabledReason"]
+            .as_str()
+            .expect("reason")
+            .contains("410")
+    );
+    wait_delivery_status(&server.sandbox, &sub, "FAILED").await;
+    assert_eq!(receiver.hits().len(), 1, "no retry after 410");
+
+    // Re-activating clears the reason and deliveries flow again.
+    let (status, body) = server
+        .sandbox
+        .patch(&format!("/v1/webhooks/{sub}"), json!({"active": true}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["disabledReason"], Value::Null);
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    receiver.wait_hits(2).await;
+}
+
+#[tokio::test]
+async fn a_subscription_failing_past_the_window_is_disabled() {
+    let server = TestServer::with(|o| {
+        o.delivery.disable_after = Duration::from_millis(250);
+        o.delivery.retry_schedule = vec![Duration::from_millis(150); 10];
+    })
+    .await;
+    let receiver = Receiver::scripted(vec![Reply::Status(500); 100]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let subscription = eventually(
+        Duration::from_secs(10),
+        "the failing subscription is disabled",
+        || async {
+            let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
+            (body["data"]["active"] == false).then_some(body["data"].clone())
+        },
+    )
+    .await;
+    assert!(
+        subscription["disabledReason"]
+            .as_str()
+            .expect("reason")
+            .contains("failing without a success")
+    );
+    let attempts = receiver.hits().len();
+    assert!(
+        (2..=5).contains(&attempts),
+        "retried until the window closed, then stopped: {attempts}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_another() {
+    let server = TestServer::with(|o| {
+        o.delivery.max_in_flight_per_endpoint = 2;
+        o.delivery.request_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow = Receiver::scripted(vec![Reply::Slow(Duration::from_secs(5)); 10]).await;
+    let fast = Receiver::start().await;
+    let operator = server.operator().await;
+    server
+        .sandbox
+        .subscribe(&slow.url(), &["ALL_EVENTS"], "s")
+        .await;
+    server
+        .sandbox
+        .subscribe(&fast.url(), &["ALL_EVENTS"], "s")
+        .await;
+    for _ in 0..10 {
+        publish(
+            &operator,
+            "default",
+            "SANDBOX",
+            "USER_CREATED",
+            json!({"userId": "u"}),
+        )
+        .await;
+    }
+    // All ten reach the fast endpoint while the slow one still holds its first two.
+    fast.wait_hits(10).await;
+    assert!(
+        slow.hits().len() <= 2,
+        "the in-flight cap holds: {}",
+        slow.hits().len()
+    );
+}

@@ -1,0 +1,264 @@
+//! The `smile` binary as an operator runs it: first start, keys, config, crash and restart.
+
+use crate::support::*;
+use serde_json::json;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `smile serve` process and what it printed on start.
+struct Process {
+    child: Child,
+    addr: std::net::SocketAddr,
+    key: Option<(String, String)>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smile() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smile"));
+    command
+        .env_remove("SMILE_LISTEN")
+        .env_remove("SMILE_DATA_DIR")
+        .env("SMILE_LOG", "warn");
+    command
+}
+
+fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
+    let mut command = smile();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("smile serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut key, mut secret) = (None, None);
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("smile serve printed its address")
+            .expect("line");
+        if let Some(v) = line.strip_prefix("API key: ") {
+            key = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("API secret: ") {
+            secret = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("Listening on http://") {
+            break v.parse().expect("address");
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Process {
+        child,
+        addr,
+        key: key.zip(secret),
+    }
+}
+
+fn keys_create(data_dir: &Path, args: &[&str]) -> (String, String) {
+    let output = smile()
+        .args(["keys", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("utf8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let key = lines[0]
+        .strip_prefix("API key: ")
+        .expect("key line")
+        .to_owned();
+    let secret = lines[1]
+        .strip_prefix("API secret: ")
+        .expect("secret line")
+        .to_owned();
+    (key, secret)
+}
+
+#[tokio::test]
+async fn first_start_prints_sandbox_keys_and_keys_create_makes_more() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let server = serve(&data, &[], &[]);
+    let (key, secret) = server.key.clone().expect("first start prints keys");
+    assert!(data.join("smile.db").exists());
+    let sandbox = Api::new(server.addr, &key, &secret);
+    let (status, body) = sandbox.get("/v1/webhooks").await;
+    assert_eq!(status, 200, "{body}");
+
+    let (pk, ps) = keys_create(&data, &["--tenant", "acme", "--mode", "production"]);
+    let production = Api::new(server.addr, &pk, &ps);
+    let (status, body) = production
+        .post("/v1/webhooks", json!({"name": "n", "url": "https://example.com/h", "eventTypes": ["ALL_EVENTS"], "active": true, "secret": "s"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["mode"], "PRODUCTION");
+    let (_, list) = sandbox.get("/v1/webhooks").await;
+    assert_eq!(
+        list["data"]["items"],
+        json!([]),
+        "acme's production subscription is not the default sandbox's"
+    );
+
+    let bad = smile()
+        .args(["keys", "create", "--tenant", "Not Valid", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+
+    // A second start on the same data prints no new keys, and the old ones still work.
+    drop(server);
+    let again = serve(&data, &[], &[]);
+    assert!(again.key.is_none());
+    let (status, _) = Api::new(again.addr, &key, &secret)
+        .get("/v1/webhooks")
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("smile.toml");
+    std::fs::write(
+        &config,
+        "egress_ips = [\"198.51.100.1\"]\nmax_in_flight = 3\n",
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let from_file = serve(&data, &["--config", config.to_str().expect("path")], &[]);
+    let (key, secret) = from_file.key.clone().expect("keys");
+    let (_, body) = Api::new(from_file.addr, &key, &secret)
+        .get("/v1/egressIps")
+        .await;
+    assert_eq!(body["data"]["ips"], json!(["198.51.100.1"]));
+    drop(from_file);
+
+    let from_env = serve(
+        &data,
+        &["--config", config.to_str().expect("path")],
+        &[("SMILE_EGRESS_IPS", "192.0.2.1,192.0.2.2")],
+    );
+    let (_, body) = Api::new(from_env.addr, &key, &secret)
+        .get("/v1/egressIps")
+        .await;
+    assert_eq!(body["data"]["ips"], json!(["192.0.2.1", "192.0.2.2"]));
+    drop(from_env);
+
+    let output = smile()
+        .args(["serve", "--retry-schedule", "soon"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("retry-schedule"));
+}
+
+#[tokio::test]
+async fn a_killed_server_delivers_everything_it_acknowledged_after_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    // Slow answers and two connections at a time: most deliveries are still pending at the kill.
+    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(100)); 40]).await;
+    let args = [
+        "--max-in-flight",
+        "2",
+        "--retry-schedule",
+        "200ms,200ms,200ms",
+    ];
+    let first = serve(&data, &args, &[]);
+    let (key, secret) = first.key.clone().expect("keys");
+    let (ok, os) = keys_create(&data, &["--operator"]);
+    let sandbox = Api::new(first.addr, &key, &secret);
+    let operator = Api::new(first.addr, &ok, &os);
+    let sub = sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    let mut acknowledged = HashSet::new();
+    for i in 0..150 {
+        acknowledged.insert(
+            publish(
+                &operator,
+                "default",
+                "SANDBOX",
+                "USER_CREATED",
+                json!({"userId": format!("u{i}")}),
+            )
+            .await,
+        );
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    let delivered_before = receiver.hits().len();
+    assert!(
+        delivered_before < 150,
+        "the kill came before all were delivered ({delivered_before})"
+    );
+
+    let second = serve(&data, &args, &[]);
+    let sandbox = Api::new(second.addr, &key, &secret);
+    eventually(
+        Duration::from_secs(60),
+        "every acknowledged event delivered",
+        || async {
+            let got: HashSet<String> = receiver
+                .hits()
+                .iter()
+                .map(|h| h.header("webhook-id").to_owned())
+                .collect();
+            acknowledged.is_subset(&got).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "no delivery left pending",
+        || async {
+            let mut pending = 0;
+            let mut cursor = String::new();
+            loop {
+                let (_, body) = sandbox
+                    .get(&format!("/v1/webhooks/{sub}/deliveries?size=150{cursor}"))
+                    .await;
+                let items = body["data"]["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                pending += items.iter().filter(|d| d["status"] != "SUCCEEDED").count();
+                match body["data"]["nextCursor"].as_str() {
+                    Some(c) => cursor = format!("&cursor={c}"),
+                    None => break,
+                }
+            }
+            (pending == 0).then_some(())
+        },
+    )
+    .await;
+    let duplicates = receiver.hits().len() - acknowledged.len();
+    println!(
+        "delivered before the kill: {delivered_before}; duplicates after restart: {duplicates}"
+    );
+}

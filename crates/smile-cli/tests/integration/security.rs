@@ -1,0 +1,221 @@
+//! Authentication, tenant and mode isolation, and the SSRF guard.
+
+use crate::support::*;
+use serde_json::json;
+use smile_core::Mode;
+
+#[tokio::test]
+async fn credentials_are_checked() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/webhooks", server.sandbox.base);
+    let no_auth = client.get(&url).send().await.expect("request");
+    assert_eq!(no_auth.status().as_u16(), 400);
+    let body: serde_json::Value = no_auth.json().await.expect("json");
+    assert_eq!(body["code"], "INVALID_CREDENTIALS");
+    let wrong = client
+        .get(&url)
+        .basic_auth("nobody", Some("nothing"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status().as_u16(), 400);
+    let operator = server.operator().await;
+    let (status, body) = operator.get("/v1/webhooks").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "UNAUTHORIZED_ACCESS");
+}
+
+#[tokio::test]
+async fn tenants_and_modes_see_only_their_own() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let a = server.sandbox.clone();
+    let b = server.key("tenant-b", Mode::Sandbox).await;
+    let a_production = server.key("default", Mode::Production).await;
+    let receiver = Receiver::start().await;
+    let sub = a.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let event = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let delivery = receiver.wait_hits(1).await;
+    assert_eq!(delivery.len(), 1);
+    let (_, deliveries) = a.get(&format!("/v1/events/{event}/deliveries")).await;
+    let delivery_id = deliveries["data"]["items"][0]["id"]
+        .as_str()
+        .expect("delivery")
+        .to_owned();
+
+    for other in [&b, &a_production] {
+        for path in [
+            format!("/v1/webhooks/{sub}"),
+            format!("/v1/webhooks/{sub}/deliveries"),
+            format!("/v1/events/{event}"),
+            format!("/v1/events/{event}/deliveries"),
+            format!("/v1/deliveries/{delivery_id}"),
+        ] {
+            let (status, body) = other.get(&path).await;
+            assert_eq!(status, 404, "{path}: {body}");
+            assert_eq!(body["code"], "MISSING_RESOURCE");
+        }
+        let (status, _) = other
+            .patch(&format!("/v1/webhooks/{sub}"), json!({"name": "mine now"}))
+            .await;
+        assert_eq!(status, 404);
+        for path in [
+            format!("/v1/webhooks/{sub}/test"),
+            format!("/v1/webhooks/{sub}/rotateSecret"),
+            format!("/v1/deliveries/{delivery_id}/retry"),
+        ] {
+            let (status, _) = other.post_empty(&path).await;
+            assert_eq!(status, 404, "{path}");
+        }
+        let (status, _) = other
+            .post(
+                &format!("/v1/webhooks/{sub}/recover"),
+                json!({"since": "2020-01-01"}),
+            )
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = other.delete(&format!("/v1/webhooks/{sub}")).await;
+        assert_eq!(status, 404);
+        let (_, list) = other.get("/v1/webhooks").await;
+        assert_eq!(list["data"]["items"], json!([]));
+        let (_, list) = other.get("/v1/events").await;
+        assert_eq!(list["data"]["items"], json!([]));
+    }
+    let (_, still) = a.get(&format!("/v1/webhooks/{sub}")).await;
+    assert_eq!(still["data"]["name"], "test", "untouched by the others");
+    assert_eq!(
+        receiver.hits().len(),
+        1,
+        "no test send or replay by the others"
+    );
+
+    // Events of another tenant or mode never reach this tenant's subscriptions.
+    publish(
+        &operator,
+        "tenant-b",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    publish(
+        &operator,
+        "default",
+        "PRODUCTION",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let marker = publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hits = receiver.wait_hits(2).await;
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[1].header("webhook-id"), marker);
+}
+
+#[tokio::test]
+async fn production_requires_https_and_refuses_internal_addresses() {
+    let server = TestServer::start().await;
+    let production = server.key("default", Mode::Production).await;
+    for url in [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.8/hook",
+        "https://[::1]/hook",
+        "https://169.254.169.254/latest",
+    ] {
+        let (status, body) = production
+            .post("/v1/webhooks", json!({"name": "n", "url": url, "eventTypes": ["ALL_EVENTS"], "active": true, "secret": "s"}))
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["code"], "INVALID_PARAMETERS");
+    }
+    // Sandbox takes plain http and loopback, for local development.
+    server
+        .sandbox
+        .subscribe("http://127.0.0.1:9/hook", &["ALL_EVENTS"], "s")
+        .await;
+}
+
+#[tokio::test]
+async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_connect() {
+    let ca = TestCa::new();
+    let receiver = Receiver::tls(&ca).await;
+    let ca_file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let path = ca_file.path().to_owned();
+    let server = TestServer::with(move |o| o.delivery.egress.extra_ca = vec![path]).await;
+    let operator = server.operator().await;
+    let production = server.key("default", Mode::Production).await;
+    // `localhost` passes the create-time check (it is a name) but resolves to loopback.
+    let sub = production
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "PRODUCTION",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let delivery = eventually(
+        std::time::Duration::from_secs(10),
+        "a failed delivery",
+        || async {
+            production
+                .deliveries(&sub)
+                .await
+                .into_iter()
+                .find(|d| d["status"] == "FAILED")
+        },
+    )
+    .await;
+    let error = delivery["attempts"][0]["error"].as_str().expect("error");
+    assert!(
+        error.contains("SSRF guard") && error.contains("loopback"),
+        "{error}"
+    );
+    assert!(
+        receiver.hits().is_empty(),
+        "no request reached the internal address"
+    );
+
+    // An operator allow-list lets the same delivery through.
+    let ca_file2 = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(ca_file2.path(), &ca.ca_pem).expect("write");
+    let path2 = ca_file2.path().to_owned();
+    let allowed = TestServer::with(move |o| {
+        o.delivery.egress.extra_ca = vec![path2];
+        o.delivery.egress.ssrf_allow = vec!["127.0.0.0/8".parse().expect("net")];
+    })
+    .await;
+    let operator = allowed.operator().await;
+    let production = allowed.key("default", Mode::Production).await;
+    production
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "PRODUCTION",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    receiver.wait_hits(1).await;
+}

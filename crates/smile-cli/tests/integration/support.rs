@@ -1,0 +1,418 @@
+//! A real server on an ephemeral port, real receivers on loopback, and an HTTP client.
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use smile_core::Mode;
+use smile_server::{Running, ServeOptions};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Polls `check` until it yields Some, or panics with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A server started in this process on its own temporary data directory.
+pub struct TestServer {
+    pub running: Running,
+    _dir: tempfile::TempDir,
+    pub sandbox: Api,
+}
+
+/// Retries fast so that retry tests take milliseconds.
+pub fn fast_options(dir: &std::path::Path) -> ServeOptions {
+    let mut options = ServeOptions::new(dir.to_owned());
+    options.listen = "127.0.0.1:0".parse().expect("addr");
+    options.delivery.retry_schedule = vec![Duration::from_millis(100); 3];
+    options.delivery.jitter = 0.0;
+    options.delivery.request_timeout = Duration::from_secs(2);
+    options
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        install_crypto();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = fast_options(dir.path());
+        configure(&mut options);
+        let running = smile_server::start(options).await.expect("server starts");
+        let key = running
+            .first_start_key
+            .clone()
+            .expect("first start creates keys");
+        let sandbox = Api::new(running.addr, &key.api_key, &key.api_secret);
+        TestServer {
+            running,
+            _dir: dir,
+            sandbox,
+        }
+    }
+
+    /// A key pair for `tenant` in `mode`, as `smile keys create` makes.
+    pub async fn key(&self, tenant: &str, mode: Mode) -> Api {
+        let key = self
+            .running
+            .store
+            .create_tenant_key(tenant, mode)
+            .await
+            .expect("key");
+        Api::new(self.running.addr, &key.api_key, &key.api_secret)
+    }
+
+    pub async fn operator(&self) -> Api {
+        let key = self.running.store.create_operator_key().await.expect("key");
+        Api::new(self.running.addr, &key.api_key, &key.api_secret)
+    }
+}
+
+/// A client of the API holding one key pair.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    key: String,
+    secret: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr, key: &str, secret: &str) -> Self {
+        install_crypto();
+        Api {
+            base: format!("http://{addr}"),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(&self.secret));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Sends raw bytes with a content type, for bad-input tests.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(&self.secret))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a subscription and returns its id.
+    pub async fn subscribe(&self, url: &str, types: &[&str], secret: &str) -> String {
+        let (status, body) = self
+            .post("/v1/webhooks", json!({"name": "test", "url": url, "eventTypes": types, "active": true, "secret": secret}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The deliveries of a subscription, newest first.
+    pub async fn deliveries(&self, subscription_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/v1/webhooks/{subscription_id}/deliveries?size=150"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// What a receiver answers to one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Waits this long before answering 200 (longer than the request timeout: a timeout).
+    Slow(Duration),
+    /// 307 to this location.
+    Redirect(String),
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+}
+
+impl Hit {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    hits: Mutex<Vec<Hit>>,
+    script: Mutex<VecDeque<Reply>>,
+}
+
+/// A webhook receiver on loopback: records every request, answers from its script, then 200.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    scheme: &'static str,
+    host: String,
+    state: Arc<ReceiverState>,
+}
+
+async fn hook(
+    State(state): State<Arc<ReceiverState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.hits.lock().expect("lock").push(Hit {
+        headers,
+        body,
+        peer,
+    });
+    let reply = state.script.lock().expect("lock").pop_front();
+    match reply {
+        None => (StatusCode::OK, "thanks").into_response(),
+        Some(Reply::Status(code)) => (
+            StatusCode::from_u16(code).expect("status"),
+            format!("answered {code}"),
+        )
+            .into_response(),
+        Some(Reply::Slow(wait)) => {
+            tokio::time::sleep(wait).await;
+            (StatusCode::OK, "late").into_response()
+        }
+        Some(Reply::Redirect(to)) => {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response()
+        }
+    }
+}
+
+fn receiver_app(state: Arc<ReceiverState>) -> axum::Router {
+    axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(state)
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::scripted(vec![]).await
+    }
+
+    pub async fn scripted(script: Vec<Reply>) -> Self {
+        let state = Arc::new(ReceiverState {
+            script: Mutex::new(script.into()),
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = receiver_app(state.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        Receiver {
+            addr,
+            scheme: "http",
+            host: "127.0.0.1".into(),
+            state,
+        }
+    }
+
+    /// An HTTPS receiver for `localhost`, with a certificate from `ca`.
+    pub async fn tls(ca: &TestCa) -> Self {
+        install_crypto();
+        let state = Arc::new(ReceiverState::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+            ca.leaf_pem.clone().into_bytes(),
+            ca.leaf_key_pem.clone().into_bytes(),
+        )
+        .await
+        .expect("tls config");
+        let app = receiver_app(state.clone());
+        let server = axum_server::from_tcp_rustls(listener, config);
+        tokio::spawn(async move {
+            server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        });
+        Receiver {
+            addr,
+            scheme: "https",
+            host: "localhost".into(),
+            state,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}:{}/hook", self.scheme, self.host, self.addr.port())
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_hits(&self, n: usize) -> Vec<Hit> {
+        eventually(
+            Duration::from_secs(15),
+            &format!("{n} requests at {}", self.url()),
+            || async {
+                let hits = self.hits();
+                (hits.len() >= n).then_some(hits)
+            },
+        )
+        .await
+    }
+}
+
+/// A test CA and a `localhost` certificate it signed.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Smile Test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf");
+        TestCa {
+            ca_pem: ca.pem(),
+            leaf_pem: leaf.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        }
+    }
+}
+
+/// Publishes an event as the operator and returns its id.
+pub async fn publish(
+    operator: &Api,
+    tenant: &str,
+    mode: &str,
+    event_type: &str,
+    data: Value,
+) -> String {
+    let (status, body) = operator
+        .post(
+            "/v1/operator/events",
+            json!({"tenantId": tenant, "mode": mode, "type": event_type, "data": data}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["id"].as_str().expect("event id").to_owned()
+}
+
+pub fn account_connected(user: &str) -> Value {
+    json!({"userId": user, "accountId": "a-123", "loginName": "George", "providers": ["sss"]})
+}
