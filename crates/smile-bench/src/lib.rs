@@ -147,6 +147,34 @@ async fn create_subscription(server: SocketAddr, auth: &str, url: &str) -> anyho
     Ok(())
 }
 
+/// Latencies (sorted, ms) of first arrivals, events some receiver missed, extra arrivals.
+fn tally(
+    published: &HashMap<String, Instant>,
+    received: &Received,
+    fanout: u64,
+) -> anyhow::Result<(Vec<f64>, u64, u64)> {
+    let arrivals = received
+        .arrivals
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let mut latencies: Vec<f64> = Vec::with_capacity(published.len());
+    let (mut lost, mut duplicates) = (0u64, 0u64);
+    for (id, at) in published {
+        match arrivals.get(id) {
+            Some((n, first)) => {
+                latencies.push(first.duration_since(*at).as_secs_f64() * 1000.0);
+                duplicates += u64::from(n.saturating_sub(fanout as u32));
+                if u64::from(*n) < fanout {
+                    lost += 1;
+                }
+            }
+            None => lost += 1,
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((latencies, lost, duplicates))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -246,28 +274,9 @@ pub async fn scenario(
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
-    let arrivals = received
-        .arrivals
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let mut latencies: Vec<f64> = Vec::with_capacity(published.len());
-    let (mut lost, mut duplicates) = (0u64, 0u64);
-    for (id, at) in &published {
-        match arrivals.get(id) {
-            Some((n, first)) => {
-                latencies.push(first.duration_since(*at).as_secs_f64() * 1000.0);
-                duplicates += u64::from(n.saturating_sub(fanout as u32));
-                if u64::from(*n) < fanout {
-                    lost += 1;
-                }
-            }
-            None => lost += 1,
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
+    let (latencies, lost, duplicates) = tally(&published, &received, fanout)?;
     let deliveries_per_s =
         received.total.load(Ordering::Relaxed).min(expected) as f64 / delivery_secs;
-    drop(arrivals);
     server.shutdown().await?;
     Ok(Report {
         scenario: name.to_owned(),
