@@ -710,3 +710,68 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
         slow.hits().len()
     );
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    // The schedule says 100 ms; the endpoint asks for 1 s.
+    let server = TestServer::start().await;
+    let receiver = Receiver::scripted(vec![Reply::RetryAfter(429, 1)]).await;
+    let operator = server.operator().await;
+    let sub = server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hits = receiver.wait_hits(2).await;
+    let waited = hits[1].at.duration_since(hits[0].at);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "retried after {waited:?}"
+    );
+    let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
+    assert_eq!(delivery["attempts"][0]["statusCode"], 429);
+}
+
+#[tokio::test]
+async fn the_egress_proxy_carries_every_delivery() {
+    let ca = TestCa::new();
+    let receiver = Receiver::tls(&ca).await;
+    let proxy = ConnectProxy::start().await;
+    let ca_file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let (path, proxy_url) = (ca_file.path().to_owned(), proxy.url());
+    let server = TestServer::with(move |o| {
+        o.delivery.egress.extra_ca = vec![path];
+        o.delivery.egress.proxy = Some(proxy_url);
+    })
+    .await;
+    let operator = server.operator().await;
+    server
+        .sandbox
+        .subscribe(&receiver.url(), &["ALL_EVENTS"], "proxied")
+        .await;
+    publish(
+        &operator,
+        "default",
+        "SANDBOX",
+        "USER_CREATED",
+        json!({"userId": "u"}),
+    )
+    .await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(
+        hit.header("smile-signature"),
+        expected_smile("proxied", &hit.body)
+    );
+    assert_eq!(
+        proxy.targets(),
+        vec![format!("localhost:{}", receiver.addr.port())]
+    );
+}

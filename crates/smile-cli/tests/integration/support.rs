@@ -213,6 +213,8 @@ pub enum Reply {
     Slow(Duration),
     /// 307 to this location.
     Redirect(String),
+    /// This status with a `Retry-After` of this many seconds.
+    RetryAfter(u16, u64),
 }
 
 /// One request a receiver got.
@@ -221,6 +223,7 @@ pub struct Hit {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub peer: SocketAddr,
+    pub at: Instant,
 }
 
 impl Hit {
@@ -256,10 +259,12 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let at = Instant::now();
     state.hits.lock().expect("lock").push(Hit {
         headers,
         body,
         peer,
+        at,
     });
     let reply = state.script.lock().expect("lock").pop_front();
     match reply {
@@ -275,6 +280,10 @@ async fn hook(
         }
         Some(Reply::Redirect(to)) => {
             (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response()
+        }
+        Some(Reply::RetryAfter(code, secs)) => {
+            let status = StatusCode::from_u16(code).expect("status");
+            (status, [("retry-after", secs.to_string())], "later").into_response()
         }
     }
 }
@@ -415,4 +424,67 @@ pub async fn publish(
 
 pub fn account_connected(user: &str) -> Value {
     json!({"userId": user, "accountId": "a-123", "loginName": "George", "providers": ["sss"]})
+}
+
+/// An HTTP CONNECT proxy on loopback that records the targets it tunnels to.
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let targets: Arc<Mutex<Vec<String>>> = Arc::default();
+        let recorded = targets.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                        if inbound.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let mut words = head.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+                        let _ = inbound
+                            .write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                        return;
+                    };
+                    recorded.lock().expect("lock").push(target.to_owned());
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    if inbound
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        ConnectProxy { addr, targets }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().expect("lock").clone()
+    }
 }
