@@ -23,6 +23,11 @@ pub struct DeliveryConfig {
     pub max_response_read: usize,
     /// How much of a response body is kept in the attempt log.
     pub response_snippet: usize,
+    /// How long a node's claim on a delivery lasts unless renewed: a dead node's work is
+    /// taken over after at most this long.
+    pub lease: Duration,
+    /// How often a node looks for due work nobody told it about (expired leases).
+    pub poll_interval: Duration,
     pub egress: EgressConfig,
 }
 
@@ -64,6 +69,8 @@ impl Default for DeliveryConfig {
             max_in_flight_per_endpoint: 32,
             max_response_read: 64 * 1024,
             response_snippet: 512,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(2),
             egress: EgressConfig::default(),
         }
     }

@@ -5,13 +5,14 @@ use bytes::Bytes;
 use serde_json::Value;
 use smile_core::{Event, EventType, Mode, ids, timefmt};
 use smile_store::{
-    Attempt, Delivery, DeliveryStatus, EventBodies, NewEvent, Outcome, Scope, Store, StoreError,
-    Subscription, SubscriptionEffect,
+    Attempt, ClaimedDelivery, DeliveryStatus, Lease, NewEvent, Outcome, Scope, Signal, Store,
+    StoreError, Subscription, SubscriptionEffect,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// Why the engine refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -28,21 +29,20 @@ pub enum EngineError {
     SubscriptionInactive,
 }
 
-/// The delivery engine; cheap to clone, one per process.
+/// The delivery engine; cheap to clone, one per process (a node).
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// What an attempt needs to know of its subscription, kept current by the API.
+/// What an attempt needs to know of its subscription, kept current by the API and by
+/// signals from other nodes.
 struct Target {
     url: String,
     guarded: bool,
     secret: String,
     previous: Option<(String, i64)>,
     active: AtomicBool,
-    /// Start of the current run of failures in Unix ms; 0 while healthy.
-    failing_since: AtomicI64,
 }
 
 impl Target {
@@ -56,7 +56,6 @@ impl Target {
                 .clone()
                 .zip(sub.previous_secret_until_ms),
             active: AtomicBool::new(sub.active),
-            failing_since: AtomicI64::new(sub.failing_since_ms.unwrap_or(0)),
         }
     }
 }
@@ -65,32 +64,51 @@ pub(crate) struct Inner {
     store: Arc<dyn Store>,
     config: DeliveryConfig,
     sender: Sender,
+    /// This process's name in leases.
+    node: String,
     targets: RwLock<HashMap<String, Arc<Target>>>,
     scheduler: mpsc::UnboundedSender<Msg>,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Times at which work may become due; the poller claims it then.
+    wake: mpsc::UnboundedSender<i64>,
 }
 
 impl Engine {
-    /// Starts the engine on `store`: the scheduler, the outcome writer, and every delivery
-    /// left pending by an earlier run.
+    /// Starts the engine on `store`: the scheduler, the outcome writer, the poller that
+    /// claims due work (left by an earlier run, retries, other nodes' expired leases), and
+    /// the lease renewer.
     pub async fn start(
         store: Arc<dyn Store>,
         config: DeliveryConfig,
     ) -> Result<Engine, EngineError> {
         let sender = Sender::new(&config)?;
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
+        let (wake, wake_rx) = mpsc::unbounded_channel();
+        if store.single_node() {
+            // Whatever the previous process held is due now: nobody else can hold it.
+            store.release_all_leases(timefmt::now_ms()).await?;
+        }
+        let signals = store.listen().await?;
         let inner = Arc::new_cyclic(|weak| Inner {
             store: store.clone(),
             scheduler: Scheduler::spawn(weak.clone(), config.max_in_flight_per_endpoint),
             config,
             sender,
+            node: ids::new_id("node-"),
             targets: RwLock::default(),
             outcomes,
+            wake,
         });
-        tokio::spawn(write_outcomes(store, outcome_rx));
-        let engine = Engine { inner };
-        engine.resume().await?;
-        Ok(engine)
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(write_outcomes(weak.clone(), outcome_rx));
+        tokio::spawn(poll(weak.clone(), wake_rx, signals));
+        tokio::spawn(renew_leases(weak));
+        Ok(Engine { inner })
+    }
+
+    /// This node's name in leases.
+    pub fn node(&self) -> &str {
+        &self.inner.node
     }
 
     /// The egress IPs receivers should allow.
@@ -143,27 +161,29 @@ impl Engine {
             .await
     }
 
-    /// The API changed a subscription: later attempts use its new URL, secrets and state.
-    pub fn subscription_changed(&self, sub: &Subscription) {
+    /// The API changed a subscription: later attempts, on every node, use its new state.
+    pub async fn subscription_changed(&self, sub: &Subscription) {
         if let Ok(mut targets) = self.inner.targets.write() {
             targets.insert(sub.id.clone(), Arc::new(Target::of(sub)));
         }
+        self.inner
+            .tell_others(Signal::SubscriptionChanged { id: sub.id.clone() })
+            .await;
     }
 
-    /// The API deleted a subscription: its queued attempts are dropped.
-    pub fn subscription_deleted(&self, id: &str) {
-        if let Ok(mut targets) = self.inner.targets.write() {
-            targets.remove(id);
-        }
+    /// The API deleted a subscription: its queued attempts are dropped, on every node.
+    pub async fn subscription_deleted(&self, id: &str) {
+        self.inner.forget(id);
+        self.inner
+            .tell_others(Signal::SubscriptionChanged { id: id.to_owned() })
+            .await;
     }
 
-    /// Sends these deliveries (made due by a replay or a recovery) now.
-    pub async fn schedule_now(&self, deliveries: Vec<Delivery>) -> Result<(), EngineError> {
-        let jobs = self.jobs_for(deliveries).await?;
-        for (_, job) in jobs {
-            let _ = self.inner.scheduler.send(Msg::Now(job));
-        }
-        Ok(())
+    /// The store made deliveries due now (a replay or a recovery): claim and send them.
+    pub async fn deliveries_due_now(&self) {
+        let now = timefmt::now_ms();
+        let _ = self.inner.wake.send(now);
+        self.inner.tell_others(Signal::Due { at_ms: now }).await;
     }
 
     async fn publish_to(
@@ -196,15 +216,15 @@ impl Engine {
                 lean_body: lean_body.clone(),
                 only_subscription: only,
                 delivery_created_ms: now,
+                lease: self.inner.lease(now),
             })
             .await?;
         let body = Bytes::from(body);
         let lean_body = lean_body.map(Bytes::from);
         for d in deliveries {
-            let body = if d.lean {
-                lean_body.clone().unwrap_or_else(|| body.clone())
-            } else {
-                body.clone()
+            let body = match (&lean_body, d.lean) {
+                (Some(lean), true) => lean.clone(),
+                _ => body.clone(),
             };
             let job = Job {
                 delivery_id: d.id,
@@ -216,48 +236,6 @@ impl Engine {
             let _ = self.inner.scheduler.send(Msg::Now(job));
         }
         Ok(event)
-    }
-
-    async fn resume(&self) -> Result<(), EngineError> {
-        let pending = self.inner.store.pending_deliveries().await?;
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "resuming pending deliveries");
-        }
-        let now = timefmt::now_ms();
-        for (due, job) in self.jobs_for(pending).await? {
-            let _ = self.inner.scheduler.send(Msg::At(due.unwrap_or(now), job));
-        }
-        Ok(())
-    }
-
-    async fn jobs_for(
-        &self,
-        deliveries: Vec<Delivery>,
-    ) -> Result<Vec<(Option<i64>, Job)>, EngineError> {
-        let mut bodies: HashMap<String, Option<EventBodies>> = HashMap::new();
-        let mut jobs = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            if !bodies.contains_key(&d.event_id) {
-                let loaded = self.inner.store.event_bodies(&d.event_id).await?;
-                bodies.insert(d.event_id.clone(), loaded);
-            }
-            let Some(Some(b)) = bodies.get(&d.event_id) else {
-                continue;
-            };
-            let body = match (&b.lean_body, d.lean) {
-                (Some(lean), true) => lean.clone(),
-                _ => b.body.clone(),
-            };
-            let job = Job {
-                delivery_id: d.id,
-                event_id: d.event_id,
-                subscription_id: d.subscription_id,
-                attempts_made: d.attempts,
-                body: Bytes::from(body),
-            };
-            jobs.push((d.next_attempt_ms, job));
-        }
-        Ok(jobs)
     }
 }
 
@@ -274,6 +252,29 @@ fn lean_body(event: &Event) -> Option<String> {
 }
 
 impl Inner {
+    fn lease(&self, now: i64) -> Lease {
+        Lease {
+            owner: self.node.clone(),
+            until_ms: now + self.config.lease.as_millis() as i64,
+        }
+    }
+
+    fn forget(&self, subscription_id: &str) {
+        if let Ok(mut targets) = self.targets.write() {
+            targets.remove(subscription_id);
+        }
+    }
+
+    /// Signals the other nodes; a single-node store has none.
+    async fn tell_others(&self, signal: Signal) {
+        if self.store.single_node() {
+            return;
+        }
+        if let Err(error) = self.store.notify(signal).await {
+            tracing::warn!(%error, "could not signal the other nodes; they will poll");
+        }
+    }
+
     async fn target(&self, id: &str) -> Option<Arc<Target>> {
         if let Some(t) = self.targets.read().ok().and_then(|t| t.get(id).cloned()) {
             return Some(t);
@@ -288,12 +289,14 @@ impl Inner {
         Some(target)
     }
 
-    /// Makes one attempt, records it, and returns the next attempt's time if there is one.
-    pub(crate) async fn attempt(&self, job: Job) -> Option<(i64, Job)> {
+    /// Makes one attempt and queues its outcome for the store.
+    pub(crate) async fn attempt(&self, job: Job) {
         // A deleted subscription's deliveries were cancelled in the store; an inactive one's failed.
-        let target = self.target(&job.subscription_id).await?;
+        let Some(target) = self.target(&job.subscription_id).await else {
+            return;
+        };
         if !target.active.load(Ordering::Relaxed) {
-            return None;
+            return;
         }
         let now = timefmt::now_ms();
         let previous = target
@@ -318,15 +321,15 @@ impl Inner {
         let attempt_no = job.attempts_made + 1;
         let finished = timefmt::now_ms();
         let (effect, next) = self.judge(&target, &result, attempt_no, finished);
-        let status = match (&result.succeeded(), next) {
+        let status = match (result.succeeded(), next) {
             (true, _) => DeliveryStatus::Succeeded,
             (false, Some(_)) => DeliveryStatus::Pending,
             (false, None) => DeliveryStatus::Failed,
         };
-        let outcome = Outcome {
+        let _ = self.outcomes.send(Outcome {
             attempt: Attempt {
                 id: ids::new_id(ids::ATTEMPT),
-                delivery_id: job.delivery_id.clone(),
+                delivery_id: job.delivery_id,
                 attempt: attempt_no,
                 attempted_ms: finished,
                 status_code: result.status,
@@ -334,21 +337,11 @@ impl Inner {
                 response_body: result.response_body,
                 error: result.error,
             },
-            subscription_id: job.subscription_id.clone(),
+            subscription_id: job.subscription_id,
             status,
             next_attempt_ms: next,
             subscription_effect: effect,
-        };
-        let _ = self.outcomes.send(outcome);
-        next.map(|due| {
-            (
-                due,
-                Job {
-                    attempts_made: attempt_no,
-                    ..job
-                },
-            )
-        })
+        });
     }
 
     /// How an attempt changes its subscription, and when the next attempt is due.
@@ -360,50 +353,28 @@ impl Inner {
         now: i64,
     ) -> (SubscriptionEffect, Option<i64>) {
         if result.succeeded() {
-            let was_failing = target.failing_since.swap(0, Ordering::Relaxed) != 0;
-            let effect = if was_failing {
-                SubscriptionEffect::Healthy
-            } else {
-                SubscriptionEffect::Unchanged
-            };
-            return (effect, None);
+            return (SubscriptionEffect::Healthy, None);
         }
-        let since = match target.failing_since.compare_exchange(
-            0,
-            now,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => now,
-            Err(since) => since,
-        };
-        let disable = if result.status == Some(410) {
-            Some("the endpoint answered 410 Gone".to_owned())
-        } else if now - since >= self.config.disable_after.as_millis() as i64 {
-            Some(format!(
-                "failing without a success since {}",
-                timefmt::format_ms(since)
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = disable {
+        if result.status == Some(410) {
             target.active.store(false, Ordering::Relaxed);
-            return (SubscriptionEffect::Disable { reason }, None);
+            return (
+                SubscriptionEffect::Disable {
+                    reason: "the endpoint answered 410 Gone".into(),
+                },
+                None,
+            );
         }
-        let effect = if since == now {
-            SubscriptionEffect::Failing { since_ms: since }
-        } else {
-            SubscriptionEffect::Unchanged
+        let effect = SubscriptionEffect::Failing {
+            now_ms: now,
+            disable_if_since_before_ms: now - self.config.disable_after.as_millis() as i64,
         };
         let next = self
             .config
             .retry_schedule
             .get(attempt_no as usize - 1)
             .map(|wait| {
-                let jittered = wait.as_secs_f64()
-                    * (1.0 + self.config.jitter * (2.0 * rand::random::<f64>() - 1.0));
-                let mut wait_ms = (jittered * 1000.0) as i64;
+                let spread = 1.0 + self.config.jitter * (2.0 * rand::random::<f64>() - 1.0);
+                let mut wait_ms = (wait.as_secs_f64() * spread * 1000.0) as i64;
                 if let Some(after) = result.retry_after {
                     wait_ms =
                         wait_ms.max(after.min(self.config.max_retry_after).as_millis() as i64);
@@ -412,10 +383,40 @@ impl Inner {
             });
         (effect, next)
     }
+
+    /// Claims due work in batches and hands it to the scheduler.
+    async fn claim(&self) {
+        const BATCH: u32 = 1000;
+        loop {
+            let now = timefmt::now_ms();
+            let claimed = match self.store.claim_due(&self.lease(now), now, BATCH).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::error!(%error, "could not claim due deliveries");
+                    return;
+                }
+            };
+            let full = claimed.len() as u32 == BATCH;
+            for ClaimedDelivery { delivery: d, body } in claimed {
+                let job = Job {
+                    delivery_id: d.id,
+                    event_id: d.event_id,
+                    subscription_id: d.subscription_id,
+                    attempts_made: d.attempts,
+                    body: Bytes::from(body),
+                };
+                let _ = self.scheduler.send(Msg::Now(job));
+            }
+            if !full {
+                return;
+            }
+        }
+    }
 }
 
-/// Writes attempt outcomes in batches: whatever queued while the last batch committed.
-async fn write_outcomes(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+/// Writes attempt outcomes in batches (whatever queued while the last batch committed), then
+/// says when their retries are due, here and to the other nodes.
+async fn write_outcomes(engine: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -424,8 +425,84 @@ async fn write_outcomes(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<O
                 Err(_) => break,
             }
         }
-        if let Err(error) = store.record_outcomes(batch).await {
-            tracing::error!(%error, "could not record attempt outcomes; those deliveries will be sent again");
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let next_due = batch.iter().filter_map(|o| o.next_attempt_ms).min();
+        match inner.store.record_outcomes(batch).await {
+            Ok(effects) => {
+                for id in effects.disabled {
+                    inner.forget(&id);
+                    inner.tell_others(Signal::SubscriptionChanged { id }).await;
+                }
+                if let Some(at_ms) = next_due {
+                    let _ = inner.wake.send(at_ms);
+                    inner.tell_others(Signal::Due { at_ms }).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not record attempt outcomes; those deliveries will be sent again")
+            }
+        }
+    }
+}
+
+/// Wakes to claim due work: at once on start, at the times it is told, and every
+/// `poll_interval` for work whose lease ran out (a node died).
+async fn poll(
+    engine: Weak<Inner>,
+    mut wake: mpsc::UnboundedReceiver<i64>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) {
+    let mut wake_at = timefmt::now_ms();
+    let mut signals_open = true;
+    loop {
+        let sleep_ms = (wake_at - timefmt::now_ms()).max(0) as u64;
+        tokio::select! {
+            at = wake.recv() => match at {
+                Some(at) => wake_at = wake_at.min(at),
+                None => return,
+            },
+            signal = signals.recv(), if signals_open => match signal {
+                Some(Signal::Due { at_ms }) => wake_at = wake_at.min(at_ms),
+                Some(Signal::SubscriptionChanged { id }) => {
+                    if let Some(inner) = engine.upgrade() {
+                        inner.forget(&id);
+                    }
+                }
+                None => signals_open = false,
+            },
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {
+                let Some(inner) = engine.upgrade() else { return };
+                wake_at = timefmt::now_ms() + inner.config.poll_interval.as_millis() as i64;
+                inner.claim().await;
+            }
+        }
+    }
+}
+
+/// Keeps the leases of the work this node holds (queued or in flight) from running out.
+async fn renew_leases(engine: Weak<Inner>) {
+    loop {
+        let every = match engine.upgrade() {
+            Some(inner) => inner.config.lease / 3,
+            None => return,
+        };
+        tokio::time::sleep(every.max(Duration::from_millis(50))).await;
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if inner.scheduler.send(Msg::Held(tx)).is_err() {
+            return;
+        }
+        let Ok(held) = rx.await else { return };
+        if held.is_empty() {
+            continue;
+        }
+        let lease = inner.lease(timefmt::now_ms());
+        if let Err(error) = inner.store.renew_leases(&lease, &held).await {
+            tracing::error!(%error, "could not renew leases; other nodes may send these deliveries too");
         }
     }
 }

@@ -1,13 +1,12 @@
 //! The in-memory scheduler: one queue per subscription with an in-flight cap, so a slow or
-//! dead endpoint never holds up the others, and a timer for retries that are not yet due.
-//! It only orders work: what is pending lives in the store, and is reloaded on start.
+//! dead endpoint never holds up the others. It only orders the work this node holds a lease
+//! on; what is pending lives in the store, and retries come back through a claim.
 
 use crate::engine::Inner;
 use bytes::Bytes;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Weak;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One attempt to make: a delivery and the exact body it sends.
 #[derive(Debug, Clone)]
@@ -21,16 +20,15 @@ pub(crate) struct Job {
 }
 
 pub(crate) enum Msg {
-    /// Send as soon as the endpoint has room (a replay of a waiting delivery jumps its timer).
+    /// Send as soon as the endpoint has room.
     Now(Job),
-    /// Send at this Unix-ms time.
-    At(i64, Job),
-    /// An attempt ended; `retry` is the next one, if any.
+    /// An attempt ended.
     Done {
         subscription_id: String,
         delivery_id: String,
-        retry: Option<(i64, Job)>,
     },
+    /// The deliveries held (queued or in flight), for lease renewal.
+    Held(oneshot::Sender<Vec<String>>),
 }
 
 #[derive(Default)]
@@ -46,8 +44,6 @@ pub(crate) struct Scheduler {
     endpoints: HashMap<String, Endpoint>,
     /// Deliveries queued at an endpoint or in flight: never twice at once.
     active: HashSet<String>,
-    timers: BinaryHeap<Reverse<(i64, String)>>,
-    sleeping: HashMap<String, (i64, Job)>,
 }
 
 impl Scheduler {
@@ -59,81 +55,29 @@ impl Scheduler {
             cap: cap.max(1),
             endpoints: HashMap::new(),
             active: HashSet::new(),
-            timers: BinaryHeap::new(),
-            sleeping: HashMap::new(),
         };
         tokio::spawn(scheduler.run(rx));
         tx
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        loop {
-            let wait = self.timers.peek().map(|Reverse((due, _))| {
-                let ms = (*due - smile_core::timefmt::now_ms()).max(0) as u64;
-                tokio::time::Instant::now() + std::time::Duration::from_millis(ms)
-            });
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg),
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(wait.unwrap_or_else(tokio::time::Instant::now)), if wait.is_some() => {
-                    self.wake_due();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Now(job) => {
+                    if !self.active.contains(&job.delivery_id) {
+                        self.dispatch(job);
+                    }
                 }
-            }
-        }
-    }
-
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Now(job) => {
-                if !self.active.contains(&job.delivery_id) {
-                    self.sleeping.remove(&job.delivery_id);
-                    self.dispatch(job);
+                Msg::Done {
+                    subscription_id,
+                    delivery_id,
+                } => {
+                    self.active.remove(&delivery_id);
+                    self.finish(&subscription_id);
                 }
-            }
-            Msg::At(due, job) => self.sleep(due, job),
-            Msg::Done {
-                subscription_id,
-                delivery_id,
-                retry,
-            } => {
-                self.active.remove(&delivery_id);
-                self.finish(&subscription_id);
-                if let Some((due, job)) = retry {
-                    self.sleep(due, job);
+                Msg::Held(reply) => {
+                    let _ = reply.send(self.active.iter().cloned().collect());
                 }
-            }
-        }
-    }
-
-    fn sleep(&mut self, due: i64, job: Job) {
-        if self.active.contains(&job.delivery_id) {
-            return;
-        }
-        if due <= smile_core::timefmt::now_ms() {
-            self.sleeping.remove(&job.delivery_id);
-            self.dispatch(job);
-        } else {
-            self.timers.push(Reverse((due, job.delivery_id.clone())));
-            self.sleeping.insert(job.delivery_id.clone(), (due, job));
-        }
-    }
-
-    fn wake_due(&mut self) {
-        let now = smile_core::timefmt::now_ms();
-        while let Some(Reverse((due, _))) = self.timers.peek() {
-            if *due > now {
-                break;
-            }
-            let Some(Reverse((due, id))) = self.timers.pop() else {
-                break;
-            };
-            // A timer whose delivery was replayed or rescheduled since is stale.
-            if self.sleeping.get(&id).is_some_and(|(d, _)| *d == due)
-                && let Some((_, job)) = self.sleeping.remove(&id)
-            {
-                self.dispatch(job);
             }
         }
     }
@@ -171,14 +115,12 @@ impl Scheduler {
         tokio::spawn(async move {
             let (subscription_id, delivery_id) =
                 (job.subscription_id.clone(), job.delivery_id.clone());
-            let retry = match engine.upgrade() {
-                Some(engine) => engine.attempt(job).await,
-                None => None,
-            };
+            if let Some(engine) = engine.upgrade() {
+                engine.attempt(job).await;
+            }
             let _ = tx.send(Msg::Done {
                 subscription_id,
                 delivery_id,
-                retry,
             });
         });
     }

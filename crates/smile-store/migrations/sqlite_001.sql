@@ -60,11 +60,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     last_status_code INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    -- the node sending it, until when; NULL when nobody holds it
+    lease_owner TEXT,
+    lease_until_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_subscription ON deliveries(subscription_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status) WHERE status = 'PENDING';
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_ms) WHERE status = 'PENDING';
 
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -68,7 +68,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- events ----
 
     /// Writes each event and one delivery per matching active subscription, all durably,
-    /// before returning. Concurrent calls may share one commit.
+    /// before returning, leased to the publishing node. Concurrent calls may share one commit.
     async fn publish(&self, event: NewEvent) -> Result<Vec<NewDelivery>>;
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>>;
     async fn list_events(
@@ -88,9 +88,28 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<Delivery>>;
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
-    /// Records attempt outcomes. Not awaited for durability by the engine: a lost outcome
-    /// only means the delivery is sent again (at least once).
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Records attempt outcomes and releases their leases. A lost outcome only means the
+    /// delivery is sent again once its lease runs out (at least once).
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects>;
+    /// Leases up to `limit` pending deliveries that are due and that no live lease holds.
+    /// Concurrent claims by several nodes never return the same delivery.
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Extends the lease of these deliveries, where `lease.owner` still holds them.
+    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()>;
+    /// Ends every lease and makes leased pending deliveries due: only for a store that one
+    /// node owns alone, on start (the previous process is gone).
+    async fn release_all_leases(&self, now_ms: i64) -> Result<()>;
+    /// Whether only one node can use this store (then `release_all_leases` is safe on start).
+    fn single_node(&self) -> bool;
+    /// Signals from other nodes (and this one), for as long as the receiver is kept.
+    async fn listen(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>>;
+    /// Tells every node, this one included.
+    async fn notify(&self, signal: Signal) -> Result<()>;
     /// Makes one delivery due now (any status but cancelled); None if it is not there.
     async fn retry_delivery(
         &self,
@@ -106,8 +125,4 @@ pub trait Store: Send + Sync + 'static {
         since_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Delivery>>;
-    /// Everything still pending, for the scheduler to reload on start.
-    async fn pending_deliveries(&self) -> Result<Vec<Delivery>>;
-    /// The bodies of an event: full, and without `data.payload` where that differs.
-    async fn event_bodies(&self, event_id: &str) -> Result<Option<EventBodies>>;
 }

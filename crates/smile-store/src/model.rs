@@ -68,6 +68,58 @@ pub struct NewEvent {
     /// Deliver to this subscription only (test sends), whatever its event types.
     pub only_subscription: Option<String>,
     pub delivery_created_ms: i64,
+    /// The node that publishes holds the new deliveries and sends them at once.
+    pub lease: Lease,
+}
+
+/// A node's claim on deliveries: nobody else sends them until it runs out.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: i64,
+}
+
+/// A delivery a node claimed, with the exact body to send.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub delivery: Delivery,
+    pub body: String,
+}
+
+/// What one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Deliveries may be due at this time: claim them then.
+    Due { at_ms: i64 },
+    /// A subscription changed: drop what you cached of it.
+    SubscriptionChanged { id: String },
+}
+
+impl Signal {
+    /// The text sent over the wire (PostgreSQL NOTIFY payload).
+    pub fn encode(&self) -> String {
+        match self {
+            Signal::Due { at_ms } => format!("due:{at_ms}"),
+            Signal::SubscriptionChanged { id } => format!("subscription:{id}"),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Signal> {
+        match text.split_once(':')? {
+            ("due", at) => Some(Signal::Due {
+                at_ms: at.parse().ok()?,
+            }),
+            ("subscription", id) => Some(Signal::SubscriptionChanged { id: id.to_owned() }),
+            _ => None,
+        }
+    }
+}
+
+/// What recording outcomes changed beyond the deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeEffects {
+    /// Subscriptions disabled by these outcomes.
+    pub disabled: Vec<String>,
 }
 
 /// A delivery the publish created, handed straight to the scheduler.
@@ -86,13 +138,6 @@ pub struct StoredEvent {
     pub event_type: String,
     pub created_ms: i64,
     pub body: String,
-}
-
-/// The bytes an event is delivered as.
-#[derive(Debug, Clone)]
-pub struct EventBodies {
-    pub body: String,
-    pub lean_body: Option<String>,
 }
 
 /// Filters of `GET /v1/events`.
@@ -186,16 +231,19 @@ pub struct Outcome {
     pub subscription_effect: SubscriptionEffect,
 }
 
-/// How an attempt changes its subscription's health.
+/// How an attempt changes its subscription's health. The store decides, so that every node
+/// sees the same run of failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionEffect {
-    /// Nothing to change.
-    Unchanged,
-    /// A success ends a run of failures.
+    /// A success ends any run of failures.
     Healthy,
-    /// A failure starts a run of failures if none is running.
-    Failing { since_ms: i64 },
-    /// The subscription is disabled, its pending deliveries failed.
+    /// A failure starts a run of failures if none is running, and disables the subscription
+    /// if its run started at or before `disable_if_since_before_ms`.
+    Failing {
+        now_ms: i64,
+        disable_if_since_before_ms: i64,
+    },
+    /// The subscription is disabled at once, its pending deliveries failed.
     Disable { reason: String },
 }
 

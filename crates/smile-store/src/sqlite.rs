@@ -8,6 +8,7 @@ use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 use smile_core::ids;
+use smile_core::timefmt::format_ms;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +25,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One process owns the file, so signals stay in it.
+    listeners: Mutex<Vec<mpsc::UnboundedSender<Signal>>>,
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -52,6 +55,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer,
             readers: Arc::default(),
+            listeners: Mutex::default(),
         })
     }
 
@@ -480,39 +484,41 @@ impl Store for SqliteStore {
 
     async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
         self.write(move |c| {
+            let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
             let targets: Vec<(String, bool)> = match &e.only_subscription {
                 Some(id) => c
                     .prepare_cached(
                         "SELECT id, include_payload FROM subscriptions WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3",
                     )?
-                    .query_map(params![id, e.scope.tenant_id, e.scope.mode.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map(params![id, tenant, mode], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?,
                 None => c
                     .prepare_cached(
                         "SELECT id, include_payload FROM subscriptions WHERE tenant_id = ?1 AND mode = ?2 \
                          AND active = 1 AND (event_types LIKE ?3 OR event_types LIKE '%,ALL_EVENTS,%')",
                     )?
-                    .query_map(
-                        params![e.scope.tenant_id, e.scope.mode.as_str(), format!("%,{},%", e.event_type)],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?
+                    .query_map(params![tenant, mode, format!("%,{},%", e.event_type)], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
                     .collect::<rusqlite::Result<_>>()?,
             };
             c.prepare_cached(
                 "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             )?
-            .execute(params![e.id, e.scope.tenant_id, e.scope.mode.as_str(), e.event_type, e.created_ms, e.body, e.lean_body])?;
+            .execute(params![e.id, tenant, mode, e.event_type, e.created_ms, e.body, e.lean_body])?;
+            // Due when the lease runs out: if the publishing node dies, another takes over then.
             let mut insert = c.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, \
-                 attempts, next_attempt_ms, lean, created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,'PENDING',0,?7,?8,?9,?9)",
+                 attempts, next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
+                 VALUES (?1,?2,?3,?4,?5,?6,'PENDING',0,?7,?8,?9,?9,?10,?7)",
             )?;
             let mut created = Vec::with_capacity(targets.len());
             for (subscription_id, include_payload) in targets {
                 let lean = e.lean_body.is_some() && !include_payload;
                 let id = ids::new_id(ids::DELIVERY);
                 insert.execute(params![
-                    id, e.id, e.event_type, subscription_id, e.scope.tenant_id, e.scope.mode.as_str(),
-                    e.delivery_created_ms, lean, e.delivery_created_ms
+                    id, e.id, e.event_type, subscription_id, tenant, mode, e.lease.until_ms, lean,
+                    e.delivery_created_ms, e.lease.owner
                 ])?;
                 created.push(NewDelivery { id, subscription_id, lean });
             }
@@ -625,7 +631,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects> {
         self.write(move |c| {
             let mut attempt = c.prepare_cached(
                 "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
@@ -634,8 +640,11 @@ impl Store for SqliteStore {
             // A delivery that was cancelled or already succeeded keeps that status.
             let mut delivery = c.prepare_cached(
                 "UPDATE deliveries SET status = ?1, attempts = MAX(attempts, ?2), next_attempt_ms = ?3, updated_ms = ?4, \
-                 last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND status IN ('PENDING', 'FAILED')",
+                 last_status_code = ?5, last_error = ?6, lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = ?7 AND status IN ('PENDING', 'FAILED')",
             )?;
+            let mut healthy: Vec<&str> = Vec::new();
+            let mut effects = OutcomeEffects::default();
             for o in &outcomes {
                 let a = &o.attempt;
                 attempt.execute(params![
@@ -643,34 +652,126 @@ impl Store for SqliteStore {
                     a.response_body, a.error
                 ])?;
                 delivery.execute(params![
-                    o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error, a.delivery_id
+                    o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error,
+                    a.delivery_id
                 ])?;
-                match &o.subscription_effect {
-                    SubscriptionEffect::Unchanged => {}
+                let disable_reason = match &o.subscription_effect {
                     SubscriptionEffect::Healthy => {
-                        c.prepare_cached(
-                            "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1 AND failing_since_ms IS NOT NULL",
-                        )?
-                        .execute([&o.subscription_id])?;
+                        if !healthy.contains(&o.subscription_id.as_str()) {
+                            healthy.push(&o.subscription_id);
+                        }
+                        None
                     }
-                    SubscriptionEffect::Failing { since_ms } => {
-                        c.prepare_cached(
-                            "UPDATE subscriptions SET failing_since_ms = ?1 WHERE id = ?2 AND failing_since_ms IS NULL",
-                        )?
-                        .execute(params![since_ms, o.subscription_id])?;
+                    SubscriptionEffect::Failing { now_ms, disable_if_since_before_ms } => {
+                        let since: Option<i64> = c
+                            .prepare_cached(
+                                "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, ?1) \
+                                 WHERE id = ?2 AND active = 1 RETURNING failing_since_ms",
+                            )?
+                            .query_row(params![now_ms, o.subscription_id], |r| r.get(0))
+                            .optional()?;
+                        since
+                            .filter(|since| since <= disable_if_since_before_ms)
+                            .map(|since| format!("failing without a success since {}", format_ms(since)))
                     }
-                    SubscriptionEffect::Disable { reason } => {
-                        c.prepare_cached(
-                            "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3",
+                    SubscriptionEffect::Disable { reason } => Some(reason.clone()),
+                };
+                if let Some(reason) = disable_reason {
+                    let changed = c
+                        .prepare_cached(
+                            "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3 AND active = 1",
                         )?
                         .execute(params![reason, now(), o.subscription_id])?;
-                        fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, reason)?;
+                    if changed > 0 {
+                        fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, &reason)?;
+                        effects.disabled.push(o.subscription_id.clone());
                     }
                 }
+            }
+            // One statement per subscription, not per success: it almost never changes a row.
+            for id in healthy {
+                c.prepare_cached(
+                    "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1 AND failing_since_ms IS NOT NULL",
+                )?
+                .execute([id])?;
+            }
+            Ok(effects)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let lease = lease.clone();
+        self.write(move |c| {
+            let sql = format!(
+                "UPDATE deliveries SET lease_owner = ?1, lease_until_ms = ?2 WHERE seq IN (\
+                 SELECT seq FROM deliveries WHERE status = 'PENDING' AND next_attempt_ms <= ?3 \
+                 AND (lease_until_ms IS NULL OR lease_until_ms <= ?3) ORDER BY next_attempt_ms LIMIT ?4) \
+                 RETURNING {DELIVERY_COLUMNS}, (SELECT CASE WHEN deliveries.lean AND e.lean_body IS NOT NULL \
+                 THEN e.lean_body ELSE e.body END FROM events e WHERE e.id = deliveries.event_id)"
+            );
+            let claimed = c
+                .prepare_cached(&sql)?
+                .query_map(params![lease.owner, lease.until_ms, now_ms, limit], |r| {
+                    let (_, delivery) = delivery_row(r)?;
+                    let body: Option<String> = r.get(15)?;
+                    Ok(body.map(|body| ClaimedDelivery { delivery, body }))
+                })?
+                .filter_map(|r| r.transpose())
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()> {
+        let (lease, ids) = (lease.clone(), delivery_ids.to_vec());
+        self.write(move |c| {
+            let mut renew = c.prepare_cached(
+                "UPDATE deliveries SET lease_until_ms = ?1 WHERE id = ?2 AND lease_owner = ?3 AND status = 'PENDING'",
+            )?;
+            for id in &ids {
+                renew.execute(params![lease.until_ms, id, lease.owner])?;
             }
             Ok(())
         })
         .await
+    }
+
+    async fn release_all_leases(&self, now_ms: i64) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL, \
+                 next_attempt_ms = MIN(next_attempt_ms, ?1) WHERE status = 'PENDING' AND lease_owner IS NOT NULL",
+                [now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn single_node(&self) -> bool {
+        true
+    }
+
+    async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.listeners
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .push(tx);
+        Ok(rx)
+    }
+
+    async fn notify(&self, signal: Signal) -> Result<()> {
+        let mut listeners = self.listeners.lock().map_err(|_| StoreError::Closed)?;
+        listeners.retain(|l| l.send(signal.clone()).is_ok());
+        Ok(())
     }
 
     async fn retry_delivery(
@@ -682,8 +783,8 @@ impl Store for SqliteStore {
         let (scope, id) = (scope.clone(), id.to_owned());
         self.write(move |c| {
             c.execute(
-                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 \
-                 WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1, lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
                 params![now_ms, id, scope.tenant_id, scope.mode.as_str()],
             )?;
             let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
@@ -705,53 +806,14 @@ impl Store for SqliteStore {
         let (scope, subscription_id) = (scope.clone(), subscription_id.to_owned());
         self.write(move |c| {
             let sql = format!(
-                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 \
-                 WHERE subscription_id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status = 'FAILED' \
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1, lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE subscription_id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status = 'FAILED' \
                  AND created_ms >= ?5 RETURNING {DELIVERY_COLUMNS}"
             );
             Ok(c.prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        now_ms,
-                        subscription_id,
-                        scope.tenant_id,
-                        scope.mode.as_str(),
-                        since_ms
-                    ],
-                    delivery_row,
-                )?
+                .query_map(params![now_ms, subscription_id, scope.tenant_id, scope.mode.as_str(), since_ms], delivery_row)?
                 .map(|r| r.map(|(_, d)| d))
                 .collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    async fn pending_deliveries(&self) -> Result<Vec<Delivery>> {
-        self.read(|c| {
-            let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'PENDING' ORDER BY seq"
-            );
-            Ok(c.prepare(&sql)?
-                .query_map([], delivery_row)?
-                .map(|r| r.map(|(_, d)| d))
-                .collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    async fn event_bodies(&self, event_id: &str) -> Result<Option<EventBodies>> {
-        let event_id = event_id.to_owned();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT body, lean_body FROM events WHERE id = ?1")?
-                    .query_row([event_id], |r| {
-                        Ok(EventBodies {
-                            body: r.get(0)?,
-                            lean_body: r.get(1)?,
-                        })
-                    })
-                    .optional()?,
-            )
         })
         .await
     }

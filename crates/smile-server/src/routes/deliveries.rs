@@ -87,6 +87,6 @@ pub async fn retry(
             "the delivery was cancelled with its webhook",
         )));
     }
-    state.engine.schedule_now(vec![delivery]).await?;
+    state.engine.deliveries_due_now().await;
     Ok(Data(view(&state, &scope, &id).await?))
 }

@@ -156,7 +156,7 @@ pub async fn create(
         updated_ms: now,
     };
     state.store.insert_subscription(sub.clone()).await?;
-    state.engine.subscription_changed(&sub);
+    state.engine.subscription_changed(&sub).await;
     Ok(Data(SubscriptionView::from(&sub)))
 }
 
@@ -172,7 +172,7 @@ async fn save(state: &AppState, sub: Subscription) -> Result<Data<SubscriptionVi
     if !state.store.update_subscription(sub.clone()).await? {
         return Err(Error(ApiError::missing("webhook")));
     }
-    state.engine.subscription_changed(&sub);
+    state.engine.subscription_changed(&sub).await;
     Ok(Data(SubscriptionView::from(&sub)))
 }
 
@@ -234,7 +234,7 @@ pub async fn delete(
     if !state.store.delete_subscription(&scope, &id).await? {
         return Err(Error(ApiError::missing("webhook")));
     }
-    state.engine.subscription_deleted(&id);
+    state.engine.subscription_deleted(&id).await;
     Ok(Done)
 }
 
@@ -320,6 +320,6 @@ pub async fn recover(
         .recover_deliveries(&scope, &id, since, timefmt::now_ms())
         .await?;
     let count = recovered.len();
-    state.engine.schedule_now(recovered).await?;
+    state.engine.deliveries_due_now().await;
     Ok(Data(serde_json::json!({ "recovered": count })))
 }
