@@ -24,6 +24,15 @@ pub struct ServeArgs {
     /// Directory of the SQLite database [default: ./smile-data].
     #[arg(long, env = "SMILE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// postgres://user@host:port/db: share a PostgreSQL database with other nodes instead.
+    #[arg(long, env = "SMILE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// How long a node's claim on a delivery lasts unless renewed [default: 30s].
+    #[arg(long, env = "SMILE_LEASE")]
+    lease: Option<String>,
+    /// How often a node looks for work whose lease ran out [default: 2s].
+    #[arg(long, env = "SMILE_POLL_INTERVAL")]
+    poll_interval: Option<String>,
     /// Source IP of every outgoing delivery connection.
     #[arg(long, env = "SMILE_EGRESS_BIND")]
     egress_bind: Option<IpAddr>,
@@ -76,6 +85,9 @@ impl ServeArgs {
             config: None,
             listen: self.listen.or(file.listen),
             data_dir: self.data_dir.or(file.data_dir),
+            database_url: self.database_url.or(file.database_url),
+            lease: self.lease.or(file.lease),
+            poll_interval: self.poll_interval.or(file.poll_interval),
             egress_bind: self.egress_bind.or(file.egress_bind),
             egress_proxy: self.egress_proxy.or(file.egress_proxy),
             egress_ips: vec(self.egress_ips, file.egress_ips),
@@ -107,6 +119,13 @@ impl ServeArgs {
         let d = &mut options.delivery;
         if let Some(listen) = a.listen {
             options.listen = listen;
+        }
+        options.database_url = a.database_url.clone();
+        if let Some(t) = &a.lease {
+            d.lease = duration(t, "lease")?;
+        }
+        if let Some(t) = &a.poll_interval {
+            d.poll_interval = duration(t, "poll-interval")?;
         }
         if let Some(schedule) = &a.retry_schedule {
             d.retry_schedule = schedule

@@ -51,6 +51,9 @@ enum KeysCommand {
         operator: bool,
         #[arg(long, env = "SMILE_DATA_DIR", default_value = "./smile-data")]
         data_dir: PathBuf,
+        /// PostgreSQL instead of the SQLite file, as `smile serve --database-url`.
+        #[arg(long, env = "SMILE_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -64,9 +67,11 @@ async fn keys_create(
     mode: Mode,
     operator: bool,
     data_dir: PathBuf,
+    database_url: Option<String>,
 ) -> anyhow::Result<()> {
-    let store = smile_server::open_store(&data_dir)
-        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let store = smile_server::open_store(&data_dir, database_url.as_deref())
+        .await
+        .context("opening the store")?;
     let key = if operator {
         store.create_operator_key().await?
     } else {
@@ -113,8 +118,9 @@ async fn main() -> anyhow::Result<()> {
                     mode,
                     operator,
                     data_dir,
+                    database_url,
                 },
-        } => keys_create(tenant, mode, operator, data_dir).await,
+        } => keys_create(tenant, mode, operator, data_dir, database_url).await,
         Command::Bench(args) => smile_bench::run(args).await,
     }
 }

@@ -16,6 +16,7 @@ mod views;
 use smile_delivery::{DeliveryConfig, Engine};
 pub use smile_store::NewKey;
 use smile_store::Store;
+use smile_store::postgres::PostgresStore;
 use smile_store::sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub const FIRST_TENANT: &str = "default";
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://…` to share a PostgreSQL database with other nodes; else SQLite in `data_dir`.
+    pub database_url: Option<String>,
     pub delivery: DeliveryConfig,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -42,6 +45,7 @@ impl ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir,
+            database_url: None,
             delivery: DeliveryConfig::default(),
             max_body_bytes: 256 * 1024,
         }
@@ -83,15 +87,22 @@ impl Running {
     }
 }
 
-/// Opens the SQLite store under the data directory, creating both if needed.
-pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens PostgreSQL at `database_url` if given, else the SQLite store under the data
+/// directory (creating both if needed). Migrations run either way.
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = database_url {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
+    }
     std::fs::create_dir_all(data_dir)?;
     Ok(Arc::new(SqliteStore::open(&data_dir.join("smile.db"))?))
 }
 
 /// Starts the store, the engine and the API.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
-    let store = open_store(&options.data_dir)?;
+    let store = open_store(&options.data_dir, options.database_url.as_deref()).await?;
     let first_start_key = if store.has_tenants().await? {
         None
     } else {

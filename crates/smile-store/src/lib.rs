@@ -5,9 +5,15 @@
 //!   that a caller can reach takes a [`Scope`] (tenant and mode) and sees nothing outside it.
 //! - [`sqlite::SqliteStore`]: the embedded default. One writer thread batches concurrent
 //!   writes into one transaction (group commit); readers use their own connections (WAL).
+//! - [`postgres::PostgresStore`]: for several nodes on one database. Claims use
+//!   `FOR UPDATE SKIP LOCKED`; nodes signal each other with `LISTEN/NOTIFY`.
 
+mod common;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use async_trait::async_trait;
 pub use model::*;
@@ -22,6 +28,18 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(e.to_string())
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

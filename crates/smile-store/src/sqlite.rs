@@ -4,9 +4,9 @@
 //! in its own savepoint inside one transaction and commits once (group commit): a burst of
 //! publishes costs one fsync, and each caller is answered only after that commit.
 
+use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use sha2::{Digest, Sha256};
 use smile_core::ids;
 use smile_core::timefmt::format_ms;
 use std::path::{Path, PathBuf};
@@ -173,21 +173,6 @@ fn conn_for_error() -> &'static Connection {
 
 // ---- row mapping ---------------------------------------------------------------------
 
-fn mode_of(s: &str) -> Mode {
-    s.parse().unwrap_or(Mode::Sandbox)
-}
-
-fn types_to_column(types: &[String]) -> String {
-    format!(",{},", types.join(","))
-}
-
-fn types_from_column(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
     previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
     created_ms, updated_ms";
@@ -252,39 +237,6 @@ fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
         created_ms: row.get(3)?,
         body: row.get(4)?,
     })
-}
-
-/// Turns `size + 1` rows, newest first, into a page and its next cursor.
-fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
-    let more = rows.len() > size as usize;
-    rows.truncate(size as usize);
-    let next_cursor = if more {
-        rows.last().map(|(seq, _)| seq.to_string())
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-    hex::encode(buf)
-}
-
-fn new_key_pair() -> (NewKey, [u8; 32]) {
-    let key = NewKey {
-        api_key: random_hex(16),
-        api_secret: random_hex(32),
-    };
-    let hash: [u8; 32] = Sha256::digest(key.api_secret.as_bytes()).into();
-    (key, hash)
-}
-
-fn now() -> i64 {
-    smile_core::timefmt::now_ms()
 }
 
 fn fail_pending(

@@ -16,7 +16,7 @@ fn assert_envelope_error(status: u16, body: &Value, want_status: u16, want_code:
     );
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn subscriptions_follow_the_contract() {
     let server = TestServer::start().await;
     let api = &server.sandbox;
@@ -67,7 +67,6 @@ async fn subscriptions_follow_the_contract() {
     assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
 }
 
-#[tokio::test]
 async fn lists_page_with_size_and_cursor() {
     let server = TestServer::start().await;
     let api = &server.sandbox;
@@ -107,7 +106,6 @@ async fn lists_page_with_size_and_cursor() {
     }
 }
 
-#[tokio::test]
 async fn delete_cancels_pending_deliveries() {
     let server = TestServer::with(|o| {
         o.delivery.retry_schedule = vec![std::time::Duration::from_secs(3600)]
@@ -150,7 +148,6 @@ async fn delete_cancels_pending_deliveries() {
     assert_eq!(body["data"]["items"][0]["status"], "CANCELLED");
 }
 
-#[tokio::test]
 async fn events_are_listed_filtered_and_read_back() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
@@ -208,7 +205,6 @@ async fn events_are_listed_filtered_and_read_back() {
     assert_envelope_error(status, &body, 404, "MISSING_RESOURCE");
 }
 
-#[tokio::test]
 async fn the_catalog_serves_every_type_with_a_schema() {
     let server = TestServer::start().await;
     let (status, body) = server.sandbox.get("/v1/eventTypes").await;
@@ -238,7 +234,6 @@ async fn the_catalog_serves_every_type_with_a_schema() {
     );
 }
 
-#[tokio::test]
 async fn operator_publish_checks_its_input() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
@@ -282,7 +277,6 @@ async fn operator_publish_checks_its_input() {
     assert_envelope_error(status, &body, 403, "UNAUTHORIZED_ACCESS");
 }
 
-#[tokio::test]
 async fn bad_input_gets_a_4xx_envelope_and_writes_nothing() {
     let server = TestServer::with(|o| o.max_body_bytes = 16 * 1024).await;
     let api = &server.sandbox;
@@ -386,4 +380,5 @@ async fn bad_input_gets_a_4xx_envelope_and_writes_nothing() {
     assert_eq!(status, 400);
     let (_, got) = api.get(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(got["data"]["name"], "test");
+}
 }

@@ -24,7 +24,21 @@ fn expected_standard(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> St
     )
 }
 
-#[tokio::test]
+async fn wait_delivery_status(api: &Api, subscription: &str, status: &str) -> Value {
+    eventually(
+        Duration::from_secs(15),
+        &format!("a {status} delivery"),
+        || async {
+            api.deliveries(subscription)
+                .await
+                .into_iter()
+                .find(|d| d["status"] == status)
+        },
+    )
+    .await
+}
+
+on_both_backends! {
 async fn delivery_carries_both_signatures_and_the_envelope() {
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;
@@ -69,7 +83,6 @@ async fn delivery_carries_both_signatures_and_the_envelope() {
     assert!(text.starts_with(r#"{"id":""#) && text.find("\"version\"") < text.find("\"type\""));
 }
 
-#[tokio::test]
 async fn only_matching_active_subscriptions_receive() {
     let server = TestServer::start().await;
     let (wanted, all, other, inactive) = (
@@ -125,21 +138,6 @@ async fn only_matching_active_subscriptions_receive() {
     assert!(inactive.hits().is_empty());
 }
 
-async fn wait_delivery_status(api: &Api, subscription: &str, status: &str) -> Value {
-    eventually(
-        Duration::from_secs(15),
-        &format!("a {status} delivery"),
-        || async {
-            api.deliveries(subscription)
-                .await
-                .into_iter()
-                .find(|d| d["status"] == status)
-        },
-    )
-    .await
-}
-
-#[tokio::test]
 async fn a_500_is_retried_until_success_and_every_attempt_is_logged() {
     let server = TestServer::start().await;
     let receiver = Receiver::scripted(vec![Reply::Status(500), Reply::Status(503)]).await;
@@ -185,7 +183,6 @@ async fn a_500_is_retried_until_success_and_every_attempt_is_logged() {
     assert_eq!(body["data"]["items"][0]["id"], delivery["id"]);
 }
 
-#[tokio::test]
 async fn a_timeout_is_retried() {
     let server =
         TestServer::with(|o| o.delivery.request_timeout = Duration::from_millis(300)).await;
@@ -210,7 +207,6 @@ async fn a_timeout_is_retried() {
     assert_eq!(attempts[0]["error"], "timed out");
 }
 
-#[tokio::test]
 async fn a_refused_connection_is_retried_then_given_up() {
     let server = TestServer::start().await;
     // Bind and drop: nothing listens on this port.
@@ -243,7 +239,6 @@ async fn a_refused_connection_is_retried_then_given_up() {
     assert!(error.contains("Connection refused"), "{error}");
 }
 
-#[tokio::test]
 async fn redirects_are_not_followed() {
     let server = TestServer::start().await;
     let target = Receiver::start().await;
@@ -270,7 +265,6 @@ async fn redirects_are_not_followed() {
     assert_eq!(receiver.hits().len(), 2);
 }
 
-#[tokio::test]
 async fn test_send_reaches_only_that_subscription() {
     let server = TestServer::start().await;
     let (one, two) = (Receiver::start().await, Receiver::start().await);
@@ -307,7 +301,6 @@ async fn test_send_reaches_only_that_subscription() {
     assert!(two.hits().is_empty());
 }
 
-#[tokio::test]
 async fn rotation_signs_with_both_secrets_during_the_overlap() {
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;
@@ -383,7 +376,6 @@ async fn rotation_signs_with_both_secrets_during_the_overlap() {
     );
 }
 
-#[tokio::test]
 async fn replay_and_recover_send_failed_deliveries_again() {
     let server = TestServer::with(|o| o.delivery.retry_schedule = vec![]).await;
     // Fails everything at first: three events, three failures (no retries configured).
@@ -463,7 +455,6 @@ async fn replay_and_recover_send_failed_deliveries_again() {
     );
 }
 
-#[tokio::test]
 async fn egress_bind_sets_the_source_address() {
     let server = TestServer::with(|o| {
         o.delivery.egress.bind = Some("127.0.0.2".parse().expect("ip"));
@@ -491,7 +482,6 @@ async fn egress_bind_sets_the_source_address() {
     assert_eq!(body["data"]["ips"], json!(["203.0.113.9"]));
 }
 
-#[tokio::test]
 async fn https_receivers_are_trusted_through_an_extra_ca() {
     let ca = TestCa::new();
     let ca_file = tempfile::NamedTempFile::new().expect("file");
@@ -543,7 +533,6 @@ async fn https_receivers_are_trusted_through_an_extra_ca() {
     assert_eq!(receiver.hits().len(), 1);
 }
 
-#[tokio::test]
 async fn include_payload_decides_who_gets_the_task_payload() {
     let server = TestServer::start().await;
     let (with, without) = (Receiver::start().await, Receiver::start().await);
@@ -578,7 +567,6 @@ async fn include_payload_decides_who_gets_the_task_payload() {
     );
 }
 
-#[tokio::test]
 async fn gone_disables_the_subscription_at_once() {
     let server = TestServer::start().await;
     let receiver = Receiver::scripted(vec![Reply::Status(410)]).await;
@@ -631,7 +619,6 @@ async fn gone_disables_the_subscription_at_once() {
     receiver.wait_hits(2).await;
 }
 
-#[tokio::test]
 async fn a_subscription_failing_past_the_window_is_disabled() {
     let server = TestServer::with(|o| {
         o.delivery.disable_after = Duration::from_millis(250);
@@ -674,7 +661,6 @@ async fn a_subscription_failing_past_the_window_is_disabled() {
     );
 }
 
-#[tokio::test]
 async fn a_slow_endpoint_does_not_hold_up_another() {
     let server = TestServer::with(|o| {
         o.delivery.max_in_flight_per_endpoint = 2;
@@ -711,7 +697,6 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
     );
 }
 
-#[tokio::test]
 async fn retry_after_is_honoured() {
     // The schedule says 100 ms; the endpoint asks for 1 s.
     let server = TestServer::start().await;
@@ -739,7 +724,6 @@ async fn retry_after_is_honoured() {
     assert_eq!(delivery["attempts"][0]["statusCode"], 429);
 }
 
-#[tokio::test]
 async fn the_egress_proxy_carries_every_delivery() {
     let ca = TestCa::new();
     let receiver = Receiver::tls(&ca).await;
@@ -774,4 +758,5 @@ async fn the_egress_proxy_carries_every_delivery() {
         proxy.targets(),
         vec![format!("localhost:{}", receiver.addr.port())]
     );
+}
 }

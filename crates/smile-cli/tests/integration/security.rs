@@ -4,7 +4,7 @@ use crate::support::*;
 use serde_json::json;
 use smile_core::Mode;
 
-#[tokio::test]
+on_both_backends! {
 async fn credentials_are_checked() {
     let server = TestServer::start().await;
     let client = reqwest::Client::new();
@@ -26,7 +26,6 @@ async fn credentials_are_checked() {
     assert_eq!(body["code"], "UNAUTHORIZED_ACCESS");
 }
 
-#[tokio::test]
 async fn tenants_and_modes_see_only_their_own() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
@@ -127,7 +126,6 @@ async fn tenants_and_modes_see_only_their_own() {
     assert_eq!(hits[1].header("webhook-id"), marker);
 }
 
-#[tokio::test]
 async fn production_requires_https_and_refuses_internal_addresses() {
     let server = TestServer::start().await;
     let production = server.key("default", Mode::Production).await;
@@ -151,7 +149,6 @@ async fn production_requires_https_and_refuses_internal_addresses() {
         .await;
 }
 
-#[tokio::test]
 async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_connect() {
     let ca = TestCa::new();
     let receiver = Receiver::tls(&ca).await;
@@ -218,4 +215,5 @@ async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_c
     )
     .await;
     receiver.wait_hits(1).await;
+}
 }

@@ -13,6 +13,72 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+/// The store a test runs against.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// A URL to a schema of this test's own.
+    Postgres(String),
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// A fresh PostgreSQL schema, or None (with a notice) when no server is configured.
+    pub async fn postgres() -> Option<Backend> {
+        smile_store::testing::fresh_postgres_schema()
+            .await
+            .map(Backend::Postgres)
+    }
+
+    /// Runs a test body with this backend as the one servers in it use.
+    pub async fn run<F: Future<Output = ()>>(self, body: F) {
+        BACKEND.scope(self, body).await
+    }
+
+    /// The backend of the running test.
+    pub fn current() -> Backend {
+        BACKEND.try_with(Backend::clone).unwrap_or(Backend::Sqlite)
+    }
+
+    /// The database URL to hand a server, if not SQLite.
+    pub fn database_url(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(url) => Some(url.clone()),
+        }
+    }
+}
+
+/// Defines each test twice, as `NAME::sqlite` and `NAME::postgres`; the PostgreSQL one is
+/// skipped with a notice when `SMILE_TEST_POSTGRES_URL` is unset.
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                crate::support::Backend::Sqlite.run(body()).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = crate::support::Backend::postgres().await {
+                    backend.run(body()).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
 pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -64,6 +130,11 @@ impl TestServer {
         install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = fast_options(dir.path());
+        // Each server its own database: a test that starts two means two independent ones.
+        options.database_url = match Backend::current() {
+            Backend::Sqlite => None,
+            Backend::Postgres(_) => smile_store::testing::fresh_postgres_schema().await,
+        };
         configure(&mut options);
         let running = smile_server::start(options).await.expect("server starts");
         let key = running

@@ -1,0 +1,819 @@
+//! The PostgreSQL store: several `smile serve` nodes share one database.
+//!
+//! Each call runs on a pooled connection; concurrent commits are grouped by PostgreSQL itself.
+//! Claims take due deliveries with `FOR UPDATE SKIP LOCKED`, so two nodes never claim the
+//! same one; signals between nodes travel with `LISTEN/NOTIFY` on one channel.
+
+use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
+use crate::*;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use smile_core::ids;
+use smile_core::timefmt::format_ms;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+const MIGRATION: &str = include_str!("../migrations/postgres_001.sql");
+/// The NOTIFY channel every node listens on.
+const CHANNEL: &str = "smile_signals";
+/// Serialises migrations when several nodes start at once.
+const MIGRATION_LOCK: i64 = 0x736d_696c_6501;
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), and applies the migrations under an
+    /// advisory lock so that nodes starting together do not race.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(32)
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
+        let store = PostgresStore { pool, config };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let migrated = client.batch_execute(MIGRATION).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        Ok(migrated?)
+    }
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
+    previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
+    created_ms, updated_ms";
+
+fn subscription_row(row: &Row) -> (i64, Subscription) {
+    (
+        row.get(0),
+        Subscription {
+            id: row.get(1),
+            scope: Scope {
+                tenant_id: row.get(2),
+                mode: mode_of(row.get(3)),
+            },
+            name: row.get(4),
+            url: row.get(5),
+            event_types: types_from_column(row.get(6)),
+            active: row.get(7),
+            secret: row.get(8),
+            previous_secret: row.get(9),
+            previous_secret_until_ms: row.get(10),
+            include_payload: row.get(11),
+            disabled_reason: row.get(12),
+            failing_since_ms: row.get(13),
+            created_ms: row.get(14),
+            updated_ms: row.get(15),
+        },
+    )
+}
+
+const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.event_type, d.subscription_id, d.tenant_id, d.mode, \
+    d.status, d.attempts, d.next_attempt_ms, d.lean, d.created_ms, d.updated_ms, d.last_status_code, d.last_error";
+
+fn delivery_row(row: &Row) -> (i64, Delivery) {
+    let attempts: i32 = row.get(8);
+    let code: Option<i32> = row.get(13);
+    (
+        row.get(0),
+        Delivery {
+            id: row.get(1),
+            event_id: row.get(2),
+            event_type: row.get(3),
+            subscription_id: row.get(4),
+            scope: Scope {
+                tenant_id: row.get(5),
+                mode: mode_of(row.get(6)),
+            },
+            status: DeliveryStatus::parse(row.get(7)),
+            attempts: attempts.max(0) as u32,
+            next_attempt_ms: row.get(9),
+            lean: row.get(10),
+            created_ms: row.get(11),
+            updated_ms: row.get(12),
+            last_status_code: code.map(|c| c as u16),
+            last_error: row.get(14),
+        },
+    )
+}
+
+fn event_row(row: &Row) -> StoredEvent {
+    StoredEvent {
+        seq: row.get(0),
+        id: row.get(1),
+        event_type: row.get(2),
+        created_ms: row.get(3),
+        body: row.get(4),
+    }
+}
+
+async fn fail_pending(
+    c: &impl GenericClient,
+    subscription_id: &str,
+    status: DeliveryStatus,
+    why: &str,
+) -> Result<()> {
+    c.execute(
+        "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3, \
+         lease_owner = NULL, lease_until_ms = NULL WHERE subscription_id = $4 AND status = 'PENDING'",
+        &[&status.as_str(), &why, &now(), &subscription_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Turns a disable decision into a disabled subscription; true if this call disabled it.
+async fn disable(c: &impl GenericClient, subscription_id: &str, reason: &str) -> Result<bool> {
+    let changed = c
+        .execute(
+            "UPDATE subscriptions SET active = FALSE, disabled_reason = $1, updated_ms = $2 WHERE id = $3 AND active",
+            &[&reason, &now(), &subscription_id],
+        )
+        .await?;
+    if changed > 0 {
+        fail_pending(c, subscription_id, DeliveryStatus::Failed, reason).await?;
+    }
+    Ok(changed > 0)
+}
+
+/// Forwards NOTIFY payloads to `tx`, reconnecting while anyone listens.
+async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSender<Signal>) {
+    while !tx.is_closed() {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (messages_tx, mut messages) = mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut stream =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = stream.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                let _ = messages_tx.send(n.payload().to_owned());
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    while let Some(payload) = messages.recv().await {
+                        if let Some(signal) = Signal::decode(&payload)
+                            && tx.send(signal).is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+                driver.abort();
+                tracing::warn!("lost the LISTEN connection; reconnecting");
+            }
+            Err(error) => tracing::warn!(%error, "cannot open the LISTEN connection; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
+        let (key, hash) = new_key_pair();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO tenants (id, created_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&tenant_id, &now()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO api_keys (api_key, secret_sha256, tenant_id, mode, operator, created_ms) VALUES ($1,$2,$3,$4,FALSE,$5)",
+            &[&key.api_key, &hash.as_slice(), &tenant_id, &mode.as_str(), &now()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn create_operator_key(&self) -> Result<NewKey> {
+        let (key, hash) = new_key_pair();
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO api_keys (api_key, secret_sha256, operator, created_ms) VALUES ($1, $2, TRUE, $3)",
+                &[&key.api_key, &hash.as_slice(), &now()],
+            )
+            .await?;
+        Ok(key)
+    }
+
+    async fn find_key(&self, api_key: &str) -> Result<Option<KeyRecord>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = $1",
+            )
+            .await?;
+        let Some(row) = client.query_opt(&statement, &[&api_key]).await? else {
+            return Ok(None);
+        };
+        let hash: Vec<u8> = row.get(0);
+        let secret_sha256: [u8; 32] = hash
+            .try_into()
+            .map_err(|_| StoreError::Invalid("bad key hash".into()))?;
+        let principal = match (
+            row.get::<_, bool>(3),
+            row.get::<_, Option<String>>(1),
+            row.get::<_, Option<String>>(2),
+        ) {
+            (true, _, _) => Principal::Operator,
+            (false, Some(tenant_id), Some(mode)) => Principal::Tenant(Scope {
+                tenant_id,
+                mode: mode_of(&mode),
+            }),
+            _ => return Ok(None),
+        };
+        Ok(Some(KeyRecord {
+            secret_sha256,
+            principal,
+        }))
+    }
+
+    async fn has_tenants(&self) -> Result<bool> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .query_one("SELECT EXISTS(SELECT 1 FROM tenants)", &[])
+            .await?
+            .get(0))
+    }
+
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = $1)",
+                &[&tenant_id],
+            )
+            .await?
+            .get(0))
+    }
+
+    async fn insert_subscription(&self, s: Subscription) -> Result<()> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO subscriptions (id, tenant_id, mode, name, url, event_types, active, secret, \
+                 previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
+                 created_ms, updated_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+                &[
+                    &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &s.name, &s.url,
+                    &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
+                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
+                    &s.created_ms, &s.updated_ms,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3"
+        );
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()])
+            .await?;
+        Ok(row.map(|r| subscription_row(&r).1))
+    }
+
+    async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
+        let row = self.pool.get().await?.query_opt(&sql, &[&id]).await?;
+        Ok(row.map(|r| subscription_row(&r).1))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<Subscription>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND seq < $3 \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &scope.tenant_id,
+                    &scope.mode.as_str(),
+                    &page.before_seq.unwrap_or(i64::MAX),
+                    &(i64::from(page.size) + 1),
+                ],
+            )
+            .await?;
+        Ok(paginate(
+            rows.iter().map(subscription_row).collect(),
+            page.size,
+        ))
+    }
+
+    async fn update_subscription(&self, s: Subscription) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE subscriptions SET name=$1, url=$2, event_types=$3, active=$4, secret=$5, previous_secret=$6, \
+                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11 \
+                 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
+                &[
+                    &s.name, &s.url, &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
+                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
+                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(),
+                ],
+            )
+            .await?;
+        if changed > 0 && !s.active {
+            fail_pending(&tx, &s.id, DeliveryStatus::Failed, "subscription inactive").await?;
+        }
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                &[&id, &scope.tenant_id, &scope.mode.as_str()],
+            )
+            .await?;
+        if deleted > 0 {
+            fail_pending(&tx, id, DeliveryStatus::Cancelled, "subscription deleted").await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
+        let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let targets = match &e.only_subscription {
+            Some(id) => {
+                let statement = tx
+                    .prepare_cached("SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3")
+                    .await?;
+                tx.query(&statement, &[id, &tenant, &mode]).await?
+            }
+            None => {
+                let statement = tx
+                    .prepare_cached(
+                        "SELECT id, include_payload FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
+                         AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
+                    )
+                    .await?;
+                tx.query(
+                    &statement,
+                    &[&tenant, &mode, &format!("%,{},%", e.event_type)],
+                )
+                .await?
+            }
+        };
+        let insert_event = tx
+            .prepare_cached(
+                "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            )
+            .await?;
+        tx.execute(
+            &insert_event,
+            &[
+                &e.id,
+                &tenant,
+                &mode,
+                &e.event_type,
+                &e.created_ms,
+                &e.body,
+                &e.lean_body,
+            ],
+        )
+        .await?;
+        let mut created = Vec::with_capacity(targets.len());
+        if !targets.is_empty() {
+            let (mut ids, mut subs, mut leans) = (Vec::new(), Vec::new(), Vec::new());
+            for row in &targets {
+                let (subscription_id, include_payload): (String, bool) = (row.get(0), row.get(1));
+                let lean = e.lean_body.is_some() && !include_payload;
+                let id = ids::new_id(ids::DELIVERY);
+                ids.push(id.clone());
+                subs.push(subscription_id.clone());
+                leans.push(lean);
+                created.push(NewDelivery {
+                    id,
+                    subscription_id,
+                    lean,
+                });
+            }
+            // Due when the lease runs out: if the publishing node dies, another takes over then.
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
+                     next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
+                     SELECT u.id, $4, $5, u.sub, $6, $7, 'PENDING', 0, $8, u.lean, $9, $9, $10, $8 \
+                     FROM UNNEST($1::text[], $2::text[], $3::bool[]) AS u(id, sub, lean)",
+                )
+                .await?;
+            tx.execute(
+                &insert,
+                &[
+                    &ids,
+                    &subs,
+                    &leans,
+                    &e.id,
+                    &e.event_type,
+                    &tenant,
+                    &mode,
+                    &e.lease.until_ms,
+                    &e.delivery_created_ms,
+                    &e.lease.owner,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT seq, id, type, created_ms, body FROM events WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                &[&id, &scope.tenant_id, &scope.mode.as_str()],
+            )
+            .await?;
+        Ok(row.map(|r| event_row(&r)))
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT seq, id, type, created_ms, body FROM events WHERE tenant_id = $1 AND mode = $2 AND seq < $3 \
+                 AND ($4::text IS NULL OR type = $4) AND created_ms >= $5 AND created_ms < $6 ORDER BY seq DESC LIMIT $7",
+                &[
+                    &scope.tenant_id, &scope.mode.as_str(), &page.before_seq.unwrap_or(i64::MAX), &filter.event_type,
+                    &filter.from_ms.unwrap_or(i64::MIN), &filter.to_ms.unwrap_or(i64::MAX), &(i64::from(page.size) + 1),
+                ],
+            )
+            .await?;
+        Ok(paginate(
+            rows.iter().map(|r| (r.get(0), event_row(r))).collect(),
+            page.size,
+        ))
+    }
+
+    async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2 AND d.mode = $3"
+        );
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()])
+            .await?;
+        Ok(row.map(|r| delivery_row(&r).1))
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        of: DeliveriesOf<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
+        let (column, key) = match of {
+            DeliveriesOf::Subscription(id) => ("subscription_id", id),
+            DeliveriesOf::Event(id) => ("event_id", id),
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.{column} = $1 AND d.tenant_id = $2 AND d.mode = $3 \
+             AND d.seq < $4 ORDER BY d.seq DESC LIMIT $5"
+        );
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &key,
+                    &scope.tenant_id,
+                    &scope.mode.as_str(),
+                    &page.before_seq.unwrap_or(i64::MAX),
+                    &(i64::from(page.size) + 1),
+                ],
+            )
+            .await?;
+        Ok(paginate(rows.iter().map(delivery_row).collect(), page.size))
+    }
+
+    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error \
+                 FROM attempts WHERE delivery_id = $1 ORDER BY seq",
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Attempt {
+                id: r.get(0),
+                delivery_id: r.get(1),
+                attempt: r.get::<_, i32>(2).max(0) as u32,
+                attempted_ms: r.get(3),
+                status_code: r.get::<_, Option<i32>>(4).map(|c| c as u16),
+                latency_ms: r.get::<_, i64>(5).max(0) as u64,
+                response_body: r.get(6),
+                error: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Whole columns at once: one round trip for the attempts, one for the deliveries.
+        let a: Vec<&Attempt> = outcomes.iter().map(|o| &o.attempt).collect();
+        let ids: Vec<&str> = a.iter().map(|a| a.id.as_str()).collect();
+        let delivery_ids: Vec<&str> = a.iter().map(|a| a.delivery_id.as_str()).collect();
+        let numbers: Vec<i32> = a.iter().map(|a| a.attempt as i32).collect();
+        let times: Vec<i64> = a.iter().map(|a| a.attempted_ms).collect();
+        let codes: Vec<Option<i32>> = a.iter().map(|a| a.status_code.map(i32::from)).collect();
+        let latencies: Vec<i64> = a.iter().map(|a| a.latency_ms as i64).collect();
+        let bodies: Vec<Option<&str>> = a.iter().map(|a| a.response_body.as_deref()).collect();
+        let errors: Vec<Option<&str>> = a.iter().map(|a| a.error.as_deref()).collect();
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        let nexts: Vec<Option<i64>> = outcomes.iter().map(|o| o.next_attempt_ms).collect();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::bigint[], $7::text[], $8::text[])",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &ids,
+                &delivery_ids,
+                &numbers,
+                &times,
+                &codes,
+                &latencies,
+                &bodies,
+                &errors,
+            ],
+        )
+        .await?;
+        // A delivery that was cancelled or already succeeded keeps that status.
+        let update = tx
+            .prepare_cached(
+                "UPDATE deliveries d SET status = u.status, attempts = GREATEST(d.attempts, u.attempt), \
+                 next_attempt_ms = u.next, updated_ms = u.at, last_status_code = u.code, last_error = u.error, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], $7::text[]) \
+                 AS u(id, status, attempt, next, at, code, error) \
+                 WHERE d.id = u.id AND d.status IN ('PENDING', 'FAILED')",
+            )
+            .await?;
+        tx.execute(
+            &update,
+            &[
+                &delivery_ids,
+                &statuses,
+                &numbers,
+                &nexts,
+                &times,
+                &codes,
+                &errors,
+            ],
+        )
+        .await?;
+
+        let mut effects = OutcomeEffects::default();
+        let mut healthy: Vec<&str> = Vec::new();
+        for o in &outcomes {
+            let reason = match &o.subscription_effect {
+                SubscriptionEffect::Healthy => {
+                    if !healthy.contains(&o.subscription_id.as_str()) {
+                        healthy.push(&o.subscription_id);
+                    }
+                    None
+                }
+                SubscriptionEffect::Failing { now_ms, disable_if_since_before_ms } => tx
+                    .query_opt(
+                        "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, $1) \
+                         WHERE id = $2 AND active RETURNING failing_since_ms",
+                        &[now_ms, &o.subscription_id],
+                    )
+                    .await?
+                    .map(|r| r.get::<_, i64>(0))
+                    .filter(|since| since <= disable_if_since_before_ms)
+                    .map(|since| format!("failing without a success since {}", format_ms(since))),
+                SubscriptionEffect::Disable { reason } => Some(reason.clone()),
+            };
+            if let Some(reason) = reason
+                && disable(&tx, &o.subscription_id, &reason).await?
+            {
+                effects.disabled.push(o.subscription_id.clone());
+            }
+        }
+        if !healthy.is_empty() {
+            tx.execute(
+                "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ANY($1) AND failing_since_ms IS NOT NULL",
+                &[&healthy],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(effects)
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let sql = format!(
+            "WITH due AS (SELECT seq FROM deliveries WHERE status = 'PENDING' AND next_attempt_ms <= $3 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY next_attempt_ms LIMIT $4 \
+             FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET lease_owner = $1, lease_until_ms = $2 FROM due WHERE d.seq = due.seq \
+             RETURNING {DELIVERY_COLUMNS}, (SELECT CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body \
+             ELSE e.body END FROM events e WHERE e.id = d.event_id)"
+        );
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&lease.owner, &lease.until_ms, &now_ms, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let body: Option<String> = r.get(15);
+                body.map(|body| ClaimedDelivery {
+                    delivery: delivery_row(r).1,
+                    body,
+                })
+            })
+            .collect())
+    }
+
+    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE deliveries SET lease_until_ms = $1 WHERE id = ANY($2) AND lease_owner = $3 AND status = 'PENDING'",
+                &[&lease.until_ms, &delivery_ids, &lease.owner],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn release_all_leases(&self, now_ms: i64) -> Result<()> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL, next_attempt_ms = LEAST(next_attempt_ms, $1) \
+                 WHERE status = 'PENDING' AND lease_owner IS NOT NULL",
+                &[&now_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn single_node(&self) -> bool {
+        false
+    }
+
+    async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(forward_signals(self.config.clone(), tx));
+        Ok(rx)
+    }
+
+    async fn notify(&self, signal: Signal) -> Result<()> {
+        self.pool
+            .get()
+            .await?
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &signal.encode()])
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Delivery>> {
+        let sql = format!(
+            "UPDATE deliveries d SET status = CASE WHEN d.status = 'CANCELLED' THEN d.status ELSE 'PENDING' END, \
+             next_attempt_ms = CASE WHEN d.status = 'CANCELLED' THEN d.next_attempt_ms ELSE $1 END, \
+             updated_ms = $1, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE d.id = $2 AND d.tenant_id = $3 AND d.mode = $4 RETURNING {DELIVERY_COLUMNS}"
+        );
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                &sql,
+                &[&now_ms, &id, &scope.tenant_id, &scope.mode.as_str()],
+            )
+            .await?;
+        Ok(row.map(|r| delivery_row(&r).1))
+    }
+
+    async fn recover_deliveries(
+        &self,
+        scope: &Scope,
+        subscription_id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "UPDATE deliveries d SET status = 'PENDING', next_attempt_ms = $1, updated_ms = $1, lease_owner = NULL, \
+             lease_until_ms = NULL WHERE d.subscription_id = $2 AND d.tenant_id = $3 AND d.mode = $4 \
+             AND d.status = 'FAILED' AND d.created_ms >= $5 RETURNING {DELIVERY_COLUMNS}"
+        );
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &now_ms,
+                    &subscription_id,
+                    &scope.tenant_id,
+                    &scope.mode.as_str(),
+                    &since_ms,
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| delivery_row(r).1).collect())
+    }
+}
