@@ -1,6 +1,7 @@
 //! Integration tests: the real server on an ephemeral port, real receivers on loopback.
 
 mod api;
+mod cluster;
 mod delivery;
 mod process;
 mod security;

@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A `smile serve` process and what it printed on start.
-struct Process {
-    child: Child,
-    addr: std::net::SocketAddr,
-    key: Option<(String, String)>,
+pub(crate) struct Process {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    pub key: Option<(String, String)>,
 }
 
 impl Drop for Process {
@@ -31,7 +31,7 @@ fn smile() -> Command {
     command
 }
 
-fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
+pub(crate) fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
     let mut command = smile();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -72,7 +72,7 @@ fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
     }
 }
 
-fn keys_create(data_dir: &Path, args: &[&str]) -> (String, String) {
+pub(crate) fn keys_create(data_dir: &Path, args: &[&str]) -> (String, String) {
     let mut command = smile();
     command
         .args(["keys", "create", "--data-dir"])

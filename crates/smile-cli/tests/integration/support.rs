@@ -232,6 +232,23 @@ impl Api {
         )
     }
 
+    /// Like `post`, but None when the server cannot be reached (a killed node).
+    pub async fn try_post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(&self.secret))
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        ))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }

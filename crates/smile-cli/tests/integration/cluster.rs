@@ -1,0 +1,153 @@
+//! Several `smile serve` nodes on one PostgreSQL database, one of them killed mid-run.
+
+use crate::process::{keys_create, serve};
+use crate::support::*;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const EVENTS: usize = 10_000;
+const RECEIVERS: usize = 3;
+const PUBLISHERS: usize = 32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_acknowledged_event_when_one_is_killed() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url.clone()).run(run(url)).await
+}
+
+async fn run(url: String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = [
+        "--lease",
+        "2s",
+        "--poll-interval",
+        "500ms",
+        "--retry-schedule",
+        "200ms,500ms,1s,2s,5s",
+        "--retry-jitter",
+        "0",
+    ];
+    let mut nodes = vec![serve(&dir.path().join("n0"), &args, &[])];
+    let (key, secret) = nodes[0]
+        .key
+        .clone()
+        .expect("the first node creates the sandbox keys");
+    nodes.push(serve(&dir.path().join("n1"), &args, &[]));
+    nodes.push(serve(&dir.path().join("n2"), &args, &[]));
+    let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
+    let operators: Vec<Api> = nodes.iter().map(|n| Api::new(n.addr, &ok, &os)).collect();
+
+    let mut receivers = Vec::new();
+    for _ in 0..RECEIVERS {
+        let receiver = Receiver::start().await;
+        Api::new(nodes[1].addr, &key, &secret)
+            .subscribe(&receiver.url(), &["ALL_EVENTS"], "cluster")
+            .await;
+        receivers.push(receiver);
+    }
+
+    // Publish round-robin over the three nodes; kill node 1 halfway. A publish the dead node
+    // did not acknowledge is sent again to a live one.
+    let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let (operators, acknowledged, killed) =
+            (operators.clone(), acknowledged.clone(), killed.clone());
+        publishers.push(tokio::spawn(async move {
+            for i in (p..EVENTS).step_by(PUBLISHERS) {
+                let mut node = i % 3;
+                loop {
+                    if node == 1 && killed.load(std::sync::atomic::Ordering::Relaxed) {
+                        node = 2;
+                    }
+                    let request = json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": format!("u{i}")}});
+                    match operators[node].try_post("/v1/operator/events", request).await {
+                        Some((200, body)) => {
+                            acknowledged.lock().expect("lock").insert(body["data"]["id"].as_str().expect("id").to_owned());
+                            break;
+                        }
+                        _ => node = (node + 1) % 3,
+                    }
+                }
+            }
+        }));
+    }
+    loop {
+        if acknowledged.lock().expect("lock").len() >= EVENTS / 2 {
+            nodes[1].child.kill().expect("SIGKILL");
+            killed.store(true, std::sync::atomic::Ordering::Relaxed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert_eq!(acknowledged.len(), EVENTS);
+    println!(
+        "published {EVENTS} events over 3 nodes in {:?}",
+        started.elapsed()
+    );
+
+    for receiver in &receivers {
+        eventually(
+            Duration::from_secs(120),
+            "every acknowledged event at every receiver",
+            || async {
+                let got: HashSet<String> = receiver
+                    .hits()
+                    .iter()
+                    .map(|h| h.header("webhook-id").to_owned())
+                    .collect();
+                acknowledged.is_subset(&got).then_some(())
+            },
+        )
+        .await;
+    }
+    println!(
+        "all {} deliveries arrived after {:?}",
+        EVENTS * RECEIVERS,
+        started.elapsed()
+    );
+
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    eventually(
+        Duration::from_secs(30),
+        "no delivery left unfinished",
+        || async {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM deliveries WHERE status <> 'SUCCEEDED'",
+                    &[],
+                )
+                .await
+                .expect("count");
+            (row.get::<_, i64>(0) == 0).then_some(())
+        },
+    )
+    .await;
+
+    let mut arrivals: HashMap<(usize, String), usize> = HashMap::new();
+    for (r, receiver) in receivers.iter().enumerate() {
+        for hit in receiver.hits() {
+            *arrivals
+                .entry((r, hit.header("webhook-id").to_owned()))
+                .or_default() += 1;
+        }
+    }
+    let deliveries = EVENTS * RECEIVERS;
+    let duplicates: usize = arrivals.values().map(|n| n - 1).sum();
+    let share = duplicates as f64 * 100.0 / deliveries as f64;
+    println!("duplicates: {duplicates} of {deliveries} deliveries ({share:.3} %)");
+    assert!(share < 1.0, "duplicates above 1 %: {duplicates}");
+}
