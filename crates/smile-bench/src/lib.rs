@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Run on PostgreSQL (a fresh schema in this database, dropped afterwards) instead of SQLite.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Nodes sharing the PostgreSQL database; publishers are spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
 }
 
 /// The one JSON line a scenario ends with.
@@ -45,6 +51,7 @@ pub struct BenchArgs {
 pub struct Report {
     pub scenario: String,
     pub backend: &'static str,
+    pub nodes: usize,
     pub events: u64,
     pub fanout: u64,
     pub publish_per_s: f64,
@@ -147,6 +154,64 @@ async fn create_subscription(server: SocketAddr, auth: &str, url: &str) -> anyho
     Ok(())
 }
 
+/// A schema of the benchmark's own in a PostgreSQL database.
+struct BenchSchema {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl BenchSchema {
+    async fn create(base: &str, scenario: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "smile_bench_{}_{}",
+            std::process::id(),
+            scenario.replace('-', "_")
+        );
+        Self::run(
+            base,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        )
+        .await?;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
+        Ok(BenchSchema {
+            base: base.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    /// Drops the schema; the stopped engines' last queries may still hold locks, so a
+    /// deadlock is tried again.
+    async fn drop(self) -> anyhow::Result<()> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let mut tries = 0;
+        loop {
+            match Self::run(&self.base, &sql).await {
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("dropping the benchmark schema: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn run(url: &str, sql: &str) -> anyhow::Result<()> {
+        let describe = |e: tokio_postgres::Error| match e.as_db_error() {
+            Some(db) => anyhow::anyhow!("PostgreSQL: {}", db.message()),
+            None => anyhow::anyhow!("PostgreSQL: {e}"),
+        };
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(describe)?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.map_err(describe)
+    }
+}
+
 /// Latencies (sorted, ms) of first arrivals, events some receiver missed, extra arrivals.
 fn tally(
     published: &HashMap<String, Instant>,
@@ -190,11 +255,24 @@ pub async fn scenario(
     args: &BenchArgs,
 ) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
+    let schema = match &args.database_url {
+        Some(url) => Some(BenchSchema::create(url, name).await?),
+        None => None,
+    };
     let mut options = smile_server::ServeOptions::new(dir.path().to_owned());
     options.listen = "127.0.0.1:0".parse()?;
     options.delivery.max_in_flight_per_endpoint = 64;
-    let server = smile_server::start(options).await?;
-    let key = server
+    options.database_url = schema.as_ref().map(|s| s.url.clone());
+    let nodes = if schema.is_some() {
+        args.nodes.max(1)
+    } else {
+        1
+    };
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        servers.push(smile_server::start(options.clone()).await?);
+    }
+    let key = servers[0]
         .first_start_key
         .clone()
         .context("a fresh server creates keys")?;
@@ -219,7 +297,7 @@ pub async fn scenario(
     eprintln!("[{name}] baseline: {baseline_rate:.0} req/s over {baseline_requests} requests");
 
     for (i, addr) in receivers.iter().enumerate() {
-        create_subscription(server.addr, &auth, &format!("http://{addr}/hook/{i}")).await?;
+        create_subscription(servers[0].addr, &auth, &format!("http://{addr}/hook/{i}")).await?;
     }
 
     let scope = Scope {
@@ -230,9 +308,9 @@ pub async fn scenario(
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for p in 0..args.concurrency {
         let (engine, scope, published, next) = (
-            server.engine.clone(),
+            servers[p as usize % nodes].engine.clone(),
             scope.clone(),
             published.clone(),
             next.clone(),
@@ -277,10 +355,20 @@ pub async fn scenario(
     let (latencies, lost, duplicates) = tally(&published, &received, fanout)?;
     let deliveries_per_s =
         received.total.load(Ordering::Relaxed).min(expected) as f64 / delivery_secs;
-    server.shutdown().await?;
+    for server in servers {
+        server.shutdown().await?;
+    }
+    if let Some(schema) = schema {
+        schema.drop().await?;
+    }
     Ok(Report {
         scenario: name.to_owned(),
-        backend: "sqlite",
+        backend: if args.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        nodes,
         events,
         fanout,
         publish_per_s: events as f64 / publish_secs,

@@ -10,7 +10,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use futures_util::StreamExt;
 use smile_core::ids;
 use smile_core::timefmt::format_ms;
-use tokio::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 const MIGRATION: &str = include_str!("../migrations/postgres_001.sql");
@@ -18,11 +20,18 @@ const MIGRATION: &str = include_str!("../migrations/postgres_001.sql");
 const CHANNEL: &str = "smile_signals";
 /// Serialises migrations when several nodes start at once.
 const MIGRATION_LOCK: i64 = 0x736d_696c_6501;
+/// Connections writing publishes at once; each writes every publish queued meanwhile.
+const PUBLISH_WRITERS: usize = 4;
+/// The most publishes one transaction takes.
+const MAX_PUBLISH_BATCH: usize = 1024;
+
+type PublishJob = (NewEvent, oneshot::Sender<Result<Vec<NewDelivery>>>);
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    publishes: mpsc::Sender<PublishJob>,
 }
 
 impl PostgresStore {
@@ -43,7 +52,16 @@ impl PostgresStore {
             .max_size(32)
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
-        let store = PostgresStore { pool, config };
+        let (publishes, jobs) = mpsc::channel(65_536);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..PUBLISH_WRITERS {
+            tokio::spawn(write_publishes(pool.clone(), jobs.clone()));
+        }
+        let store = PostgresStore {
+            pool,
+            config,
+            publishes,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -156,6 +174,195 @@ async fn disable(c: &impl GenericClient, subscription_id: &str, reason: &str) ->
         fail_pending(c, subscription_id, DeliveryStatus::Failed, reason).await?;
     }
     Ok(changed > 0)
+}
+
+/// Group commit: takes every publish queued while the last transaction ran, and writes them
+/// all in one transaction (whole columns at once), answering each after the commit.
+async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>>) {
+    loop {
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_PUBLISH_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+        match publish_batch(&pool, &events).await {
+            Ok(created) => {
+                for (reply, deliveries) in replies.into_iter().zip(created) {
+                    let _ = reply.send(Ok(deliveries));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "publish transaction failed");
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The active subscriptions an event goes to, with their `includePayload`.
+async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<(String, bool)>> {
+    let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
+    let rows = match &e.only_subscription {
+        Some(id) => {
+            let statement = c
+                .prepare_cached("SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3")
+                .await?;
+            c.query(&statement, &[id, &tenant, &mode]).await?
+        }
+        None => {
+            let statement = c
+                .prepare_cached(
+                    "SELECT id, include_payload FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
+                     AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
+                )
+                .await?;
+            c.query(
+                &statement,
+                &[&tenant, &mode, &format!("%,{},%", e.event_type)],
+            )
+            .await?
+        }
+    };
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDelivery>>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // Events of one tenant, mode and type share their matching subscriptions.
+    let mut matching: HashMap<(&str, Mode, &str), Vec<(String, bool)>> = HashMap::new();
+    let mut created = Vec::with_capacity(events.len());
+    let mut d = DeliveryColumns::default();
+    for e in events {
+        let found = match (
+            &e.only_subscription,
+            matching.get(&(
+                e.scope.tenant_id.as_str(),
+                e.scope.mode,
+                e.event_type.as_str(),
+            )),
+        ) {
+            (None, Some(found)) => found.clone(),
+            _ => {
+                let found = targets(&tx, e).await?;
+                if e.only_subscription.is_none() {
+                    matching.insert(
+                        (&e.scope.tenant_id, e.scope.mode, &e.event_type),
+                        found.clone(),
+                    );
+                }
+                found
+            }
+        };
+        let mut mine = Vec::with_capacity(found.len());
+        for (subscription_id, include_payload) in found {
+            let lean = e.lean_body.is_some() && !include_payload;
+            let id = ids::new_id(ids::DELIVERY);
+            d.push(e, &id, &subscription_id, lean);
+            mine.push(NewDelivery {
+                id,
+                subscription_id,
+                lean,
+            });
+        }
+        created.push(mine);
+    }
+    let insert_events = tx
+        .prepare_cached(
+            "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
+        )
+        .await?;
+    let column = |f: fn(&NewEvent) -> &str| events.iter().map(f).collect::<Vec<&str>>();
+    tx.execute(
+        &insert_events,
+        &[
+            &column(|e| &e.id),
+            &column(|e| &e.scope.tenant_id),
+            &column(|e| e.scope.mode.as_str()),
+            &column(|e| &e.event_type),
+            &events.iter().map(|e| e.created_ms).collect::<Vec<i64>>(),
+            &column(|e| &e.body),
+            &events
+                .iter()
+                .map(|e| e.lean_body.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        ],
+    )
+    .await?;
+    if !d.id.is_empty() {
+        // Due when the lease runs out: if the publishing node dies, another takes over then.
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
+                 next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
+                 SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, u.until, u.lean, \
+                 u.created, u.created, u.owner, u.until FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::bigint[], $8::bool[], $9::bigint[], $10::text[]) \
+                 AS u(id, event_id, event_type, sub, tenant, mode, until, lean, created, owner)",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &d.id,
+                &d.event_id,
+                &d.event_type,
+                &d.sub,
+                &d.tenant,
+                &d.mode,
+                &d.until,
+                &d.lean,
+                &d.created,
+                &d.owner,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// New deliveries of a batch, column by column, for one bulk insert.
+#[derive(Default)]
+struct DeliveryColumns {
+    id: Vec<String>,
+    event_id: Vec<String>,
+    event_type: Vec<String>,
+    sub: Vec<String>,
+    tenant: Vec<String>,
+    mode: Vec<&'static str>,
+    until: Vec<i64>,
+    lean: Vec<bool>,
+    created: Vec<i64>,
+    owner: Vec<String>,
+}
+
+impl DeliveryColumns {
+    fn push(&mut self, e: &NewEvent, id: &str, subscription_id: &str, lean: bool) {
+        self.id.push(id.to_owned());
+        self.event_id.push(e.id.clone());
+        self.event_type.push(e.event_type.clone());
+        self.sub.push(subscription_id.to_owned());
+        self.tenant.push(e.scope.tenant_id.clone());
+        self.mode.push(e.scope.mode.as_str());
+        self.until.push(e.lease.until_ms);
+        self.lean.push(lean);
+        self.created.push(e.delivery_created_ms);
+        self.owner.push(e.lease.owner.clone());
+    }
 }
 
 /// Forwards NOTIFY payloads to `tx`, reconnecting while anyone listens.
@@ -389,92 +596,12 @@ impl Store for PostgresStore {
     }
 
     async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
-        let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let targets = match &e.only_subscription {
-            Some(id) => {
-                let statement = tx
-                    .prepare_cached("SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3")
-                    .await?;
-                tx.query(&statement, &[id, &tenant, &mode]).await?
-            }
-            None => {
-                let statement = tx
-                    .prepare_cached(
-                        "SELECT id, include_payload FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
-                         AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
-                    )
-                    .await?;
-                tx.query(
-                    &statement,
-                    &[&tenant, &mode, &format!("%,{},%", e.event_type)],
-                )
-                .await?
-            }
-        };
-        let insert_event = tx
-            .prepare_cached(
-                "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            )
-            .await?;
-        tx.execute(
-            &insert_event,
-            &[
-                &e.id,
-                &tenant,
-                &mode,
-                &e.event_type,
-                &e.created_ms,
-                &e.body,
-                &e.lean_body,
-            ],
-        )
-        .await?;
-        let mut created = Vec::with_capacity(targets.len());
-        if !targets.is_empty() {
-            let (mut ids, mut subs, mut leans) = (Vec::new(), Vec::new(), Vec::new());
-            for row in &targets {
-                let (subscription_id, include_payload): (String, bool) = (row.get(0), row.get(1));
-                let lean = e.lean_body.is_some() && !include_payload;
-                let id = ids::new_id(ids::DELIVERY);
-                ids.push(id.clone());
-                subs.push(subscription_id.clone());
-                leans.push(lean);
-                created.push(NewDelivery {
-                    id,
-                    subscription_id,
-                    lean,
-                });
-            }
-            // Due when the lease runs out: if the publishing node dies, another takes over then.
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
-                     next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
-                     SELECT u.id, $4, $5, u.sub, $6, $7, 'PENDING', 0, $8, u.lean, $9, $9, $10, $8 \
-                     FROM UNNEST($1::text[], $2::text[], $3::bool[]) AS u(id, sub, lean)",
-                )
-                .await?;
-            tx.execute(
-                &insert,
-                &[
-                    &ids,
-                    &subs,
-                    &leans,
-                    &e.id,
-                    &e.event_type,
-                    &tenant,
-                    &mode,
-                    &e.lease.until_ms,
-                    &e.delivery_created_ms,
-                    &e.lease.owner,
-                ],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(created)
+        let (reply, answer) = oneshot::channel();
+        self.publishes
+            .send((e, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {
