@@ -211,8 +211,11 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
     }
 }
 
-/// The active subscriptions an event goes to, with their `includePayload`.
-async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<(String, bool)>> {
+/// Subscription ids an event goes to, each with its `includePayload`.
+type Targets = Vec<(String, bool)>;
+
+/// The active subscriptions an event goes to.
+async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Targets> {
     let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
     let rows = match &e.only_subscription {
         Some(id) => {
@@ -242,7 +245,7 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Events of one tenant, mode and type share their matching subscriptions.
-    let mut matching: HashMap<(&str, Mode, &str), Vec<(String, bool)>> = HashMap::new();
+    let mut matching: HashMap<(&str, Mode, &str), Targets> = HashMap::new();
     let mut created = Vec::with_capacity(events.len());
     let mut d = DeliveryColumns::default();
     for e in events {
