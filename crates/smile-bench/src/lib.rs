@@ -262,6 +262,7 @@ pub async fn scenario(
     let mut options = smile_server::ServeOptions::new(dir.path().to_owned());
     options.listen = "127.0.0.1:0".parse()?;
     options.delivery.max_in_flight_per_endpoint = 64;
+    options.rate_limit.per_second = 0;
     options.database_url = schema.as_ref().map(|s| s.url.clone());
     let nodes = if schema.is_some() {
         args.nodes.max(1)

@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 262144].
     #[arg(long, env = "SMILE_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// API requests per second per client address, across all nodes; 0 turns it off [default: 20].
+    #[arg(long, env = "SMILE_RATE_LIMIT")]
+    rate_limit: Option<u32>,
+    /// Header carrying the client address behind a load balancer, e.g. x-forwarded-for.
+    #[arg(long, env = "SMILE_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -100,6 +106,8 @@ impl ServeArgs {
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_in_flight: self.max_in_flight.or(file.max_in_flight),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+            rate_limit: self.rate_limit.or(file.rate_limit),
+            client_ip_header: self.client_ip_header.or(file.client_ip_header),
         }
     }
 
@@ -155,6 +163,10 @@ impl ServeArgs {
         if let Some(n) = a.max_body_bytes {
             options.max_body_bytes = n;
         }
+        if let Some(n) = a.rate_limit {
+            options.rate_limit.per_second = n;
+        }
+        options.rate_limit.client_header = a.client_ip_header.clone();
         let ssrf_allow = a
             .ssrf_allow
             .iter()

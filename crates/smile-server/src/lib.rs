@@ -10,6 +10,7 @@
 mod auth;
 mod envelope;
 mod extract;
+mod limits;
 mod routes;
 mod views;
 
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use envelope::Error;
+pub use limits::RateLimit;
 
 /// The tenant created on first start, whose sandbox keys are printed.
 pub const FIRST_TENANT: &str = "default";
@@ -37,6 +39,7 @@ pub struct ServeOptions {
     pub delivery: DeliveryConfig,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    pub rate_limit: RateLimit,
 }
 
 impl ServeOptions {
@@ -48,6 +51,7 @@ impl ServeOptions {
             database_url: None,
             delivery: DeliveryConfig::default(),
             max_body_bytes: 256 * 1024,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -58,6 +62,7 @@ pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Engine,
     pub keys: Arc<auth::KeyCache>,
+    pub rate_limit: RateLimit,
 }
 
 /// A serving server.
@@ -117,6 +122,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         store: store.clone(),
         engine: engine.clone(),
         keys: Arc::default(),
+        rate_limit: options.rate_limit.clone(),
     };
     let app = routes::router(state, options.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;

@@ -81,3 +81,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id, seq);
+
+-- Rate-limit counters shared by the nodes; losing them in a crash loses nothing of value.
+CREATE UNLOGGED TABLE IF NOT EXISTS request_counts (
+    client TEXT NOT NULL,
+    window_s BIGINT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (client, window_s)
+);

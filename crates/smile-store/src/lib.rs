@@ -124,6 +124,9 @@ pub trait Store: Send + Sync + 'static {
     async fn release_all_leases(&self, now_ms: i64) -> Result<()>;
     /// Whether only one node can use this store (then `release_all_leases` is safe on start).
     fn single_node(&self) -> bool;
+    /// Counts one request of `client` in the one-second window `window_s` and returns the
+    /// window's count so far, across every node sharing the store.
+    async fn count_request(&self, client: &str, window_s: i64) -> Result<u32>;
     /// Signals from other nodes (and this one), for as long as the receiver is kept.
     async fn listen(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>>;
     /// Tells every node, this one included.

@@ -878,6 +878,30 @@ impl Store for PostgresStore {
         false
     }
 
+    async fn count_request(&self, client: &str, window_s: i64) -> Result<u32> {
+        let connection = self.pool.get().await?;
+        let statement = connection
+            .prepare_cached(
+                "INSERT INTO request_counts (client, window_s, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (client, window_s) DO UPDATE SET count = request_counts.count + 1 RETURNING count",
+            )
+            .await?;
+        let count: i32 = connection
+            .query_one(&statement, &[&client, &window_s])
+            .await?
+            .get(0);
+        // Old windows are of no use: the first request of each second clears them.
+        if count == 1 {
+            connection
+                .execute(
+                    "DELETE FROM request_counts WHERE window_s < $1",
+                    &[&(window_s - 5)],
+                )
+                .await?;
+        }
+        Ok(count.max(0) as u32)
+    }
+
     async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(forward_signals(self.config.clone(), tx));

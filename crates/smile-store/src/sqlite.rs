@@ -9,6 +9,7 @@ use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use smile_core::ids;
 use smile_core::timefmt::format_ms;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +28,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One process owns the file, so signals stay in it.
     listeners: Mutex<Vec<mpsc::UnboundedSender<Signal>>>,
+    /// Request counts of the current rate-limit window; one node, so memory is enough.
+    requests: Mutex<(i64, HashMap<String, u32>)>,
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -56,6 +59,7 @@ impl SqliteStore {
             writer,
             readers: Arc::default(),
             listeners: Mutex::default(),
+            requests: Mutex::default(),
         })
     }
 
@@ -709,6 +713,18 @@ impl Store for SqliteStore {
 
     fn single_node(&self) -> bool {
         true
+    }
+
+    async fn count_request(&self, client: &str, window_s: i64) -> Result<u32> {
+        let mut requests = self.requests.lock().map_err(|_| StoreError::Closed)?;
+        let (window, counts) = &mut *requests;
+        if *window != window_s {
+            *window = window_s;
+            counts.clear();
+        }
+        let count = counts.entry(client.to_owned()).or_default();
+        *count += 1;
+        Ok(*count)
     }
 
     async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {

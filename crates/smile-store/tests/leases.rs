@@ -303,3 +303,22 @@ async fn a_success_anywhere_ends_the_run_of_failures() {
         assert!(healthy.active);
     }
 }
+
+#[tokio::test]
+async fn nodes_connecting_at_once_migrate_safely() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let connects: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { postgres::PostgresStore::connect(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for connect in connects {
+        connect
+            .await
+            .expect("join")
+            .expect("every node migrates or finds the migration done");
+    }
+}

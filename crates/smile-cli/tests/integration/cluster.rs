@@ -151,3 +151,40 @@ async fn run(url: String) {
     println!("duplicates: {duplicates} of {deliveries} deliveries ({share:.3} %)");
     assert!(share < 1.0, "duplicates above 1 %: {duplicates}");
 }
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once_and_all_serve() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url).run(start_together()).await
+}
+
+async fn start_together() {
+    let dir = tempfile::tempdir().expect("dir");
+    let backend = Backend::current();
+    let starts: Vec<_> = (0..3)
+        .map(|n| {
+            let (data, backend) = (dir.path().join(format!("n{n}")), backend.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(backend.run(async move { serve(&data, &[], &[]) }))
+            })
+        })
+        .collect();
+    let nodes: Vec<_> = starts
+        .into_iter()
+        .map(|s| s.join().expect("node started"))
+        .collect();
+    // Each node that found no tenant printed keys; any of them works on every node.
+    let (key, secret) = nodes
+        .iter()
+        .find_map(|n| n.key.clone())
+        .expect("some node created the sandbox keys");
+    for node in &nodes {
+        let (status, body) = Api::new(node.addr, &key, &secret).get("/v1/webhooks").await;
+        assert_eq!(status, 200, "{body}");
+    }
+}

@@ -34,7 +34,14 @@ fn smile() -> Command {
 pub(crate) fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
     let mut command = smile();
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .args(args);
     if let Some(url) = Backend::current().database_url() {

@@ -216,4 +216,38 @@ async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_c
     .await;
     receiver.wait_hits(1).await;
 }
+
+async fn requests_over_the_rate_limit_get_429_on_every_node() {
+    const LIMIT: u32 = 5;
+    let server = TestServer::with(|o| o.rate_limit.per_second = LIMIT).await;
+    let mut apis = vec![server.sandbox.clone()];
+    // On PostgreSQL a second node shares the database, and so the count.
+    let mut second = None;
+    if let Some(url) = server.database_url.clone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut options = fast_options(dir.path());
+        options.database_url = Some(url);
+        options.rate_limit.per_second = LIMIT;
+        let node = smile_server::start(options).await.expect("second node");
+        apis.push(server.sandbox.on(node.addr));
+        second = Some((node, dir));
+    }
+    let started = smile_core::timefmt::now_ms() / 1000;
+    let (mut accepted, mut limited) = (0u32, 0u32);
+    for i in 0..30 {
+        let (status, body) = apis[i % apis.len()].get("/v1/webhooks").await;
+        match status {
+            200 => accepted += 1,
+            429 => {
+                assert_eq!(body["code"], "REQUEST_LIMIT_EXCEEDED");
+                limited += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let windows = (smile_core::timefmt::now_ms() / 1000 - started + 1) as u32;
+    assert!(limited > 0, "some requests were limited");
+    assert!(accepted <= windows * LIMIT, "{accepted} accepted in {windows} one-second windows, all nodes together");
+    drop(second);
+}
 }

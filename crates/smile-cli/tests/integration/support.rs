@@ -34,7 +34,7 @@ impl Backend {
     }
 
     /// Runs a test body with this backend as the one servers in it use.
-    pub async fn run<F: Future<Output = ()>>(self, body: F) {
+    pub async fn run<T, F: Future<Output = T>>(self, body: F) -> T {
         BACKEND.scope(self, body).await
     }
 
@@ -107,6 +107,8 @@ where
 /// A server started in this process on its own temporary data directory.
 pub struct TestServer {
     pub running: Running,
+    /// The PostgreSQL schema it uses, for a second node on the same database.
+    pub database_url: Option<String>,
     _dir: tempfile::TempDir,
     pub sandbox: Api,
 }
@@ -118,6 +120,8 @@ pub fn fast_options(dir: &std::path::Path) -> ServeOptions {
     options.delivery.retry_schedule = vec![Duration::from_millis(100); 3];
     options.delivery.jitter = 0.0;
     options.delivery.request_timeout = Duration::from_secs(2);
+    // Tests poll the API far faster than Smile's 20 requests/s; the limit has its own test.
+    options.rate_limit.per_second = 0;
     options
 }
 
@@ -136,6 +140,7 @@ impl TestServer {
             Backend::Postgres(_) => smile_store::testing::fresh_postgres_schema().await,
         };
         configure(&mut options);
+        let options_url = options.database_url.clone();
         let running = smile_server::start(options).await.expect("server starts");
         let key = running
             .first_start_key
@@ -144,6 +149,7 @@ impl TestServer {
         let sandbox = Api::new(running.addr, &key.api_key, &key.api_secret);
         TestServer {
             running,
+            database_url: options_url,
             _dir: dir,
             sandbox,
         }
@@ -186,6 +192,14 @@ impl Api {
                 .no_proxy()
                 .build()
                 .expect("client"),
+        }
+    }
+
+    /// The same key pair against another node.
+    pub fn on(&self, addr: SocketAddr) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            ..self.clone()
         }
     }
 
