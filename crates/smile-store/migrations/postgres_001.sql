@@ -89,3 +89,19 @@ CREATE UNLOGGED TABLE IF NOT EXISTS request_counts (
     count INTEGER NOT NULL,
     PRIMARY KEY (client, window_s)
 );
+
+-- The sandbox platform's records, as the JSON the API serves.
+CREATE TABLE IF NOT EXISTS documents (
+    seq BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    user_id TEXT,
+    source_id TEXT,
+    created_ms BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, id)
+);
+CREATE INDEX IF NOT EXISTS documents_scope ON documents(tenant_id, mode, kind, seq);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source_id);

@@ -81,3 +81,19 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id, seq);
+
+-- The sandbox platform's records, as the JSON the API serves.
+CREATE TABLE IF NOT EXISTS documents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    user_id TEXT,
+    source_id TEXT,
+    created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, id)
+);
+CREATE INDEX IF NOT EXISTS documents_scope ON documents(tenant_id, mode, kind, seq);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source_id);

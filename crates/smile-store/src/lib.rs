@@ -131,6 +131,32 @@ pub trait Store: Send + Sync + 'static {
     async fn listen(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>>;
     /// Tells every node, this one included.
     async fn notify(&self, signal: Signal) -> Result<()>;
+    // ---- platform documents ----
+
+    /// Writes documents, replacing the body, user and source of any with the same kind and
+    /// id; all or none.
+    async fn put_documents(&self, documents: Vec<Document>) -> Result<()>;
+    /// A document of `kind` by id in `scope`.
+    async fn get_document(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>>;
+    /// A document by kind and id in any scope: only for credentials that name their own
+    /// scope (link tokens), never for a caller's request.
+    async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>>;
+    /// Documents of `kind` in `scope`, newest first.
+    async fn list_documents(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>>;
+    /// Deletes the documents of these kinds that came from `source_id`; returns how many.
+    async fn delete_documents_of_source(
+        &self,
+        scope: &Scope,
+        kinds: &[&str],
+        source_id: &str,
+    ) -> Result<u64>;
+
     /// Makes one delivery due now (any status but cancelled); None if it is not there.
     async fn retry_delivery(
         &self,

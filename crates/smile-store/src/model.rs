@@ -261,3 +261,27 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
+
+/// A record of the sandbox platform (user, link token, account, task, data item, archive,
+/// invite), kept as the JSON document the API serves.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// What it is: `user`, `token`, `account`, `task`, `identity`, …
+    pub kind: String,
+    pub id: String,
+    pub scope: Scope,
+    pub user_id: Option<String>,
+    /// The account or archive it came from.
+    pub source_id: Option<String>,
+    pub created_ms: i64,
+    pub body: serde_json::Value,
+}
+
+/// Filters of the platform's list endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFilter {
+    pub user_id: Option<String>,
+    pub source_id: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}

@@ -137,6 +137,28 @@ fn delivery_row(row: &Row) -> (i64, Delivery) {
     )
 }
 
+const DOCUMENT_COLUMNS: &str =
+    "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
+
+fn document_row(row: &Row) -> (i64, Document) {
+    let body: String = row.get(8);
+    (
+        row.get(0),
+        Document {
+            kind: row.get(1),
+            id: row.get(2),
+            scope: Scope {
+                tenant_id: row.get(3),
+                mode: mode_of(row.get(4)),
+            },
+            user_id: row.get(5),
+            source_id: row.get(6),
+            created_ms: row.get(7),
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        },
+    )
+}
+
 fn event_row(row: &Row) -> StoredEvent {
     StoredEvent {
         seq: row.get(0),
@@ -915,6 +937,111 @@ impl Store for PostgresStore {
             .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &signal.encode()])
             .await?;
         Ok(())
+    }
+
+    async fn put_documents(&self, documents: Vec<Document>) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let put = tx
+            .prepare_cached(
+                "INSERT INTO documents (kind, id, tenant_id, mode, user_id, source_id, created_ms, body) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (kind, id) DO UPDATE SET \
+                 user_id = excluded.user_id, source_id = excluded.source_id, body = excluded.body",
+            )
+            .await?;
+        for d in &documents {
+            tx.execute(
+                &put,
+                &[
+                    &d.kind,
+                    &d.id,
+                    &d.scope.tenant_id,
+                    &d.scope.mode.as_str(),
+                    &d.user_id,
+                    &d.source_id,
+                    &d.created_ms,
+                    &d.body.to_string(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_document(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND id = $2 AND tenant_id = $3 AND mode = $4"
+        );
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(&sql, &[&kind, &id, &scope.tenant_id, &scope.mode.as_str()])
+            .await?;
+        Ok(row.map(|r| document_row(&r).1))
+    }
+
+    async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND id = $2");
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(&sql, &[&kind, &id])
+            .await?;
+        Ok(row.map(|r| document_row(&r).1))
+    }
+
+    async fn list_documents(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = $1 AND mode = $2 AND kind = $3 AND seq < $4 \
+             AND ($5::text IS NULL OR user_id = $5) AND ($6::text IS NULL OR source_id = $6) AND created_ms >= $7 \
+             AND created_ms < $8 ORDER BY seq DESC LIMIT $9"
+        );
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &scope.tenant_id,
+                    &scope.mode.as_str(),
+                    &kind,
+                    &page.before_seq.unwrap_or(i64::MAX),
+                    &filter.user_id,
+                    &filter.source_id,
+                    &filter.from_ms.unwrap_or(i64::MIN),
+                    &filter.to_ms.unwrap_or(i64::MAX),
+                    &(i64::from(page.size) + 1),
+                ],
+            )
+            .await?;
+        Ok(paginate(rows.iter().map(document_row).collect(), page.size))
+    }
+
+    async fn delete_documents_of_source(
+        &self,
+        scope: &Scope,
+        kinds: &[&str],
+        source_id: &str,
+    ) -> Result<u64> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "DELETE FROM documents WHERE tenant_id = $1 AND mode = $2 AND kind = ANY($3) AND source_id = $4",
+                &[&scope.tenant_id, &scope.mode.as_str(), &kinds, &source_id],
+            )
+            .await?)
     }
 
     async fn retry_delivery(

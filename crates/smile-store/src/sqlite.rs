@@ -742,6 +742,103 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn put_documents(&self, documents: Vec<Document>) -> Result<()> {
+        self.write(move |c| {
+            let mut put = c.prepare_cached(
+                "INSERT INTO documents (kind, id, tenant_id, mode, user_id, source_id, created_ms, body) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT (kind, id) DO UPDATE SET \
+                 user_id = excluded.user_id, source_id = excluded.source_id, body = excluded.body",
+            )?;
+            for d in &documents {
+                put.execute(params![
+                    d.kind, d.id, d.scope.tenant_id, d.scope.mode.as_str(), d.user_id, d.source_id, d.created_ms,
+                    d.body.to_string()
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_document(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>> {
+        let (scope, kind, id) = (scope.clone(), kind.to_owned(), id.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = ?1 AND id = ?2 AND tenant_id = ?3 AND mode = ?4"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![kind, id, scope.tenant_id, scope.mode.as_str()], document_row)
+                .optional()?
+                .map(|(_, d)| d))
+        })
+        .await
+    }
+
+    async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.read(move |c| {
+            let sql =
+                format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = ?1 AND id = ?2");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![kind, id], document_row)
+                .optional()?
+                .map(|(_, d)| d))
+        })
+        .await
+    }
+
+    async fn list_documents(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>> {
+        let (scope, kind, filter, page) =
+            (scope.clone(), kind.to_owned(), filter.clone(), page.clone());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = ?1 AND mode = ?2 AND kind = ?3 AND seq < ?4 \
+                 AND (?5 IS NULL OR user_id = ?5) AND (?6 IS NULL OR source_id = ?6) AND created_ms >= ?7 \
+                 AND created_ms < ?8 ORDER BY seq DESC LIMIT ?9"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        scope.tenant_id, scope.mode.as_str(), kind, page.before_seq.unwrap_or(i64::MAX), filter.user_id,
+                        filter.source_id, filter.from_ms.unwrap_or(i64::MIN), filter.to_ms.unwrap_or(i64::MAX),
+                        page.size + 1
+                    ],
+                    document_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(paginate(rows, page.size))
+        })
+        .await
+    }
+
+    async fn delete_documents_of_source(
+        &self,
+        scope: &Scope,
+        kinds: &[&str],
+        source_id: &str,
+    ) -> Result<u64> {
+        let (scope, source_id) = (scope.clone(), source_id.to_owned());
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        self.write(move |c| {
+            let mut delete = c.prepare_cached(
+                "DELETE FROM documents WHERE tenant_id = ?1 AND mode = ?2 AND kind = ?3 AND source_id = ?4",
+            )?;
+            let mut deleted = 0;
+            for kind in &kinds {
+                deleted += delete.execute(params![scope.tenant_id, scope.mode.as_str(), kind, source_id])? as u64;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
     async fn retry_delivery(
         &self,
         scope: &Scope,
@@ -786,3 +883,25 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+fn document_row(row: &Row) -> rusqlite::Result<(i64, Document)> {
+    let body: String = row.get(8)?;
+    Ok((
+        row.get(0)?,
+        Document {
+            kind: row.get(1)?,
+            id: row.get(2)?,
+            scope: Scope {
+                tenant_id: row.get(3)?,
+                mode: mode_of(&row.get::<_, String>(4)?),
+            },
+            user_id: row.get(5)?,
+            source_id: row.get(6)?,
+            created_ms: row.get(7)?,
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        },
+    ))
+}
+
+const DOCUMENT_COLUMNS: &str =
+    "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
