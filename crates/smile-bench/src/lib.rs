@@ -72,18 +72,12 @@ struct Received {
     baseline: AtomicU64,
 }
 
-async fn receive(
-    State(received): State<Arc<Received>>,
-    headers: HeaderMap,
-    _body: Bytes,
-) -> &'static str {
+async fn receive(State(received): State<Arc<Received>>, headers: HeaderMap, _body: Bytes) -> &'static str {
     match headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
         Some(id) => {
             let now = Instant::now();
             if let Ok(mut map) = received.arrivals.lock() {
-                map.entry(id.to_owned())
-                    .and_modify(|(n, _)| *n += 1)
-                    .or_insert((1, now));
+                map.entry(id.to_owned()).and_modify(|(n, _)| *n += 1).or_insert((1, now));
             }
             received.total.fetch_add(1, Ordering::Relaxed);
         }
@@ -95,9 +89,7 @@ async fn receive(
 }
 
 async fn start_receiver(received: Arc<Received>) -> anyhow::Result<SocketAddr> {
-    let app = axum::Router::new()
-        .route("/hook/{n}", axum::routing::post(receive))
-        .with_state(received);
+    let app = axum::Router::new().route("/hook/{n}", axum::routing::post(receive)).with_state(received);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -107,9 +99,7 @@ async fn start_receiver(received: Arc<Received>) -> anyhow::Result<SocketAddr> {
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build_http()
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http()
 }
 
 /// Requests/s of a pooled hyper client POSTing a small JSON body to `url`.
@@ -124,9 +114,7 @@ async fn baseline(url: &str, requests: u64, concurrency: u64) -> anyhow::Result<
             while next.fetch_add(1, Ordering::Relaxed) < requests {
                 let request = hyper::Request::post(&url)
                     .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(
-                        br#"{"id":"baseline","data":{}}"#,
-                    )))?;
+                    .body(Full::new(Bytes::from_static(br#"{"id":"baseline","data":{}}"#)))?;
                 let response = client.request(request).await?;
                 response.into_body().collect().await?;
             }
@@ -163,23 +151,11 @@ struct BenchSchema {
 
 impl BenchSchema {
     async fn create(base: &str, scenario: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "smile_bench_{}_{}",
-            std::process::id(),
-            scenario.replace('-', "_")
-        );
-        Self::run(
-            base,
-            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
-        )
-        .await?;
+        let name = format!("smile_bench_{}_{}", std::process::id(), scenario.replace('-', "_"));
+        Self::run(base, &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")).await?;
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
-        Ok(BenchSchema {
-            base: base.to_owned(),
-            name,
-            url,
-        })
+        Ok(BenchSchema { base: base.to_owned(), name, url })
     }
 
     /// Drops the schema; the stopped engines' last queries may still hold locks, so a
@@ -204,9 +180,7 @@ impl BenchSchema {
             Some(db) => anyhow::anyhow!("PostgreSQL: {}", db.message()),
             None => anyhow::anyhow!("PostgreSQL: {e}"),
         };
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(describe)?;
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(describe)?;
         tokio::spawn(connection);
         client.batch_execute(sql).await.map_err(describe)
     }
@@ -218,10 +192,7 @@ fn tally(
     received: &Received,
     fanout: u64,
 ) -> anyhow::Result<(Vec<f64>, u64, u64)> {
-    let arrivals = received
-        .arrivals
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let arrivals = received.arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut latencies: Vec<f64> = Vec::with_capacity(published.len());
     let (mut lost, mut duplicates) = (0u64, 0u64);
     for (id, at) in published {
@@ -248,12 +219,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs one scenario: `fanout` subscriptions on separate receivers, `events` events.
-pub async fn scenario(
-    name: &str,
-    events: u64,
-    fanout: u64,
-    args: &BenchArgs,
-) -> anyhow::Result<Report> {
+pub async fn scenario(name: &str, events: u64, fanout: u64, args: &BenchArgs) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let schema = match &args.database_url {
         Some(url) => Some(BenchSchema::create(url, name).await?),
@@ -264,23 +230,15 @@ pub async fn scenario(
     options.delivery.max_in_flight_per_endpoint = 64;
     options.rate_limit.per_second = 0;
     options.database_url = schema.as_ref().map(|s| s.url.clone());
-    let nodes = if schema.is_some() {
-        args.nodes.max(1)
-    } else {
-        1
-    };
+    let nodes = if schema.is_some() { args.nodes.max(1) } else { 1 };
     let mut servers = Vec::new();
     for _ in 0..nodes {
         servers.push(smile_server::start(options.clone()).await?);
     }
-    let key = servers[0]
-        .first_start_key
-        .clone()
-        .context("a fresh server creates keys")?;
+    let key = servers[0].first_start_key.clone().context("a fresh server creates keys")?;
     let auth = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", key.api_key, key.api_secret))
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", key.api_key, key.api_secret))
     );
     let received = Arc::new(Received::default());
     let mut receivers = Vec::new();
@@ -289,33 +247,22 @@ pub async fn scenario(
     }
 
     let baseline_requests = (events * fanout).clamp(5_000, 50_000);
-    let baseline_rate = baseline(
-        &format!("http://{}/hook/0", receivers[0]),
-        baseline_requests,
-        args.concurrency,
-    )
-    .await?;
+    let baseline_rate =
+        baseline(&format!("http://{}/hook/0", receivers[0]), baseline_requests, args.concurrency).await?;
     eprintln!("[{name}] baseline: {baseline_rate:.0} req/s over {baseline_requests} requests");
 
     for (i, addr) in receivers.iter().enumerate() {
         create_subscription(servers[0].addr, &auth, &format!("http://{addr}/hook/{i}")).await?;
     }
 
-    let scope = Scope {
-        tenant_id: smile_server::FIRST_TENANT.into(),
-        mode: Mode::Sandbox,
-    };
+    let scope = Scope { tenant_id: smile_server::FIRST_TENANT.into(), mode: Mode::Sandbox };
     let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..args.concurrency {
-        let (engine, scope, published, next) = (
-            servers[p as usize % nodes].engine.clone(),
-            scope.clone(),
-            published.clone(),
-            next.clone(),
-        );
+        let (engine, scope, published, next) =
+            (servers[p as usize % nodes].engine.clone(), scope.clone(), published.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < events {
                 let data = serde_json::json!({"userId": "default-bench", "accountId": "a-bench", "count": 3, "providers": ["bench"]});
@@ -340,22 +287,15 @@ pub async fn scenario(
     while received.total.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!(
-                "[{name}] received {}/{expected}",
-                received.total.load(Ordering::Relaxed)
-            );
+            eprintln!("[{name}] received {}/{expected}", received.total.load(Ordering::Relaxed));
             last_report = Instant::now();
         }
     }
     let delivery_secs = started.elapsed().as_secs_f64();
 
-    let published = published
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
+    let published = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     let (latencies, lost, duplicates) = tally(&published, &received, fanout)?;
-    let deliveries_per_s =
-        received.total.load(Ordering::Relaxed).min(expected) as f64 / delivery_secs;
+    let deliveries_per_s = received.total.load(Ordering::Relaxed).min(expected) as f64 / delivery_secs;
     for server in servers {
         server.shutdown().await?;
     }
@@ -364,11 +304,7 @@ pub async fn scenario(
     }
     Ok(Report {
         scenario: name.to_owned(),
-        backend: if args.database_url.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        },
+        backend: if args.database_url.is_some() { "postgres" } else { "sqlite" },
         nodes,
         events,
         fanout,
@@ -393,21 +329,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ran = true;
     }
     if all || args.scenario == "fanout" {
-        let report = scenario(
-            "fanout",
-            args.events / args.fanout.max(1),
-            args.fanout.max(1),
-            &args,
-        )
-        .await?;
+        let report = scenario("fanout", args.events / args.fanout.max(1), args.fanout.max(1), &args).await?;
         println!("{}", serde_json::to_string(&report)?);
         ran = true;
     }
     if !ran {
-        bail!(
-            "unknown scenario `{}`: single-endpoint, fanout or all",
-            args.scenario
-        );
+        bail!("unknown scenario `{}`: single-endpoint, fanout or all", args.scenario);
     }
     Ok(())
 }

@@ -78,8 +78,7 @@ pub struct ServeArgs {
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
-    humantime::parse_duration(text.trim())
-        .with_context(|| format!("{what}: `{text}` is not a duration like 30s or 5m"))
+    humantime::parse_duration(text.trim()).with_context(|| format!("{what}: `{text}` is not a duration like 30s or 5m"))
 }
 
 impl ServeArgs {
@@ -115,15 +114,13 @@ impl ServeArgs {
     pub fn resolve(self) -> anyhow::Result<ServeOptions> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => ServeArgs::default(),
         };
         let a = self.merge(file);
-        let mut options =
-            ServeOptions::new(a.data_dir.unwrap_or_else(|| PathBuf::from("./smile-data")));
+        let mut options = ServeOptions::new(a.data_dir.unwrap_or_else(|| PathBuf::from("./smile-data")));
         let d = &mut options.delivery;
         if let Some(listen) = a.listen {
             options.listen = listen;
@@ -170,11 +167,7 @@ impl ServeArgs {
         let ssrf_allow = a
             .ssrf_allow
             .iter()
-            .map(|net| {
-                net.parse().with_context(|| {
-                    format!("ssrf-allow: `{net}` is not a network like 10.0.0.0/8")
-                })
-            })
+            .map(|net| net.parse().with_context(|| format!("ssrf-allow: `{net}` is not a network like 10.0.0.0/8")))
             .collect::<anyhow::Result<_>>()?;
         let mut public_ips = a.egress_ips;
         if public_ips.is_empty()
@@ -182,13 +175,8 @@ impl ServeArgs {
         {
             public_ips.push(ip.to_string());
         }
-        d.egress = EgressConfig {
-            bind: a.egress_bind,
-            proxy: a.egress_proxy,
-            public_ips,
-            extra_ca: a.extra_ca,
-            ssrf_allow,
-        };
+        d.egress =
+            EgressConfig { bind: a.egress_bind, proxy: a.egress_proxy, public_ips, extra_ca: a.extra_ca, ssrf_allow };
         let _: &DeliveryConfig = d;
         Ok(options)
     }
@@ -204,35 +192,18 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\negress_ips = [\"203.0.113.7\"]",
         )
         .expect("toml");
-        let cli = ServeArgs {
-            max_in_flight: Some(8),
-            ..Default::default()
-        };
+        let cli = ServeArgs { max_in_flight: Some(8), ..Default::default() };
         let options = cli.merge(file).resolve().expect("resolve");
         assert_eq!(options.listen.port(), 9000);
-        assert_eq!(
-            options.delivery.retry_schedule,
-            vec![Duration::from_secs(1), Duration::from_secs(2)]
-        );
+        assert_eq!(options.delivery.retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
         assert_eq!(options.delivery.max_in_flight_per_endpoint, 8);
-        assert_eq!(
-            options.delivery.egress.public_ips,
-            vec!["203.0.113.7".to_owned()]
-        );
+        assert_eq!(options.delivery.egress.public_ips, vec!["203.0.113.7".to_owned()]);
     }
 
     #[test]
     fn bad_values_are_explained() {
-        let bad = ServeArgs {
-            retry_schedule: Some("5 parsecs".into()),
-            ..Default::default()
-        };
-        assert!(
-            bad.resolve()
-                .unwrap_err()
-                .to_string()
-                .contains("retry-schedule")
-        );
+        let bad = ServeArgs { retry_schedule: Some("5 parsecs".into()), ..Default::default() };
+        assert!(bad.resolve().unwrap_err().to_string().contains("retry-schedule"));
         let unknown: Result<ServeArgs, _> = toml::from_str("listn = \"x\"");
         assert!(unknown.is_err());
     }

@@ -69,9 +69,7 @@ async fn keys_create(
     data_dir: PathBuf,
     database_url: Option<String>,
 ) -> anyhow::Result<()> {
-    let store = smile_server::open_store(&data_dir, database_url.as_deref())
-        .await
-        .context("opening the store")?;
+    let store = smile_server::open_store(&data_dir, database_url.as_deref()).await.context("opening the store")?;
     let key = if operator {
         store.create_operator_key().await?
     } else {
@@ -89,10 +87,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let options = args.resolve()?;
     let running = smile_server::start(options).await?;
     if let Some(key) = &running.first_start_key {
-        println!(
-            "Created tenant `{}` with sandbox keys (shown once; keep them):",
-            smile_server::FIRST_TENANT
-        );
+        println!("Created tenant `{}` with sandbox keys (shown once; keep them):", smile_server::FIRST_TENANT);
         print_key(key);
     }
     println!("Listening on http://{}", running.addr);
@@ -103,24 +98,14 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SMILE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SMILE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
-        Command::Keys {
-            command:
-                KeysCommand::Create {
-                    tenant,
-                    mode,
-                    operator,
-                    data_dir,
-                    database_url,
-                },
-        } => keys_create(tenant, mode, operator, data_dir, database_url).await,
+        Command::Keys { command: KeysCommand::Create { tenant, mode, operator, data_dir, database_url } } => {
+            keys_create(tenant, mode, operator, data_dir, database_url).await
+        }
         Command::Bench(args) => smile_bench::run(args).await,
     }
 }

@@ -161,10 +161,7 @@ pub const ALL_EVENTS: &str = "ALL_EVENTS";
 impl EventType {
     /// Whether `includePayload` applies to this type.
     pub fn carries_payload(self) -> bool {
-        matches!(
-            self,
-            EventType::TaskFinished | EventType::AccountSyncTaskFinished
-        )
+        matches!(self, EventType::TaskFinished | EventType::AccountSyncTaskFinished)
     }
 
     /// The catalog entry served at `GET /v1/eventTypes`.
@@ -188,8 +185,7 @@ impl Serialize for EventType {
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        EventType::from_name(&name)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown event type `{name}`")))
+        EventType::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown event type `{name}`")))
     }
 }
 
@@ -534,8 +530,7 @@ mod tests {
     #[test]
     fn every_sample_validates_and_has_a_schema() {
         for &t in EventType::ALL {
-            t.validate_data(&t.sample_data())
-                .unwrap_or_else(|e| panic!("{t}: {e}"));
+            t.validate_data(&t.sample_data()).unwrap_or_else(|e| panic!("{t}: {e}"));
             assert!(t.data_schema().get("properties").is_some(), "{t} schema");
         }
     }

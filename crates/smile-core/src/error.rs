@@ -66,11 +66,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            status: None,
-        }
+        ApiError { code, message: message.into(), status: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

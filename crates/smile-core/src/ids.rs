@@ -29,9 +29,7 @@ pub fn new_request_id() -> String {
 /// Whether `name` may serve as a tenant id: it prefixes user ids, so keep it URL- and log-safe.
 pub fn is_valid_tenant_id(name: &str) -> bool {
     (1..=40).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use smile_core::{Event, EventType, Mode, ids, timefmt};
 use smile_store::{
-    Attempt, ClaimedDelivery, DeliveryStatus, Lease, NewEvent, Outcome, Scope, Signal, Store,
-    StoreError, Subscription, SubscriptionEffect,
+    Attempt, ClaimedDelivery, DeliveryStatus, Lease, NewEvent, Outcome, Scope, Signal, Store, StoreError, Subscription,
+    SubscriptionEffect,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,10 +51,7 @@ impl Target {
             url: sub.url.clone(),
             guarded: sub.scope.mode == Mode::Production,
             secret: sub.secret.clone(),
-            previous: sub
-                .previous_secret
-                .clone()
-                .zip(sub.previous_secret_until_ms),
+            previous: sub.previous_secret.clone().zip(sub.previous_secret_until_ms),
             active: AtomicBool::new(sub.active),
         }
     }
@@ -77,10 +74,7 @@ impl Engine {
     /// Starts the engine on `store`: the scheduler, the outcome writer, the poller that
     /// claims due work (left by an earlier run, retries, other nodes' expired leases), and
     /// the lease renewer.
-    pub async fn start(
-        store: Arc<dyn Store>,
-        config: DeliveryConfig,
-    ) -> Result<Engine, EngineError> {
+    pub async fn start(store: Arc<dyn Store>, config: DeliveryConfig) -> Result<Engine, EngineError> {
         let sender = Sender::new(&config)?;
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
         let (wake, wake_rx) = mpsc::unbounded_channel();
@@ -118,23 +112,28 @@ impl Engine {
 
     /// Why a production delivery to `url` would be refused outright (an internal IP literal).
     pub fn url_refusal(&self, url: &str, mode: Mode) -> Option<String> {
-        (mode == Mode::Production)
-            .then(|| self.inner.sender.literal_blocked(url))
-            .flatten()
+        (mode == Mode::Production).then(|| self.inner.sender.literal_blocked(url)).flatten()
     }
 
     /// Checks `data` against the catalog, persists the event with one delivery per matching
     /// subscription, and returns once that is durable; delivery starts at once.
-    pub async fn publish(
+    pub async fn publish(&self, scope: &Scope, event_type: EventType, data: Value) -> Result<Event, EngineError> {
+        event_type.validate_data(&data).map_err(EngineError::InvalidData)?;
+        self.publish_to(scope, event_type, data, None, None).await
+    }
+
+    /// Like [`Engine::publish`], and each subscription gets the events of one `order_key`
+    /// (an account, say) one at a time, in publish order. A failed attempt leaves the
+    /// sequence: its retry may arrive after later events.
+    pub async fn publish_in_order(
         &self,
         scope: &Scope,
         event_type: EventType,
         data: Value,
+        order_key: &str,
     ) -> Result<Event, EngineError> {
-        event_type
-            .validate_data(&data)
-            .map_err(EngineError::InvalidData)?;
-        self.publish_to(scope, event_type, data, None).await
+        event_type.validate_data(&data).map_err(EngineError::InvalidData)?;
+        self.publish_to(scope, event_type, data, None, Some(Arc::from(order_key))).await
     }
 
     /// Sends a sample event of `event_type` (default: the subscription's first type) to one
@@ -157,8 +156,7 @@ impl Engine {
         let event_type = event_type
             .or_else(|| sub.event_types.iter().find_map(|t| EventType::from_name(t)))
             .unwrap_or(EventType::UserCreated);
-        self.publish_to(scope, event_type, event_type.sample_data(), Some(sub.id))
-            .await
+        self.publish_to(scope, event_type, event_type.sample_data(), Some(sub.id), None).await
     }
 
     /// The API changed a subscription: later attempts, on every node, use its new state.
@@ -166,17 +164,13 @@ impl Engine {
         if let Ok(mut targets) = self.inner.targets.write() {
             targets.insert(sub.id.clone(), Arc::new(Target::of(sub)));
         }
-        self.inner
-            .tell_others(Signal::SubscriptionChanged { id: sub.id.clone() })
-            .await;
+        self.inner.tell_others(Signal::SubscriptionChanged { id: sub.id.clone() }).await;
     }
 
     /// The API deleted a subscription: its queued attempts are dropped, on every node.
     pub async fn subscription_deleted(&self, id: &str) {
         self.inner.forget(id);
-        self.inner
-            .tell_others(Signal::SubscriptionChanged { id: id.to_owned() })
-            .await;
+        self.inner.tell_others(Signal::SubscriptionChanged { id: id.to_owned() }).await;
     }
 
     /// The store made deliveries due now (a replay or a recovery): claim and send them.
@@ -192,6 +186,7 @@ impl Engine {
         event_type: EventType,
         data: Value,
         only: Option<String>,
+        order_key: Option<Arc<str>>,
     ) -> Result<Event, EngineError> {
         let now = timefmt::now_ms();
         let event = Event {
@@ -201,8 +196,7 @@ impl Engine {
             created_at: timefmt::format_ms(now),
             data,
         };
-        let body =
-            serde_json::to_string(&event).map_err(|e| EngineError::InvalidData(e.to_string()))?;
+        let body = serde_json::to_string(&event).map_err(|e| EngineError::InvalidData(e.to_string()))?;
         let lean_body = lean_body(&event);
         let deliveries = self
             .inner
@@ -232,6 +226,7 @@ impl Engine {
                 subscription_id: d.subscription_id,
                 attempts_made: 0,
                 body,
+                order_key: order_key.clone(),
             };
             let _ = self.inner.scheduler.send(Msg::Now(job));
         }
@@ -253,10 +248,7 @@ fn lean_body(event: &Event) -> Option<String> {
 
 impl Inner {
     fn lease(&self, now: i64) -> Lease {
-        Lease {
-            owner: self.node.clone(),
-            until_ms: now + self.config.lease.as_millis() as i64,
-        }
+        Lease { owner: self.node.clone(), until_ms: now + self.config.lease.as_millis() as i64 }
     }
 
     fn forget(&self, subscription_id: &str) {
@@ -282,9 +274,7 @@ impl Inner {
         let sub = self.store.subscription_by_id(id).await.ok()??;
         let target = Arc::new(Target::of(&sub));
         if let Ok(mut targets) = self.targets.write() {
-            targets
-                .entry(id.to_owned())
-                .or_insert_with(|| target.clone());
+            targets.entry(id.to_owned()).or_insert_with(|| target.clone());
         }
         Some(target)
     }
@@ -299,25 +289,9 @@ impl Inner {
             return;
         }
         let now = timefmt::now_ms();
-        let previous = target
-            .previous
-            .as_ref()
-            .filter(|(_, until)| *until > now)
-            .map(|(s, _)| s.as_str());
-        let signing = Signing {
-            secret: &target.secret,
-            previous,
-        };
-        let result = self
-            .sender
-            .send(
-                &target.url,
-                target.guarded,
-                &job.event_id,
-                job.body.clone(),
-                signing,
-            )
-            .await;
+        let previous = target.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.as_str());
+        let signing = Signing { secret: &target.secret, previous };
+        let result = self.sender.send(&target.url, target.guarded, &job.event_id, job.body.clone(), signing).await;
         let attempt_no = job.attempts_made + 1;
         let finished = timefmt::now_ms();
         let (effect, next) = self.judge(&target, &result, attempt_no, finished);
@@ -357,30 +331,20 @@ impl Inner {
         }
         if result.status == Some(410) {
             target.active.store(false, Ordering::Relaxed);
-            return (
-                SubscriptionEffect::Disable {
-                    reason: "the endpoint answered 410 Gone".into(),
-                },
-                None,
-            );
+            return (SubscriptionEffect::Disable { reason: "the endpoint answered 410 Gone".into() }, None);
         }
         let effect = SubscriptionEffect::Failing {
             now_ms: now,
             disable_if_since_before_ms: now - self.config.disable_after.as_millis() as i64,
         };
-        let next = self
-            .config
-            .retry_schedule
-            .get(attempt_no as usize - 1)
-            .map(|wait| {
-                let spread = 1.0 + self.config.jitter * (2.0 * rand::random::<f64>() - 1.0);
-                let mut wait_ms = (wait.as_secs_f64() * spread * 1000.0) as i64;
-                if let Some(after) = result.retry_after {
-                    wait_ms =
-                        wait_ms.max(after.min(self.config.max_retry_after).as_millis() as i64);
-                }
-                now + wait_ms
-            });
+        let next = self.config.retry_schedule.get(attempt_no as usize - 1).map(|wait| {
+            let spread = 1.0 + self.config.jitter * (2.0 * rand::random::<f64>() - 1.0);
+            let mut wait_ms = (wait.as_secs_f64() * spread * 1000.0) as i64;
+            if let Some(after) = result.retry_after {
+                wait_ms = wait_ms.max(after.min(self.config.max_retry_after).as_millis() as i64);
+            }
+            now + wait_ms
+        });
         (effect, next)
     }
 
@@ -404,6 +368,7 @@ impl Inner {
                     subscription_id: d.subscription_id,
                     attempts_made: d.attempts,
                     body: Bytes::from(body),
+                    order_key: None,
                 };
                 let _ = self.scheduler.send(Msg::Now(job));
             }

@@ -5,7 +5,7 @@
 use crate::engine::Inner;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 /// One attempt to make: a delivery and the exact body it sends.
@@ -17,16 +17,15 @@ pub(crate) struct Job {
     /// Attempts already made (the next one is this plus one).
     pub attempts_made: u32,
     pub body: Bytes,
+    /// Deliveries with the same key to the same subscription go one at a time, in order.
+    pub order_key: Option<Arc<str>>,
 }
 
 pub(crate) enum Msg {
     /// Send as soon as the endpoint has room.
     Now(Job),
     /// An attempt ended.
-    Done {
-        subscription_id: String,
-        delivery_id: String,
-    },
+    Done { subscription_id: String, delivery_id: String, order_key: Option<Arc<str>> },
     /// The deliveries held (queued or in flight), for lease renewal.
     Held(oneshot::Sender<Vec<String>>),
 }
@@ -44,6 +43,8 @@ pub(crate) struct Scheduler {
     endpoints: HashMap<String, Endpoint>,
     /// Deliveries queued at an endpoint or in flight: never twice at once.
     active: HashSet<String>,
+    /// Order keys with a delivery under way at a subscription, and what waits behind it.
+    ordered: HashMap<(String, Arc<str>), VecDeque<Job>>,
 }
 
 impl Scheduler {
@@ -55,6 +56,7 @@ impl Scheduler {
             cap: cap.max(1),
             endpoints: HashMap::new(),
             active: HashSet::new(),
+            ordered: HashMap::new(),
         };
         tokio::spawn(scheduler.run(rx));
         tx
@@ -65,15 +67,15 @@ impl Scheduler {
             match msg {
                 Msg::Now(job) => {
                     if !self.active.contains(&job.delivery_id) {
-                        self.dispatch(job);
+                        self.admit(job);
                     }
                 }
-                Msg::Done {
-                    subscription_id,
-                    delivery_id,
-                } => {
+                Msg::Done { subscription_id, delivery_id, order_key } => {
                     self.active.remove(&delivery_id);
                     self.finish(&subscription_id);
+                    if let Some(key) = order_key {
+                        self.next_in_order((subscription_id, key));
+                    }
                 }
                 Msg::Held(reply) => {
                     let _ = reply.send(self.active.iter().cloned().collect());
@@ -82,12 +84,32 @@ impl Scheduler {
         }
     }
 
+    /// Holds a job behind an earlier one of its order key, or dispatches it.
+    fn admit(&mut self, job: Job) {
+        if let Some(key) = &job.order_key {
+            let slot = (job.subscription_id.clone(), key.clone());
+            if let Some(waiting) = self.ordered.get_mut(&slot) {
+                self.active.insert(job.delivery_id.clone());
+                waiting.push_back(job);
+                return;
+            }
+            self.ordered.insert(slot, VecDeque::new());
+        }
+        self.dispatch(job);
+    }
+
+    fn next_in_order(&mut self, slot: (String, Arc<str>)) {
+        match self.ordered.get_mut(&slot).and_then(VecDeque::pop_front) {
+            Some(next) => self.dispatch(next),
+            None => {
+                self.ordered.remove(&slot);
+            }
+        }
+    }
+
     fn dispatch(&mut self, job: Job) {
         self.active.insert(job.delivery_id.clone());
-        let endpoint = self
-            .endpoints
-            .entry(job.subscription_id.clone())
-            .or_default();
+        let endpoint = self.endpoints.entry(job.subscription_id.clone()).or_default();
         if endpoint.in_flight < self.cap {
             endpoint.in_flight += 1;
             self.start(job);
@@ -113,15 +135,12 @@ impl Scheduler {
         let engine = self.engine.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let (subscription_id, delivery_id) =
-                (job.subscription_id.clone(), job.delivery_id.clone());
+            let (subscription_id, delivery_id) = (job.subscription_id.clone(), job.delivery_id.clone());
+            let order_key = job.order_key.clone();
             if let Some(engine) = engine.upgrade() {
                 engine.attempt(job).await;
             }
-            let _ = tx.send(Msg::Done {
-                subscription_id,
-                delivery_id,
-            });
+            let _ = tx.send(Msg::Done { subscription_id, delivery_id, order_key });
         });
     }
 }

@@ -50,23 +50,16 @@ fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineErr
     }
     roots.add_parsable_certificates(native.certs);
     for path in &config.egress.extra_ca {
-        let pem = std::fs::read(path).map_err(|e| {
-            EngineError::Config(format!("cannot read CA file {}: {e}", path.display()))
-        })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| EngineError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
         let mut added = 0;
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert
-                .map_err(|e| EngineError::Config(format!("bad PEM in {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| EngineError::Config(format!("bad CA in {}: {e}", path.display())))?;
+            let cert = cert.map_err(|e| EngineError::Config(format!("bad PEM in {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| EngineError::Config(format!("bad CA in {}: {e}", path.display())))?;
             added += 1;
         }
         if added == 0 {
-            return Err(EngineError::Config(format!(
-                "no certificate in {}",
-                path.display()
-            )));
+            return Err(EngineError::Config(format!("no certificate in {}", path.display())));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -77,10 +70,7 @@ fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineErr
         .with_no_client_auth())
 }
 
-fn client(
-    config: &DeliveryConfig,
-    guard: Option<GuardedResolver>,
-) -> Result<reqwest::Client, EngineError> {
+fn client(config: &DeliveryConfig, guard: Option<GuardedResolver>) -> Result<reqwest::Client, EngineError> {
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config(config)?)
         .redirect(reqwest::redirect::Policy::none())
@@ -95,8 +85,7 @@ fn client(
     }
     match &config.egress.proxy {
         Some(proxy) => {
-            let proxy = reqwest::Proxy::all(proxy)
-                .map_err(|e| EngineError::Config(format!("bad proxy URL: {e}")))?;
+            let proxy = reqwest::Proxy::all(proxy).map_err(|e| EngineError::Config(format!("bad proxy URL: {e}")))?;
             builder = builder.proxy(proxy);
         }
         None => builder = builder.no_proxy(),
@@ -104,9 +93,7 @@ fn client(
     if let Some(resolver) = guard {
         builder = builder.dns_resolver(Arc::new(resolver));
     }
-    builder
-        .build()
-        .map_err(|e| EngineError::Config(format!("cannot build the HTTP client: {e}")))
+    builder.build().map_err(|e| EngineError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// The error and its causes, on one line: reqwest's own text is often just "error sending request".
@@ -129,12 +116,7 @@ impl Sender {
         let allow = Arc::new(config.egress.ssrf_allow.clone());
         Ok(Sender {
             open: client(config, None)?,
-            guarded: client(
-                config,
-                Some(GuardedResolver {
-                    allow: allow.clone(),
-                }),
-            )?,
+            guarded: client(config, Some(GuardedResolver { allow: allow.clone() }))?,
             allow,
             max_response_read: config.max_response_read,
             response_snippet: config.response_snippet,
@@ -162,18 +144,12 @@ impl Sender {
         }
         let timestamp = smile_core::timefmt::now_ms() / 1000;
         let mut smile = sig::smile_sign(signing.secret.as_bytes(), &body);
-        let mut standard =
-            sig::standard_sign(signing.secret.as_bytes(), event_id, timestamp, &body);
+        let mut standard = sig::standard_sign(signing.secret.as_bytes(), event_id, timestamp, &body);
         if let Some(previous) = signing.previous {
             smile.push(',');
             smile.push_str(&sig::smile_sign(previous.as_bytes(), &body));
             standard.push(' ');
-            standard.push_str(&sig::standard_sign(
-                previous.as_bytes(),
-                event_id,
-                timestamp,
-                &body,
-            ));
+            standard.push_str(&sig::standard_sign(previous.as_bytes(), event_id, timestamp, &body));
         }
         let client = if guarded { &self.guarded } else { &self.open };
         let request = client
@@ -204,22 +180,12 @@ impl Sender {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let (snippet, read_error) = self.read_capped(&mut response).await;
-        let error = read_error
-            .or_else(|| (!(200..300).contains(&status)).then(|| format!("HTTP {status}")));
-        AttemptResult {
-            status: Some(status),
-            latency: started.elapsed(),
-            response_body: snippet,
-            error,
-            retry_after,
-        }
+        let error = read_error.or_else(|| (!(200..300).contains(&status)).then(|| format!("HTTP {status}")));
+        AttemptResult { status: Some(status), latency: started.elapsed(), response_body: snippet, error, retry_after }
     }
 
     /// Reads at most `max_response_read` bytes and keeps the first `response_snippet`.
-    async fn read_capped(
-        &self,
-        response: &mut reqwest::Response,
-    ) -> (Option<String>, Option<String>) {
+    async fn read_capped(&self, response: &mut reqwest::Response) -> (Option<String>, Option<String>) {
         let mut kept = Vec::new();
         let mut read = 0usize;
         loop {
@@ -234,10 +200,7 @@ impl Sender {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return (
-                        snippet(&kept),
-                        Some(format!("reading the response: {}", describe(&e))),
-                    );
+                    return (snippet(&kept), Some(format!("reading the response: {}", describe(&e))));
                 }
             }
         }
@@ -251,8 +214,7 @@ impl Sender {
             url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
             url::Host::Domain(_) => return None,
         };
-        forbidden_reason(ip, &self.allow)
-            .map(|reason| Blocked::new(&ip.to_string(), ip, reason).to_string())
+        forbidden_reason(ip, &self.allow).map(|reason| Blocked::new(&ip.to_string(), ip, reason).to_string())
     }
 }
 

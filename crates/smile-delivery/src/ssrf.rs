@@ -69,10 +69,7 @@ pub struct Blocked {
 
 impl Blocked {
     pub fn new(host: &str, ip: IpAddr, reason: &str) -> Self {
-        Blocked {
-            host: host.to_owned(),
-            detail: format!("{ip} is {reason}"),
-        }
+        Blocked { host: host.to_owned(), detail: format!("{ip} is {reason}") }
     }
 }
 
@@ -87,8 +84,7 @@ impl Resolve for GuardedResolver {
         let allow = self.allow.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -101,10 +97,8 @@ impl Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let (ip, reason) =
-                    refused.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "unresolvable"));
-                return Err(Box::new(Blocked::new(&host, ip, reason))
-                    as Box<dyn std::error::Error + Send + Sync>);
+                let (ip, reason) = refused.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "unresolvable"));
+                return Err(Box::new(Blocked::new(&host, ip, reason)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -147,9 +141,6 @@ mod tests {
         assert_eq!(reason("93.184.216.34"), None);
         assert_eq!(reason("2606:2800:220:1::1"), None);
         let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("net")];
-        assert_eq!(
-            forbidden_reason("127.0.0.1".parse().expect("ip"), &allow),
-            None
-        );
+        assert_eq!(forbidden_reason("127.0.0.1".parse().expect("ip"), &allow), None);
     }
 }

@@ -22,25 +22,16 @@ pub struct TenantKey(pub Scope);
 pub struct OperatorKey;
 
 fn bad_credentials() -> Error {
-    Error(ApiError::new(
-        ErrorCode::InvalidCredentials,
-        "invalid API key or secret",
-    ))
+    Error(ApiError::new(ErrorCode::InvalidCredentials, "invalid API key or secret"))
 }
 
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
-    let header = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = header.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (key, secret) = text.split_once(':')?;
     Some((key.to_owned(), secret.to_owned()))
@@ -55,11 +46,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, Error> 
     let record = match cached {
         Some(record) => record,
         None => {
-            let record = state
-                .store
-                .find_key(&key)
-                .await?
-                .ok_or_else(bad_credentials)?;
+            let record = state.store.find_key(&key).await?.ok_or_else(bad_credentials)?;
             if let Ok(mut cache) = state.keys.0.write() {
                 cache.insert(key, record.clone());
             }
@@ -94,10 +81,27 @@ impl FromRequestParts<AppState> for OperatorKey {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         match principal(parts, state).await? {
             Principal::Operator => Ok(OperatorKey),
-            Principal::Tenant(_) => Err(Error(ApiError::new(
-                ErrorCode::UnauthorizedAccess,
-                "this endpoint needs an operator key",
-            ))),
+            Principal::Tenant(_) => {
+                Err(Error(ApiError::new(ErrorCode::UnauthorizedAccess, "this endpoint needs an operator key")))
+            }
         }
+    }
+}
+
+/// A request of the Wink Widget, authenticated by a link token (`Authorization: Bearer …`).
+pub struct LinkToken(pub smile_sandbox::LinkSession);
+
+impl FromRequestParts<AppState> for LinkToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .unwrap_or_default()
+            .trim();
+        Ok(LinkToken(state.platform.authenticate(token).await?))
     }
 }

@@ -18,23 +18,10 @@ struct Envelope<'a, T: Serialize> {
     data: Option<T>,
 }
 
-fn respond<T: Serialize>(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    data: Option<T>,
-) -> Response {
+fn respond<T: Serialize>(status: StatusCode, code: &str, message: &str, data: Option<T>) -> Response {
     let request_id = ids::new_request_id();
-    let mut response = (
-        status,
-        axum::Json(Envelope {
-            code,
-            message,
-            request_id: request_id.clone(),
-            data,
-        }),
-    )
-        .into_response();
+    let mut response =
+        (status, axum::Json(Envelope { code, message, request_id: request_id.clone(), data })).into_response();
     if let Ok(value) = request_id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -44,6 +31,15 @@ fn respond<T: Serialize>(
 impl<T: Serialize> IntoResponse for Data<T> {
     fn into_response(self) -> Response {
         respond(StatusCode::OK, "OK", "Success", Some(self.0))
+    }
+}
+
+/// A successful creation: 201, and the envelope of [`Data`].
+pub struct Created<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        respond(StatusCode::CREATED, "OK", "Success", Some(self.0))
     }
 }
 
@@ -62,14 +58,8 @@ pub struct Error(pub ApiError);
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        respond(
-            status,
-            self.0.code.as_str(),
-            &self.0.message,
-            Some(serde_json::json!({})),
-        )
+        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        respond(status, self.0.code.as_str(), &self.0.message, Some(serde_json::json!({})))
     }
 }
 
@@ -82,9 +72,7 @@ impl From<ApiError> for Error {
 impl From<smile_store::StoreError> for Error {
     fn from(e: smile_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        Error(ApiError::server(
-            "the request could not be completed; try again",
-        ))
+        Error(ApiError::server("the request could not be completed; try again"))
     }
 }
 
@@ -93,13 +81,9 @@ impl From<smile_delivery::EngineError> for Error {
         use smile_delivery::EngineError as E;
         match e {
             E::Store(e) => e.into(),
-            E::InvalidData(m) => Error(ApiError::invalid(format!(
-                "data does not match the event type: {m}"
-            ))),
+            E::InvalidData(m) => Error(ApiError::invalid(format!("data does not match the event type: {m}"))),
             E::SubscriptionNotFound => Error(ApiError::missing("webhook")),
-            E::SubscriptionInactive => Error(ApiError::invalid(
-                "the webhook is inactive; activate it first",
-            )),
+            E::SubscriptionInactive => Error(ApiError::invalid("the webhook is inactive; activate it first")),
             E::Config(m) => Error(ApiError::server(m)),
         }
     }
@@ -110,9 +94,5 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error with an HTTP status other than its code's usual one.
 pub fn with_status(code: ErrorCode, status: u16, message: &str) -> Error {
-    Error(ApiError {
-        code,
-        message: message.to_owned(),
-        status: Some(status),
-    })
+    Error(ApiError { code, message: message.to_owned(), status: Some(status) })
 }

@@ -20,31 +20,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            });
+            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                with_status(
-                    ErrorCode::InvalidParameters,
-                    413,
-                    "the request body is too large",
-                )
+                with_status(ErrorCode::InvalidParameters, 413, "the request body is too large")
             } else {
-                Error(ApiError::invalid(format!(
-                    "cannot read the request body: {rejection}"
-                )))
+                Error(ApiError::invalid(format!("cannot read the request body: {rejection}")))
             }
         })?;
         if !bytes.is_empty() && is_json == Some(false) {
-            return Err(Error(ApiError::new(
-                ErrorCode::UnsupportedType,
-                "the request body must be application/json",
-            )));
+            return Err(Error(ApiError::new(ErrorCode::UnsupportedType, "the request body must be application/json")));
         }
         Ok(JsonBody(bytes))
     }
@@ -56,17 +41,12 @@ impl JsonBody {
         if self.0.is_empty() {
             return Err(Error(ApiError::invalid("a JSON request body is required")));
         }
-        serde_json::from_slice(&self.0)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON body: {e}"))))
+        serde_json::from_slice(&self.0).map_err(|e| Error(ApiError::invalid(format!("invalid JSON body: {e}"))))
     }
 
     /// The body as `T`, or `T::default()` when there is none.
     pub fn parse_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, Error> {
-        if self.0.is_empty() {
-            Ok(T::default())
-        } else {
-            self.parse()
-        }
+        if self.0.is_empty() { Ok(T::default()) } else { self.parse() }
     }
 }
 
@@ -86,10 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// `size` (1 to 150, default 10) and `cursor` (a previous `nextCursor`).
@@ -100,19 +77,13 @@ impl QueryParams {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=150).contains(n))
-                .ok_or_else(|| {
-                    Error(ApiError::invalid(
-                        "size must be a whole number from 1 to 150",
-                    ))
-                })?,
+                .ok_or_else(|| Error(ApiError::invalid("size must be a whole number from 1 to 150")))?,
         };
         let before_seq = match self.get("cursor") {
             None => None,
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                Error(ApiError::invalid(
-                    "cursor is not a cursor this API returned",
-                ))
-            })?),
+            Some(c) => Some(
+                c.parse::<i64>().map_err(|_| Error(ApiError::invalid("cursor is not a cursor this API returned")))?,
+            ),
         };
         Ok(PageRequest { size, before_seq })
     }
@@ -125,10 +96,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let axum::extract::Path(id) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| Error(ApiError::invalid(format!("invalid path: {e}"))))?;
+        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error(ApiError::invalid(format!("invalid path: {e}"))))?;
         if id.is_empty() || id.chars().count() > 200 {
             return Err(Error(ApiError::invalid("id must be 1 to 200 characters")));
         }

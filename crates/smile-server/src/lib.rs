@@ -40,6 +40,8 @@ pub struct ServeOptions {
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub rate_limit: RateLimit,
+    /// How long a link token lasts.
+    pub token_ttl: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -52,6 +54,7 @@ impl ServeOptions {
             delivery: DeliveryConfig::default(),
             max_body_bytes: 256 * 1024,
             rate_limit: RateLimit::default(),
+            token_ttl: std::time::Duration::from_secs(30 * 60),
         }
     }
 }
@@ -63,6 +66,7 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub keys: Arc<auth::KeyCache>,
     pub rate_limit: RateLimit,
+    pub platform: smile_sandbox::Platform,
 }
 
 /// A serving server.
@@ -94,10 +98,7 @@ impl Running {
 
 /// Opens PostgreSQL at `database_url` if given, else the SQLite store under the data
 /// directory (creating both if needed). Migrations run either way.
-pub async fn open_store(
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(data_dir: &std::path::Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = database_url {
         return Ok(Arc::new(PostgresStore::connect(url).await?));
     }
@@ -111,11 +112,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let first_start_key = if store.has_tenants().await? {
         None
     } else {
-        Some(
-            store
-                .create_tenant_key(FIRST_TENANT, smile_core::Mode::Sandbox)
-                .await?,
-        )
+        Some(store.create_tenant_key(FIRST_TENANT, smile_core::Mode::Sandbox).await?)
     };
     let engine = Engine::start(store.clone(), options.delivery.clone()).await?;
     let state = AppState {
@@ -123,27 +120,18 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         engine: engine.clone(),
         keys: Arc::default(),
         rate_limit: options.rate_limit.clone(),
+        platform: smile_sandbox::Platform::new(store.clone(), engine.clone(), options.token_ttl),
     };
     let app = routes::router(state, options.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.await;
-        })
-        .await
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop.await;
+            })
+            .await
     });
-    Ok(Running {
-        addr,
-        store,
-        engine,
-        first_start_key,
-        shutdown,
-        served,
-    })
+    Ok(Running { addr, store, engine, first_start_key, shutdown, served })
 }

@@ -21,28 +21,18 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit {
-            per_second: 20,
-            client_header: None,
-        }
+        RateLimit { per_second: 20, client_header: None }
     }
 }
 
 fn client_of(request: &Request, header: Option<&str>) -> Option<String> {
     if let Some(name) = header
         && let Some(value) = request.headers().get(name).and_then(|v| v.to_str().ok())
-        && let Some(first) = value
-            .split(',')
-            .next()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        && let Some(first) = value.split(',').next().map(str::trim).filter(|s| !s.is_empty())
     {
         return Some(first.to_owned());
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string())
 }
 
 /// Answers 429 `REQUEST_LIMIT_EXCEEDED` once a client has used its requests of this second.
@@ -57,15 +47,9 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     let window = smile_core::timefmt::now_ms() / 1000;
     match state.store.count_request(&client, window).await {
         Ok(count) if count > limit.per_second => {
-            let message = format!(
-                "more than {} requests per second; slow down",
-                limit.per_second
-            );
-            let mut response =
-                Error(ApiError::new(ErrorCode::RequestLimitExceeded, message)).into_response();
-            response
-                .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            let message = format!("more than {} requests per second; slow down", limit.per_second);
+            let mut response = Error(ApiError::new(ErrorCode::RequestLimitExceeded, message)).into_response();
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
             response
         }
         Ok(_) => next.run(request).await,

@@ -37,10 +37,7 @@ impl From<&Subscription> for SubscriptionView {
             include_payload: s.include_payload,
             updated_at: format_ms(s.updated_ms),
             mode: s.scope.mode.as_str(),
-            previous_secret_expires_at: s
-                .previous_secret_until_ms
-                .filter(|t| *t > now)
-                .map(format_ms),
+            previous_secret_expires_at: s.previous_secret_until_ms.filter(|t| *t > now).map(format_ms),
             disabled_reason: s.disabled_reason.clone(),
         }
     }
@@ -82,20 +79,14 @@ impl DeliveryView {
             webhook_id: d.subscription_id,
             status: d.status,
             attempt_count: d.attempts,
-            next_attempt_at: d
-                .next_attempt_ms
-                .filter(|_| d.status == DeliveryStatus::Pending)
-                .map(format_ms),
+            next_attempt_at: d.next_attempt_ms.filter(|_| d.status == DeliveryStatus::Pending).map(format_ms),
             last_status_code: d.last_status_code,
             last_error: d.last_error,
             created_at: format_ms(d.created_ms),
             updated_at: format_ms(d.updated_ms),
             attempts: attempts
                 .into_iter()
-                .map(|a| AttemptView {
-                    attempted_at: format_ms(a.attempted_ms),
-                    attempt: a,
-                })
+                .map(|a| AttemptView { attempted_at: format_ms(a.attempted_ms), attempt: a })
                 .collect(),
         }
     }
@@ -120,9 +111,6 @@ impl<T: Serialize> ListView<T> {
     }
 
     pub fn of<S>(page: Page<S>, f: impl FnMut(S) -> T) -> Self {
-        ListView {
-            next_cursor: page.next_cursor,
-            items: page.items.into_iter().map(f).collect(),
-        }
+        ListView { next_cursor: page.next_cursor, items: page.items.into_iter().map(f).collect() }
     }
 }

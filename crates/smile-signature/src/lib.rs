@@ -75,11 +75,7 @@ pub fn smile_verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), Veri
             return Ok(());
         }
     }
-    Err(if seen {
-        VerifyError::Mismatch
-    } else {
-        VerifyError::MissingSignature
-    })
+    Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
 }
 
 fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
@@ -109,10 +105,7 @@ pub fn standard_verify(
     now_secs: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    let timestamp: i64 = timestamp_header
-        .trim()
-        .parse()
-        .map_err(|_| VerifyError::BadTimestamp)?;
+    let timestamp: i64 = timestamp_header.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
     if (now_secs - timestamp).abs() > tolerance_secs {
         return Err(VerifyError::StaleTimestamp);
     }
@@ -125,18 +118,11 @@ pub fn standard_verify(
         let Ok(expected) = BASE64.decode(encoded) else {
             continue;
         };
-        if standard_mac(key, msg_id, timestamp, body)
-            .verify_slice(&expected)
-            .is_ok()
-        {
+        if standard_mac(key, msg_id, timestamp, body).verify_slice(&expected).is_ok() {
             return Ok(());
         }
     }
-    Err(if seen {
-        VerifyError::Mismatch
-    } else {
-        VerifyError::MissingSignature
-    })
+    Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
 }
 
 /// The key a Standard Webhooks library expects for `secret`: `whsec_` + base64 of its bytes.
@@ -162,32 +148,17 @@ mod tests {
         let header = format!("{},{}", smile_sign(b"old", body), smile_sign(b"new", body));
         assert!(smile_verify(b"new", body, &header).is_ok());
         assert!(smile_verify(b"old", body, &header).is_ok());
-        assert_eq!(
-            smile_verify(b"other", body, &header),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            smile_verify(b"new", body, ""),
-            Err(VerifyError::MissingSignature)
-        );
-        assert_eq!(
-            smile_verify(b"new", b"{ }", &header),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(smile_verify(b"other", body, &header), Err(VerifyError::Mismatch));
+        assert_eq!(smile_verify(b"new", body, ""), Err(VerifyError::MissingSignature));
+        assert_eq!(smile_verify(b"new", b"{ }", &header), Err(VerifyError::Mismatch));
     }
 
     #[test]
     fn standard_checks_timestamp_tolerance() {
         let sig = standard_sign(b"k", "et-1", 1000, b"{}");
         assert!(standard_verify(b"k", "et-1", "1000", b"{}", &sig, 1200, 300).is_ok());
-        assert_eq!(
-            standard_verify(b"k", "et-1", "1000", b"{}", &sig, 1301, 300),
-            Err(VerifyError::StaleTimestamp)
-        );
-        assert_eq!(
-            standard_verify(b"k", "et-1", "abc", b"{}", &sig, 1000, 300),
-            Err(VerifyError::BadTimestamp)
-        );
+        assert_eq!(standard_verify(b"k", "et-1", "1000", b"{}", &sig, 1301, 300), Err(VerifyError::StaleTimestamp));
+        assert_eq!(standard_verify(b"k", "et-1", "abc", b"{}", &sig, 1000, 300), Err(VerifyError::BadTimestamp));
         // The timestamp is signed: moving it breaks the signature.
         let moved = standard_verify(b"k", "et-1", "1001", b"{}", &sig, 1000, 300);
         assert_eq!(moved, Err(VerifyError::Mismatch));

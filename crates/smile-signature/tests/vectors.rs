@@ -21,18 +21,13 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let text = include_str!("../../../testdata/signatures.json");
-    serde_json::from_str::<Vectors>(text)
-        .expect("vectors parse")
-        .cases
+    serde_json::from_str::<Vectors>(text).expect("vectors parse").cases
 }
 
 #[test]
 fn smile_signature_matches_vectors() {
     for c in cases() {
-        assert_eq!(
-            smile_sign(c.secret.as_bytes(), c.body.as_bytes()),
-            c.smile_signature
-        );
+        assert_eq!(smile_sign(c.secret.as_bytes(), c.body.as_bytes()), c.smile_signature);
         assert!(smile_verify(c.secret.as_bytes(), c.body.as_bytes(), &c.smile_signature).is_ok());
     }
 }
@@ -43,10 +38,7 @@ fn standard_webhooks_match_vectors() {
         let ts: i64 = c.webhook_timestamp.parse().expect("timestamp");
         let sig = standard_sign(c.secret.as_bytes(), &c.webhook_id, ts, c.body.as_bytes());
         assert_eq!(sig, c.webhook_signature);
-        assert_eq!(
-            standard_key_for(c.secret.as_bytes()),
-            c.standard_webhooks_key
-        );
+        assert_eq!(standard_key_for(c.secret.as_bytes()), c.standard_webhooks_key);
         let key = key_bytes(&c.standard_webhooks_key);
         let verified = standard_verify(
             &key,

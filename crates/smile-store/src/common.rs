@@ -13,25 +13,15 @@ pub(crate) fn types_to_column(types: &[String]) -> String {
 }
 
 pub(crate) fn types_from_column(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
 /// Turns `size + 1` rows, newest first, into a page and its next cursor.
 pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
-    let next_cursor = if more {
-        rows.last().map(|(seq, _)| seq.to_string())
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
-    }
+    let next_cursor = if more { rows.last().map(|(seq, _)| seq.to_string()) } else { None };
+    Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
@@ -40,10 +30,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 }
 
 pub(crate) fn new_key_pair() -> (NewKey, [u8; 32]) {
-    let key = NewKey {
-        api_key: random_hex(16),
-        api_secret: random_hex(32),
-    };
+    let key = NewKey { api_key: random_hex(16), api_secret: random_hex(32) };
     let hash: [u8; 32] = Sha256::digest(key.api_secret.as_bytes()).into();
     (key, hash)
 }

@@ -72,11 +72,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>>;
     /// A subscription by id in any scope: for the engine only, never for a caller's request.
     async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>>;
-    async fn list_subscriptions(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>>;
+    async fn list_subscriptions(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Subscription>>;
     /// Replaces the stored subscription of the same id and scope; false if it is not there.
     /// A subscription that becomes inactive fails its pending deliveries.
     async fn update_subscription(&self, sub: Subscription) -> Result<bool>;
@@ -89,34 +85,19 @@ pub trait Store: Send + Sync + 'static {
     /// before returning, leased to the publishing node. Concurrent calls may share one commit.
     async fn publish(&self, event: NewEvent) -> Result<Vec<NewDelivery>>;
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>>;
-    async fn list_events(
-        &self,
-        scope: &Scope,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<StoredEvent>>;
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;
 
     // ---- deliveries and attempts ----
 
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>>;
-    async fn list_deliveries(
-        &self,
-        scope: &Scope,
-        of: DeliveriesOf<'_>,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>>;
+    async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>>;
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
     /// Records attempt outcomes and releases their leases. A lost outcome only means the
     /// delivery is sent again once its lease runs out (at least once).
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects>;
     /// Leases up to `limit` pending deliveries that are due and that no live lease holds.
     /// Concurrent claims by several nodes never return the same delivery.
-    async fn claim_due(
-        &self,
-        lease: &Lease,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>>;
+    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>>;
     /// Extends the lease of these deliveries, where `lease.owner` still holds them.
     async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()>;
     /// Ends every lease and makes leased pending deliveries due: only for a store that one
@@ -150,20 +131,10 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<Document>>;
     /// Deletes the documents of these kinds that came from `source_id`; returns how many.
-    async fn delete_documents_of_source(
-        &self,
-        scope: &Scope,
-        kinds: &[&str],
-        source_id: &str,
-    ) -> Result<u64>;
+    async fn delete_documents_of_source(&self, scope: &Scope, kinds: &[&str], source_id: &str) -> Result<u64>;
 
     /// Makes one delivery due now (any status but cancelled); None if it is not there.
-    async fn retry_delivery(
-        &self,
-        scope: &Scope,
-        id: &str,
-        now_ms: i64,
-    ) -> Result<Option<Delivery>>;
+    async fn retry_delivery(&self, scope: &Scope, id: &str, now_ms: i64) -> Result<Option<Delivery>>;
     /// Makes every failed delivery of a subscription created since `since_ms` due now.
     async fn recover_deliveries(
         &self,

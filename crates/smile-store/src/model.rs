@@ -106,9 +106,7 @@ impl Signal {
 
     pub fn decode(text: &str) -> Option<Signal> {
         match text.split_once(':')? {
-            ("due", at) => Some(Signal::Due {
-                at_ms: at.parse().ok()?,
-            }),
+            ("due", at) => Some(Signal::Due { at_ms: at.parse().ok()? }),
             ("subscription", id) => Some(Signal::SubscriptionChanged { id: id.to_owned() }),
             _ => None,
         }
@@ -239,10 +237,7 @@ pub enum SubscriptionEffect {
     Healthy,
     /// A failure starts a run of failures if none is running, and disables the subscription
     /// if its run started at or before `disable_if_since_before_ms`.
-    Failing {
-        now_ms: i64,
-        disable_if_since_before_ms: i64,
-    },
+    Failing { now_ms: i64, disable_if_since_before_ms: i64 },
     /// The subscription is disabled at once, its pending deliveries failed.
     Disable { reason: String },
 }

@@ -38,16 +38,10 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`), and applies the migrations under an
     /// advisory lock so that nodes starting together do not race.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(32)
             .build()
@@ -57,24 +51,16 @@ impl PostgresStore {
         for _ in 0..PUBLISH_WRITERS {
             tokio::spawn(write_publishes(pool.clone(), jobs.clone()));
         }
-        let store = PostgresStore {
-            pool,
-            config,
-            publishes,
-        };
+        let store = PostgresStore { pool, config, publishes };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<()> {
         let client = self.pool.get().await?;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
         let migrated = client.batch_execute(MIGRATION).await;
-        client
-            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-            .await?;
+        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
         Ok(migrated?)
     }
 }
@@ -88,10 +74,7 @@ fn subscription_row(row: &Row) -> (i64, Subscription) {
         row.get(0),
         Subscription {
             id: row.get(1),
-            scope: Scope {
-                tenant_id: row.get(2),
-                mode: mode_of(row.get(3)),
-            },
+            scope: Scope { tenant_id: row.get(2), mode: mode_of(row.get(3)) },
             name: row.get(4),
             url: row.get(5),
             event_types: types_from_column(row.get(6)),
@@ -121,10 +104,7 @@ fn delivery_row(row: &Row) -> (i64, Delivery) {
             event_id: row.get(2),
             event_type: row.get(3),
             subscription_id: row.get(4),
-            scope: Scope {
-                tenant_id: row.get(5),
-                mode: mode_of(row.get(6)),
-            },
+            scope: Scope { tenant_id: row.get(5), mode: mode_of(row.get(6)) },
             status: DeliveryStatus::parse(row.get(7)),
             attempts: attempts.max(0) as u32,
             next_attempt_ms: row.get(9),
@@ -137,8 +117,7 @@ fn delivery_row(row: &Row) -> (i64, Delivery) {
     )
 }
 
-const DOCUMENT_COLUMNS: &str =
-    "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
+const DOCUMENT_COLUMNS: &str = "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
 
 fn document_row(row: &Row) -> (i64, Document) {
     let body: String = row.get(8);
@@ -147,10 +126,7 @@ fn document_row(row: &Row) -> (i64, Document) {
         Document {
             kind: row.get(1),
             id: row.get(2),
-            scope: Scope {
-                tenant_id: row.get(3),
-                mode: mode_of(row.get(4)),
-            },
+            scope: Scope { tenant_id: row.get(3), mode: mode_of(row.get(4)) },
             user_id: row.get(5),
             source_id: row.get(6),
             created_ms: row.get(7),
@@ -160,21 +136,10 @@ fn document_row(row: &Row) -> (i64, Document) {
 }
 
 fn event_row(row: &Row) -> StoredEvent {
-    StoredEvent {
-        seq: row.get(0),
-        id: row.get(1),
-        event_type: row.get(2),
-        created_ms: row.get(3),
-        body: row.get(4),
-    }
+    StoredEvent { seq: row.get(0), id: row.get(1), event_type: row.get(2), created_ms: row.get(3), body: row.get(4) }
 }
 
-async fn fail_pending(
-    c: &impl GenericClient,
-    subscription_id: &str,
-    status: DeliveryStatus,
-    why: &str,
-) -> Result<()> {
+async fn fail_pending(c: &impl GenericClient, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
     c.execute(
         "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3, \
          lease_owner = NULL, lease_until_ms = NULL WHERE subscription_id = $4 AND status = 'PENDING'",
@@ -242,7 +207,9 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Targets> {
     let rows = match &e.only_subscription {
         Some(id) => {
             let statement = c
-                .prepare_cached("SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3")
+                .prepare_cached(
+                    "SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                )
                 .await?;
             c.query(&statement, &[id, &tenant, &mode]).await?
         }
@@ -253,11 +220,7 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Targets> {
                      AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
                 )
                 .await?;
-            c.query(
-                &statement,
-                &[&tenant, &mode, &format!("%,{},%", e.event_type)],
-            )
-            .await?
+            c.query(&statement, &[&tenant, &mode, &format!("%,{},%", e.event_type)]).await?
         }
     };
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -273,20 +236,13 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
     for e in events {
         let found = match (
             &e.only_subscription,
-            matching.get(&(
-                e.scope.tenant_id.as_str(),
-                e.scope.mode,
-                e.event_type.as_str(),
-            )),
+            matching.get(&(e.scope.tenant_id.as_str(), e.scope.mode, e.event_type.as_str())),
         ) {
             (None, Some(found)) => found.clone(),
             _ => {
                 let found = targets(&tx, e).await?;
                 if e.only_subscription.is_none() {
-                    matching.insert(
-                        (&e.scope.tenant_id, e.scope.mode, &e.event_type),
-                        found.clone(),
-                    );
+                    matching.insert((&e.scope.tenant_id, e.scope.mode, &e.event_type), found.clone());
                 }
                 found
             }
@@ -296,11 +252,7 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
             let lean = e.lean_body.is_some() && !include_payload;
             let id = ids::new_id(ids::DELIVERY);
             d.push(e, &id, &subscription_id, lean);
-            mine.push(NewDelivery {
-                id,
-                subscription_id,
-                lean,
-            });
+            mine.push(NewDelivery { id, subscription_id, lean });
         }
         created.push(mine);
     }
@@ -320,10 +272,7 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
             &column(|e| &e.event_type),
             &events.iter().map(|e| e.created_ms).collect::<Vec<i64>>(),
             &column(|e| &e.body),
-            &events
-                .iter()
-                .map(|e| e.lean_body.as_deref())
-                .collect::<Vec<Option<&str>>>(),
+            &events.iter().map(|e| e.lean_body.as_deref()).collect::<Vec<Option<&str>>>(),
         ],
     )
     .await?;
@@ -341,18 +290,7 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
             .await?;
         tx.execute(
             &insert,
-            &[
-                &d.id,
-                &d.event_id,
-                &d.event_type,
-                &d.sub,
-                &d.tenant,
-                &d.mode,
-                &d.until,
-                &d.lean,
-                &d.created,
-                &d.owner,
-            ],
+            &[&d.id, &d.event_id, &d.event_type, &d.sub, &d.tenant, &d.mode, &d.until, &d.lean, &d.created, &d.owner],
         )
         .await?;
     }
@@ -397,8 +335,7 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
             Ok((client, mut connection)) => {
                 let (messages_tx, mut messages) = mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
-                    let mut stream =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(message) = stream.next().await {
                         match message {
                             Ok(AsyncMessage::Notification(n)) => {
@@ -409,11 +346,7 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
                         }
                     }
                 });
-                if client
-                    .batch_execute(&format!("LISTEN {CHANNEL}"))
-                    .await
-                    .is_ok()
-                {
+                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
                     while let Some(payload) = messages.recv().await {
                         if let Some(signal) = Signal::decode(&payload)
                             && tx.send(signal).is_err()
@@ -467,54 +400,29 @@ impl Store for PostgresStore {
     async fn find_key(&self, api_key: &str) -> Result<Option<KeyRecord>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = $1",
-            )
+            .prepare_cached("SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = $1")
             .await?;
         let Some(row) = client.query_opt(&statement, &[&api_key]).await? else {
             return Ok(None);
         };
         let hash: Vec<u8> = row.get(0);
-        let secret_sha256: [u8; 32] = hash
-            .try_into()
-            .map_err(|_| StoreError::Invalid("bad key hash".into()))?;
-        let principal = match (
-            row.get::<_, bool>(3),
-            row.get::<_, Option<String>>(1),
-            row.get::<_, Option<String>>(2),
-        ) {
+        let secret_sha256: [u8; 32] = hash.try_into().map_err(|_| StoreError::Invalid("bad key hash".into()))?;
+        let principal = match (row.get::<_, bool>(3), row.get::<_, Option<String>>(1), row.get::<_, Option<String>>(2))
+        {
             (true, _, _) => Principal::Operator,
-            (false, Some(tenant_id), Some(mode)) => Principal::Tenant(Scope {
-                tenant_id,
-                mode: mode_of(&mode),
-            }),
+            (false, Some(tenant_id), Some(mode)) => Principal::Tenant(Scope { tenant_id, mode: mode_of(&mode) }),
             _ => return Ok(None),
         };
-        Ok(Some(KeyRecord {
-            secret_sha256,
-            principal,
-        }))
+        Ok(Some(KeyRecord { secret_sha256, principal }))
     }
 
     async fn has_tenants(&self) -> Result<bool> {
-        Ok(self
-            .pool
-            .get()
-            .await?
-            .query_one("SELECT EXISTS(SELECT 1 FROM tenants)", &[])
-            .await?
-            .get(0))
+        Ok(self.pool.get().await?.query_one("SELECT EXISTS(SELECT 1 FROM tenants)", &[]).await?.get(0))
     }
 
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
         let client = self.pool.get().await?;
-        Ok(client
-            .query_one(
-                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = $1)",
-                &[&tenant_id],
-            )
-            .await?
-            .get(0))
+        Ok(client.query_one("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = $1)", &[&tenant_id]).await?.get(0))
     }
 
     async fn insert_subscription(&self, s: Subscription) -> Result<()> {
@@ -526,10 +434,21 @@ impl Store for PostgresStore {
                  previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
                  created_ms, updated_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
                 &[
-                    &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &s.name, &s.url,
-                    &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
-                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
-                    &s.created_ms, &s.updated_ms,
+                    &s.id,
+                    &s.scope.tenant_id,
+                    &s.scope.mode.as_str(),
+                    &s.name,
+                    &s.url,
+                    &types_to_column(&s.event_types),
+                    &s.active,
+                    &s.secret,
+                    &s.previous_secret,
+                    &s.previous_secret_until_ms,
+                    &s.include_payload,
+                    &s.disabled_reason,
+                    &s.failing_since_ms,
+                    &s.created_ms,
+                    &s.updated_ms,
                 ],
             )
             .await?;
@@ -537,13 +456,10 @@ impl Store for PostgresStore {
     }
 
     async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>> {
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3"
-        );
+        let sql =
+            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3");
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()])
-            .await?;
+        let row = client.query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()]).await?;
         Ok(row.map(|r| subscription_row(&r).1))
     }
 
@@ -553,11 +469,7 @@ impl Store for PostgresStore {
         Ok(row.map(|r| subscription_row(&r).1))
     }
 
-    async fn list_subscriptions(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>> {
+    async fn list_subscriptions(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Subscription>> {
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND seq < $3 \
              ORDER BY seq DESC LIMIT $4"
@@ -576,10 +488,7 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        Ok(paginate(
-            rows.iter().map(subscription_row).collect(),
-            page.size,
-        ))
+        Ok(paginate(rows.iter().map(subscription_row).collect(), page.size))
     }
 
     async fn update_subscription(&self, s: Subscription) -> Result<bool> {
@@ -622,10 +531,7 @@ impl Store for PostgresStore {
 
     async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
         let (reply, answer) = oneshot::channel();
-        self.publishes
-            .send((e, reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.publishes.send((e, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -642,12 +548,7 @@ impl Store for PostgresStore {
         Ok(row.map(|r| event_row(&r)))
     }
 
-    async fn list_events(
-        &self,
-        scope: &Scope,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<StoredEvent>> {
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
         let rows = self
             .pool
             .get()
@@ -661,31 +562,17 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        Ok(paginate(
-            rows.iter().map(|r| (r.get(0), event_row(r))).collect(),
-            page.size,
-        ))
+        Ok(paginate(rows.iter().map(|r| (r.get(0), event_row(r))).collect(), page.size))
     }
 
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2 AND d.mode = $3"
-        );
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()])
-            .await?;
+        let sql =
+            format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2 AND d.mode = $3");
+        let row = self.pool.get().await?.query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()]).await?;
         Ok(row.map(|r| delivery_row(&r).1))
     }
 
-    async fn list_deliveries(
-        &self,
-        scope: &Scope,
-        of: DeliveriesOf<'_>,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>> {
+    async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
         let (column, key) = match of {
             DeliveriesOf::Subscription(id) => ("subscription_id", id),
             DeliveriesOf::Event(id) => ("event_id", id),
@@ -759,20 +646,7 @@ impl Store for PostgresStore {
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::bigint[], $7::text[], $8::text[])",
             )
             .await?;
-        tx.execute(
-            &insert,
-            &[
-                &ids,
-                &delivery_ids,
-                &numbers,
-                &times,
-                &codes,
-                &latencies,
-                &bodies,
-                &errors,
-            ],
-        )
-        .await?;
+        tx.execute(&insert, &[&ids, &delivery_ids, &numbers, &times, &codes, &latencies, &bodies, &errors]).await?;
         // A delivery that was cancelled or already succeeded keeps that status.
         let update = tx
             .prepare_cached(
@@ -784,19 +658,7 @@ impl Store for PostgresStore {
                  WHERE d.id = u.id AND d.status IN ('PENDING', 'FAILED')",
             )
             .await?;
-        tx.execute(
-            &update,
-            &[
-                &delivery_ids,
-                &statuses,
-                &numbers,
-                &nexts,
-                &times,
-                &codes,
-                &errors,
-            ],
-        )
-        .await?;
+        tx.execute(&update, &[&delivery_ids, &statuses, &numbers, &nexts, &times, &codes, &errors]).await?;
 
         let mut effects = OutcomeEffects::default();
         let mut healthy: Vec<&str> = Vec::new();
@@ -837,12 +699,7 @@ impl Store for PostgresStore {
         Ok(effects)
     }
 
-    async fn claim_due(
-        &self,
-        lease: &Lease,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>> {
         let sql = format!(
             "WITH due AS (SELECT seq FROM deliveries WHERE status = 'PENDING' AND next_attempt_ms <= $3 \
              AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY next_attempt_ms LIMIT $4 \
@@ -853,20 +710,12 @@ impl Store for PostgresStore {
         );
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(&sql).await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&lease.owner, &lease.until_ms, &now_ms, &i64::from(limit)],
-            )
-            .await?;
+        let rows = client.query(&statement, &[&lease.owner, &lease.until_ms, &now_ms, &i64::from(limit)]).await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
                 let body: Option<String> = r.get(15);
-                body.map(|body| ClaimedDelivery {
-                    delivery: delivery_row(r).1,
-                    body,
-                })
+                body.map(|body| ClaimedDelivery { delivery: delivery_row(r).1, body })
             })
             .collect())
     }
@@ -908,18 +757,10 @@ impl Store for PostgresStore {
                  ON CONFLICT (client, window_s) DO UPDATE SET count = request_counts.count + 1 RETURNING count",
             )
             .await?;
-        let count: i32 = connection
-            .query_one(&statement, &[&client, &window_s])
-            .await?
-            .get(0);
+        let count: i32 = connection.query_one(&statement, &[&client, &window_s]).await?.get(0);
         // Old windows are of no use: the first request of each second clears them.
         if count == 1 {
-            connection
-                .execute(
-                    "DELETE FROM request_counts WHERE window_s < $1",
-                    &[&(window_s - 5)],
-                )
-                .await?;
+            connection.execute("DELETE FROM request_counts WHERE window_s < $1", &[&(window_s - 5)]).await?;
         }
         Ok(count.max(0) as u32)
     }
@@ -931,11 +772,7 @@ impl Store for PostgresStore {
     }
 
     async fn notify(&self, signal: Signal) -> Result<()> {
-        self.pool
-            .get()
-            .await?
-            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &signal.encode()])
-            .await?;
+        self.pool.get().await?.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &signal.encode()]).await?;
         Ok(())
     }
 
@@ -973,23 +810,13 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND id = $2 AND tenant_id = $3 AND mode = $4"
         );
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_opt(&sql, &[&kind, &id, &scope.tenant_id, &scope.mode.as_str()])
-            .await?;
+        let row = self.pool.get().await?.query_opt(&sql, &[&kind, &id, &scope.tenant_id, &scope.mode.as_str()]).await?;
         Ok(row.map(|r| document_row(&r).1))
     }
 
     async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
         let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND id = $2");
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_opt(&sql, &[&kind, &id])
-            .await?;
+        let row = self.pool.get().await?.query_opt(&sql, &[&kind, &id]).await?;
         Ok(row.map(|r| document_row(&r).1))
     }
 
@@ -1027,12 +854,7 @@ impl Store for PostgresStore {
         Ok(paginate(rows.iter().map(document_row).collect(), page.size))
     }
 
-    async fn delete_documents_of_source(
-        &self,
-        scope: &Scope,
-        kinds: &[&str],
-        source_id: &str,
-    ) -> Result<u64> {
+    async fn delete_documents_of_source(&self, scope: &Scope, kinds: &[&str], source_id: &str) -> Result<u64> {
         Ok(self
             .pool
             .get()
@@ -1044,27 +866,15 @@ impl Store for PostgresStore {
             .await?)
     }
 
-    async fn retry_delivery(
-        &self,
-        scope: &Scope,
-        id: &str,
-        now_ms: i64,
-    ) -> Result<Option<Delivery>> {
+    async fn retry_delivery(&self, scope: &Scope, id: &str, now_ms: i64) -> Result<Option<Delivery>> {
         let sql = format!(
             "UPDATE deliveries d SET status = CASE WHEN d.status = 'CANCELLED' THEN d.status ELSE 'PENDING' END, \
              next_attempt_ms = CASE WHEN d.status = 'CANCELLED' THEN d.next_attempt_ms ELSE $1 END, \
              updated_ms = $1, lease_owner = NULL, lease_until_ms = NULL \
              WHERE d.id = $2 AND d.tenant_id = $3 AND d.mode = $4 RETURNING {DELIVERY_COLUMNS}"
         );
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                &sql,
-                &[&now_ms, &id, &scope.tenant_id, &scope.mode.as_str()],
-            )
-            .await?;
+        let row =
+            self.pool.get().await?.query_opt(&sql, &[&now_ms, &id, &scope.tenant_id, &scope.mode.as_str()]).await?;
         Ok(row.map(|r| delivery_row(&r).1))
     }
 
@@ -1084,16 +894,7 @@ impl Store for PostgresStore {
             .pool
             .get()
             .await?
-            .query(
-                &sql,
-                &[
-                    &now_ms,
-                    &subscription_id,
-                    &scope.tenant_id,
-                    &scope.mode.as_str(),
-                    &since_ms,
-                ],
-            )
+            .query(&sql, &[&now_ms, &subscription_id, &scope.tenant_id, &scope.mode.as_str(), &since_ms])
             .await?;
         Ok(rows.iter().map(|r| delivery_row(r).1).collect())
     }

@@ -78,10 +78,7 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        self.writer
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writer.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -186,10 +183,7 @@ fn subscription_row(row: &Row) -> rusqlite::Result<(i64, Subscription)> {
         row.get(0)?,
         Subscription {
             id: row.get(1)?,
-            scope: Scope {
-                tenant_id: row.get(2)?,
-                mode: mode_of(&row.get::<_, String>(3)?),
-            },
+            scope: Scope { tenant_id: row.get(2)?, mode: mode_of(&row.get::<_, String>(3)?) },
             name: row.get(4)?,
             url: row.get(5)?,
             event_types: types_from_column(&row.get::<_, String>(6)?),
@@ -217,10 +211,7 @@ fn delivery_row(row: &Row) -> rusqlite::Result<(i64, Delivery)> {
             event_id: row.get(2)?,
             event_type: row.get(3)?,
             subscription_id: row.get(4)?,
-            scope: Scope {
-                tenant_id: row.get(5)?,
-                mode: mode_of(&row.get::<_, String>(6)?),
-            },
+            scope: Scope { tenant_id: row.get(5)?, mode: mode_of(&row.get::<_, String>(6)?) },
             status: DeliveryStatus::parse(&row.get::<_, String>(7)?),
             attempts: row.get(8)?,
             next_attempt_ms: row.get(9)?,
@@ -243,12 +234,7 @@ fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-fn fail_pending(
-    conn: &Connection,
-    subscription_id: &str,
-    status: DeliveryStatus,
-    why: &str,
-) -> Result<()> {
+fn fail_pending(conn: &Connection, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?1, next_attempt_ms = NULL, last_error = ?2, updated_ms = ?3 \
          WHERE subscription_id = ?4 AND status = 'PENDING'",
@@ -263,10 +249,7 @@ impl Store for SqliteStore {
         let tenant_id = tenant_id.to_owned();
         self.write(move |c| {
             let (key, hash) = new_key_pair();
-            c.execute(
-                "INSERT OR IGNORE INTO tenants (id, created_ms) VALUES (?1, ?2)",
-                params![tenant_id, now()],
-            )?;
+            c.execute("INSERT OR IGNORE INTO tenants (id, created_ms) VALUES (?1, ?2)", params![tenant_id, now()])?;
             c.execute(
                 "INSERT INTO api_keys (api_key, secret_sha256, tenant_id, mode, operator, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, 0, ?5)",
@@ -293,9 +276,7 @@ impl Store for SqliteStore {
         let api_key = api_key.to_owned();
         self.read(move |c| {
             let row = c
-                .prepare_cached(
-                    "SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = ?1",
-                )?
+                .prepare_cached("SELECT secret_sha256, tenant_id, mode, operator FROM api_keys WHERE api_key = ?1")?
                 .query_row([api_key], |r| {
                     Ok((
                         r.get::<_, Vec<u8>>(0)?,
@@ -306,8 +287,7 @@ impl Store for SqliteStore {
                 })
                 .optional()?;
             let Some((hash, tenant, mode, operator)) = row else { return Ok(None) };
-            let secret_sha256: [u8; 32] =
-                hash.try_into().map_err(|_| StoreError::Invalid("bad key hash".into()))?;
+            let secret_sha256: [u8; 32] = hash.try_into().map_err(|_| StoreError::Invalid("bad key hash".into()))?;
             let principal = match (operator, tenant, mode) {
                 (true, _, _) => Principal::Operator,
                 (false, Some(tenant_id), Some(mode)) => Principal::Tenant(Scope { tenant_id, mode: mode_of(&mode) }),
@@ -319,18 +299,13 @@ impl Store for SqliteStore {
     }
 
     async fn has_tenants(&self) -> Result<bool> {
-        self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants)", [], |r| r.get(0))?))
-            .await
+        self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants)", [], |r| r.get(0))?)).await
     }
 
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
-                [tenant_id],
-                |r| r.get(0),
-            )?)
+            Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [tenant_id], |r| r.get(0))?)
         })
         .await
     }
@@ -342,10 +317,21 @@ impl Store for SqliteStore {
                  previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
                  created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
                 params![
-                    s.id, s.scope.tenant_id, s.scope.mode.as_str(), s.name, s.url,
-                    types_to_column(&s.event_types), s.active, s.secret, s.previous_secret,
-                    s.previous_secret_until_ms, s.include_payload, s.disabled_reason,
-                    s.failing_since_ms, s.created_ms, s.updated_ms
+                    s.id,
+                    s.scope.tenant_id,
+                    s.scope.mode.as_str(),
+                    s.name,
+                    s.url,
+                    types_to_column(&s.event_types),
+                    s.active,
+                    s.secret,
+                    s.previous_secret,
+                    s.previous_secret_until_ms,
+                    s.include_payload,
+                    s.disabled_reason,
+                    s.failing_since_ms,
+                    s.created_ms,
+                    s.updated_ms
                 ],
             )?;
             Ok(())
@@ -371,19 +357,12 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.read(move |c| {
             let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1");
-            Ok(c.prepare_cached(&sql)?
-                .query_row([id], subscription_row)
-                .optional()?
-                .map(|(_, s)| s))
+            Ok(c.prepare_cached(&sql)?.query_row([id], subscription_row).optional()?.map(|(_, s)| s))
         })
         .await
     }
 
-    async fn list_subscriptions(
-        &self,
-        scope: &Scope,
-        page: &PageRequest,
-    ) -> Result<Page<Subscription>> {
+    async fn list_subscriptions(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Subscription>> {
         let (scope, page) = (scope.clone(), page.clone());
         self.read(move |c| {
             let sql = format!(
@@ -409,10 +388,20 @@ impl Store for SqliteStore {
                  previous_secret=?6, previous_secret_until_ms=?7, include_payload=?8, disabled_reason=?9, \
                  failing_since_ms=?10, updated_ms=?11 WHERE id=?12 AND tenant_id=?13 AND mode=?14",
                 params![
-                    s.name, s.url, types_to_column(&s.event_types), s.active, s.secret,
-                    s.previous_secret, s.previous_secret_until_ms, s.include_payload,
-                    s.disabled_reason, s.failing_since_ms, s.updated_ms, s.id,
-                    s.scope.tenant_id, s.scope.mode.as_str()
+                    s.name,
+                    s.url,
+                    types_to_column(&s.event_types),
+                    s.active,
+                    s.secret,
+                    s.previous_secret,
+                    s.previous_secret_until_ms,
+                    s.include_payload,
+                    s.disabled_reason,
+                    s.failing_since_ms,
+                    s.updated_ms,
+                    s.id,
+                    s.scope.tenant_id,
+                    s.scope.mode.as_str()
                 ],
             )?;
             if changed > 0 && !s.active {
@@ -495,12 +484,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_events(
-        &self,
-        scope: &Scope,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<StoredEvent>> {
+    async fn list_events(&self, scope: &Scope, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
         let (scope, filter, page) = (scope.clone(), filter.clone(), page.clone());
         self.read(move |c| {
             let rows = c
@@ -511,9 +495,13 @@ impl Store for SqliteStore {
                 )?
                 .query_map(
                     params![
-                        scope.tenant_id, scope.mode.as_str(), page.before_seq.unwrap_or(i64::MAX),
-                        filter.event_type, filter.from_ms.unwrap_or(i64::MIN),
-                        filter.to_ms.unwrap_or(i64::MAX), page.size + 1
+                        scope.tenant_id,
+                        scope.mode.as_str(),
+                        page.before_seq.unwrap_or(i64::MAX),
+                        filter.event_type,
+                        filter.from_ms.unwrap_or(i64::MIN),
+                        filter.to_ms.unwrap_or(i64::MAX),
+                        page.size + 1
                     ],
                     |r| event_row(r).map(|e| (e.seq, e)),
                 )?
@@ -526,7 +514,8 @@ impl Store for SqliteStore {
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
         let (scope, id) = (scope.clone(), id.to_owned());
         self.read(move |c| {
-            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
+            let sql =
+                format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
             Ok(c.prepare_cached(&sql)?
                 .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
                 .optional()?
@@ -535,12 +524,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_deliveries(
-        &self,
-        scope: &Scope,
-        of: DeliveriesOf<'_>,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>> {
+    async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
         let (column, key) = match of {
             DeliveriesOf::Subscription(id) => ("subscription_id", id.to_owned()),
             DeliveriesOf::Event(id) => ("event_id", id.to_owned()),
@@ -554,7 +538,13 @@ impl Store for SqliteStore {
             let rows = c
                 .prepare_cached(&sql)?
                 .query_map(
-                    params![key, scope.tenant_id, scope.mode.as_str(), page.before_seq.unwrap_or(i64::MAX), page.size + 1],
+                    params![
+                        key,
+                        scope.tenant_id,
+                        scope.mode.as_str(),
+                        page.before_seq.unwrap_or(i64::MAX),
+                        page.size + 1
+                    ],
                     delivery_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -656,12 +646,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        lease: &Lease,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>> {
         let lease = lease.clone();
         self.write(move |c| {
             let sql = format!(
@@ -729,10 +714,7 @@ impl Store for SqliteStore {
 
     async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.listeners
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .push(tx);
+        self.listeners.lock().map_err(|_| StoreError::Closed)?.push(tx);
         Ok(rx)
     }
 
@@ -751,7 +733,13 @@ impl Store for SqliteStore {
             )?;
             for d in &documents {
                 put.execute(params![
-                    d.kind, d.id, d.scope.tenant_id, d.scope.mode.as_str(), d.user_id, d.source_id, d.created_ms,
+                    d.kind,
+                    d.id,
+                    d.scope.tenant_id,
+                    d.scope.mode.as_str(),
+                    d.user_id,
+                    d.source_id,
+                    d.created_ms,
                     d.body.to_string()
                 ])?;
             }
@@ -777,12 +765,8 @@ impl Store for SqliteStore {
     async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         self.read(move |c| {
-            let sql =
-                format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = ?1 AND id = ?2");
-            Ok(c.prepare_cached(&sql)?
-                .query_row(params![kind, id], document_row)
-                .optional()?
-                .map(|(_, d)| d))
+            let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = ?1 AND id = ?2");
+            Ok(c.prepare_cached(&sql)?.query_row(params![kind, id], document_row).optional()?.map(|(_, d)| d))
         })
         .await
     }
@@ -794,8 +778,7 @@ impl Store for SqliteStore {
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<Document>> {
-        let (scope, kind, filter, page) =
-            (scope.clone(), kind.to_owned(), filter.clone(), page.clone());
+        let (scope, kind, filter, page) = (scope.clone(), kind.to_owned(), filter.clone(), page.clone());
         self.read(move |c| {
             let sql = format!(
                 "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = ?1 AND mode = ?2 AND kind = ?3 AND seq < ?4 \
@@ -818,12 +801,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_documents_of_source(
-        &self,
-        scope: &Scope,
-        kinds: &[&str],
-        source_id: &str,
-    ) -> Result<u64> {
+    async fn delete_documents_of_source(&self, scope: &Scope, kinds: &[&str], source_id: &str) -> Result<u64> {
         let (scope, source_id) = (scope.clone(), source_id.to_owned());
         let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
         self.write(move |c| {
@@ -839,12 +817,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_delivery(
-        &self,
-        scope: &Scope,
-        id: &str,
-        now_ms: i64,
-    ) -> Result<Option<Delivery>> {
+    async fn retry_delivery(&self, scope: &Scope, id: &str, now_ms: i64) -> Result<Option<Delivery>> {
         let (scope, id) = (scope.clone(), id.to_owned());
         self.write(move |c| {
             c.execute(
@@ -852,7 +825,8 @@ impl Store for SqliteStore {
                  lease_until_ms = NULL WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
                 params![now_ms, id, scope.tenant_id, scope.mode.as_str()],
             )?;
-            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
+            let sql =
+                format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
             Ok(c.prepare_cached(&sql)?
                 .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
                 .optional()?
@@ -891,10 +865,7 @@ fn document_row(row: &Row) -> rusqlite::Result<(i64, Document)> {
         Document {
             kind: row.get(1)?,
             id: row.get(2)?,
-            scope: Scope {
-                tenant_id: row.get(3)?,
-                mode: mode_of(&row.get::<_, String>(4)?),
-            },
+            scope: Scope { tenant_id: row.get(3)?, mode: mode_of(&row.get::<_, String>(4)?) },
             user_id: row.get(5)?,
             source_id: row.get(6)?,
             created_ms: row.get(7)?,
@@ -903,5 +874,4 @@ fn document_row(row: &Row) -> rusqlite::Result<(i64, Document)> {
     ))
 }
 
-const DOCUMENT_COLUMNS: &str =
-    "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
+const DOCUMENT_COLUMNS: &str = "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";

@@ -24,17 +24,11 @@ async fn create_schema(base: &str) -> Result<String, StoreError> {
     let (client, connection) = tokio_postgres::connect(base, NoTls).await?;
     tokio::spawn(connection);
     let schema = format!("smile_test_{}", uuid_like());
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await?;
+    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await?;
     let separator = if base.contains('?') { '&' } else { '?' };
-    Ok(format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}"
-    ))
+    Ok(format!("{base}{separator}options=-c%20search_path%3D{schema}"))
 }
 
 fn uuid_like() -> String {
-    (0..16)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }

@@ -7,25 +7,17 @@ use std::sync::Arc;
 
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("dir");
-    let sqlite: Arc<dyn Store> =
-        Arc::new(sqlite::SqliteStore::open(&dir.path().join("s.db")).expect("sqlite"));
+    let sqlite: Arc<dyn Store> = Arc::new(sqlite::SqliteStore::open(&dir.path().join("s.db")).expect("sqlite"));
     let mut all = vec![("sqlite", sqlite, Some(dir))];
     if let Some(url) = testing::fresh_postgres_schema().await {
-        let pg: Arc<dyn Store> = Arc::new(
-            postgres::PostgresStore::connect(&url)
-                .await
-                .expect("postgres"),
-        );
+        let pg: Arc<dyn Store> = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
         all.push(("postgres", pg, None));
     }
     all
 }
 
 fn scope() -> Scope {
-    Scope {
-        tenant_id: "t".into(),
-        mode: Mode::Sandbox,
-    }
+    Scope { tenant_id: "t".into(), mode: Mode::Sandbox }
 }
 
 async fn subscribe(store: &dyn Store) -> String {
@@ -46,10 +38,7 @@ async fn subscribe(store: &dyn Store) -> String {
         created_ms: now,
         updated_ms: now,
     };
-    store
-        .insert_subscription(sub.clone())
-        .await
-        .expect("insert");
+    store.insert_subscription(sub.clone()).await.expect("insert");
     sub.id
 }
 
@@ -74,10 +63,7 @@ async fn publish(store: &dyn Store, lease: Lease) -> String {
 }
 
 fn lease(owner: &str, until_ms: i64) -> Lease {
-    Lease {
-        owner: owner.into(),
-        until_ms,
-    }
+    Lease { owner: owner.into(), until_ms }
 }
 
 #[tokio::test]
@@ -96,10 +82,8 @@ async fn concurrent_claims_never_hand_out_a_delivery_twice() {
                 let mut mine = Vec::new();
                 loop {
                     let now = now_ms();
-                    let claimed = store
-                        .claim_due(&lease(&format!("node-{n}"), now + 60_000), now, 25)
-                        .await
-                        .expect("claim");
+                    let claimed =
+                        store.claim_due(&lease(&format!("node-{n}"), now + 60_000), now, 25).await.expect("claim");
                     if claimed.is_empty() {
                         return mine;
                     }
@@ -113,10 +97,7 @@ async fn concurrent_claims_never_hand_out_a_delivery_twice() {
                 assert!(seen.insert(id), "{name}: a delivery was claimed twice");
             }
         }
-        assert_eq!(
-            seen, published,
-            "{name}: every expired delivery claimed once"
-        );
+        assert_eq!(seen, published, "{name}: every expired delivery claimed once");
     }
 }
 
@@ -127,41 +108,15 @@ async fn live_leases_hold_renewals_extend_and_expired_leases_are_taken_over() {
         let now = now_ms();
         let id = publish(store.as_ref(), lease("a", now + 1_000)).await;
         let at = |ms: i64| lease("b", now + ms + 60_000);
-        assert!(
-            store
-                .claim_due(&at(500), now + 500, 10)
-                .await
-                .expect("claim")
-                .is_empty(),
-            "{name}: live lease"
-        );
+        assert!(store.claim_due(&at(500), now + 500, 10).await.expect("claim").is_empty(), "{name}: live lease");
         // Only the holder can renew.
-        store
-            .renew_leases(&lease("b", now + 9_000), std::slice::from_ref(&id))
-            .await
-            .expect("renew");
-        store
-            .renew_leases(&lease("a", now + 5_000), std::slice::from_ref(&id))
-            .await
-            .expect("renew");
-        assert!(
-            store
-                .claim_due(&at(2_000), now + 2_000, 10)
-                .await
-                .expect("claim")
-                .is_empty(),
-            "{name}: renewed"
-        );
-        let taken = store
-            .claim_due(&at(5_000), now + 5_000, 10)
-            .await
-            .expect("claim");
+        store.renew_leases(&lease("b", now + 9_000), std::slice::from_ref(&id)).await.expect("renew");
+        store.renew_leases(&lease("a", now + 5_000), std::slice::from_ref(&id)).await.expect("renew");
+        assert!(store.claim_due(&at(2_000), now + 2_000, 10).await.expect("claim").is_empty(), "{name}: renewed");
+        let taken = store.claim_due(&at(5_000), now + 5_000, 10).await.expect("claim");
         assert_eq!(taken.len(), 1, "{name}: expired lease taken over");
         assert_eq!(taken[0].delivery.id, id);
-        assert!(
-            taken[0].body.contains(&taken[0].delivery.event_id),
-            "{name}: the body comes with the claim"
-        );
+        assert!(taken[0].body.contains(&taken[0].delivery.event_id), "{name}: the body comes with the claim");
     }
 }
 
@@ -202,61 +157,24 @@ async fn outcomes_release_leases_and_the_store_decides_disabling() {
         let first = publish(store.as_ref(), lease("a", now + 60_000)).await;
         let second = publish(store.as_ref(), lease("a", now + 60_000)).await;
         // A failure with a retry releases the lease: another node may take the retry when due.
-        let failing = SubscriptionEffect::Failing {
-            now_ms: now,
-            disable_if_since_before_ms: now - 1_000,
-        };
-        let effects = store
-            .record_outcomes(vec![outcome(&first, &sub, false, Some(now), failing)])
-            .await
-            .expect("record");
+        let failing = SubscriptionEffect::Failing { now_ms: now, disable_if_since_before_ms: now - 1_000 };
+        let effects =
+            store.record_outcomes(vec![outcome(&first, &sub, false, Some(now), failing)]).await.expect("record");
         assert!(effects.disabled.is_empty());
-        let retry = store
-            .claim_due(&lease("b", now + 60_000), now, 10)
-            .await
-            .expect("claim");
-        assert_eq!(
-            retry
-                .iter()
-                .map(|c| c.delivery.id.as_str())
-                .collect::<Vec<_>>(),
-            vec![first.as_str()],
-            "{name}"
-        );
+        let retry = store.claim_due(&lease("b", now + 60_000), now, 10).await.expect("claim");
+        assert_eq!(retry.iter().map(|c| c.delivery.id.as_str()).collect::<Vec<_>>(), vec![first.as_str()], "{name}");
         assert_eq!(retry[0].delivery.attempts, 1);
 
         // Another node reports a failure long after the run began: the store disables.
-        let later = SubscriptionEffect::Failing {
-            now_ms: now + 10_000,
-            disable_if_since_before_ms: now + 5_000,
-        };
-        let effects = store
-            .record_outcomes(vec![outcome(&first, &sub, false, Some(now), later)])
-            .await
-            .expect("record");
+        let later = SubscriptionEffect::Failing { now_ms: now + 10_000, disable_if_since_before_ms: now + 5_000 };
+        let effects =
+            store.record_outcomes(vec![outcome(&first, &sub, false, Some(now), later)]).await.expect("record");
         assert_eq!(effects.disabled, vec![sub.clone()], "{name}");
-        let disabled = store
-            .subscription_by_id(&sub)
-            .await
-            .expect("read")
-            .expect("there");
+        let disabled = store.subscription_by_id(&sub).await.expect("read").expect("there");
         assert!(!disabled.active);
-        assert!(
-            disabled
-                .disabled_reason
-                .expect("reason")
-                .contains("failing without a success")
-        );
-        let other = store
-            .get_delivery(&scope(), &second)
-            .await
-            .expect("read")
-            .expect("there");
-        assert_eq!(
-            other.status,
-            DeliveryStatus::Failed,
-            "{name}: pending deliveries fail with it"
-        );
+        assert!(disabled.disabled_reason.expect("reason").contains("failing without a success"));
+        let other = store.get_delivery(&scope(), &second).await.expect("read").expect("there");
+        assert_eq!(other.status, DeliveryStatus::Failed, "{name}: pending deliveries fail with it");
     }
 }
 
@@ -267,38 +185,11 @@ async fn a_success_anywhere_ends_the_run_of_failures() {
         let now = now_ms();
         let a = publish(store.as_ref(), lease("a", now + 60_000)).await;
         let b = publish(store.as_ref(), lease("b", now + 60_000)).await;
-        let failing = SubscriptionEffect::Failing {
-            now_ms: now,
-            disable_if_since_before_ms: now - 1,
-        };
-        store
-            .record_outcomes(vec![outcome(&a, &sub, false, Some(now + 1), failing)])
-            .await
-            .expect("record");
-        assert_eq!(
-            store
-                .subscription_by_id(&sub)
-                .await
-                .expect("read")
-                .expect("sub")
-                .failing_since_ms,
-            Some(now)
-        );
-        store
-            .record_outcomes(vec![outcome(
-                &b,
-                &sub,
-                true,
-                None,
-                SubscriptionEffect::Healthy,
-            )])
-            .await
-            .expect("record");
-        let healthy = store
-            .subscription_by_id(&sub)
-            .await
-            .expect("read")
-            .expect("sub");
+        let failing = SubscriptionEffect::Failing { now_ms: now, disable_if_since_before_ms: now - 1 };
+        store.record_outcomes(vec![outcome(&a, &sub, false, Some(now + 1), failing)]).await.expect("record");
+        assert_eq!(store.subscription_by_id(&sub).await.expect("read").expect("sub").failing_since_ms, Some(now));
+        store.record_outcomes(vec![outcome(&b, &sub, true, None, SubscriptionEffect::Healthy)]).await.expect("record");
+        let healthy = store.subscription_by_id(&sub).await.expect("read").expect("sub");
         assert_eq!(healthy.failing_since_ms, None, "{name}");
         assert!(healthy.active);
     }
@@ -316,9 +207,6 @@ async fn nodes_connecting_at_once_migrate_safely() {
         })
         .collect();
     for connect in connects {
-        connect
-            .await
-            .expect("join")
-            .expect("every node migrates or finds the migration done");
+        connect.await.expect("join").expect("every node migrates or finds the migration done");
     }
 }

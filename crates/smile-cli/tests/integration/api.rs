@@ -6,14 +6,8 @@ use serde_json::{Value, json};
 fn assert_envelope_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(
-        body["requestId"].as_str().is_some_and(|r| r.len() == 36),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["requestId"].as_str().is_some_and(|r| r.len() == 36), "{body}");
 }
 
 on_both_backends! {

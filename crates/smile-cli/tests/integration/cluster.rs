@@ -32,10 +32,7 @@ async fn run(url: String) {
         "0",
     ];
     let mut nodes = vec![serve(&dir.path().join("n0"), &args, &[])];
-    let (key, secret) = nodes[0]
-        .key
-        .clone()
-        .expect("the first node creates the sandbox keys");
+    let (key, secret) = nodes[0].key.clone().expect("the first node creates the sandbox keys");
     nodes.push(serve(&dir.path().join("n1"), &args, &[]));
     nodes.push(serve(&dir.path().join("n2"), &args, &[]));
     let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
@@ -44,9 +41,7 @@ async fn run(url: String) {
     let mut receivers = Vec::new();
     for _ in 0..RECEIVERS {
         let receiver = Receiver::start().await;
-        Api::new(nodes[1].addr, &key, &secret)
-            .subscribe(&receiver.url(), &["ALL_EVENTS"], "cluster")
-            .await;
+        Api::new(nodes[1].addr, &key, &secret).subscribe(&receiver.url(), &["ALL_EVENTS"], "cluster").await;
         receivers.push(receiver);
     }
 
@@ -57,8 +52,7 @@ async fn run(url: String) {
     let started = Instant::now();
     let mut publishers = Vec::new();
     for p in 0..PUBLISHERS {
-        let (operators, acknowledged, killed) =
-            (operators.clone(), acknowledged.clone(), killed.clone());
+        let (operators, acknowledged, killed) = (operators.clone(), acknowledged.clone(), killed.clone());
         publishers.push(tokio::spawn(async move {
             for i in (p..EVENTS).step_by(PUBLISHERS) {
                 let mut node = i % 3;
@@ -91,58 +85,30 @@ async fn run(url: String) {
     }
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert_eq!(acknowledged.len(), EVENTS);
-    println!(
-        "published {EVENTS} events over 3 nodes in {:?}",
-        started.elapsed()
-    );
+    println!("published {EVENTS} events over 3 nodes in {:?}", started.elapsed());
 
     for receiver in &receivers {
-        eventually(
-            Duration::from_secs(120),
-            "every acknowledged event at every receiver",
-            || async {
-                let got: HashSet<String> = receiver
-                    .hits()
-                    .iter()
-                    .map(|h| h.header("webhook-id").to_owned())
-                    .collect();
-                acknowledged.is_subset(&got).then_some(())
-            },
-        )
+        eventually(Duration::from_secs(120), "every acknowledged event at every receiver", || async {
+            let got: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+            acknowledged.is_subset(&got).then_some(())
+        })
         .await;
     }
-    println!(
-        "all {} deliveries arrived after {:?}",
-        EVENTS * RECEIVERS,
-        started.elapsed()
-    );
+    println!("all {} deliveries arrived after {:?}", EVENTS * RECEIVERS, started.elapsed());
 
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
-    eventually(
-        Duration::from_secs(30),
-        "no delivery left unfinished",
-        || async {
-            let row = db
-                .query_one(
-                    "SELECT count(*) FROM deliveries WHERE status <> 'SUCCEEDED'",
-                    &[],
-                )
-                .await
-                .expect("count");
-            (row.get::<_, i64>(0) == 0).then_some(())
-        },
-    )
+    eventually(Duration::from_secs(30), "no delivery left unfinished", || async {
+        let row =
+            db.query_one("SELECT count(*) FROM deliveries WHERE status <> 'SUCCEEDED'", &[]).await.expect("count");
+        (row.get::<_, i64>(0) == 0).then_some(())
+    })
     .await;
 
     let mut arrivals: HashMap<(usize, String), usize> = HashMap::new();
     for (r, receiver) in receivers.iter().enumerate() {
         for hit in receiver.hits() {
-            *arrivals
-                .entry((r, hit.header("webhook-id").to_owned()))
-                .or_default() += 1;
+            *arrivals.entry((r, hit.header("webhook-id").to_owned())).or_default() += 1;
         }
     }
     let deliveries = EVENTS * RECEIVERS;
@@ -167,22 +133,14 @@ async fn start_together() {
         .map(|n| {
             let (data, backend) = (dir.path().join(format!("n{n}")), backend.clone());
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .expect("runtime");
+                let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
                 runtime.block_on(backend.run(async move { serve(&data, &[], &[]) }))
             })
         })
         .collect();
-    let nodes: Vec<_> = starts
-        .into_iter()
-        .map(|s| s.join().expect("node started"))
-        .collect();
+    let nodes: Vec<_> = starts.into_iter().map(|s| s.join().expect("node started")).collect();
     // Each node that found no tenant printed keys; any of them works on every node.
-    let (key, secret) = nodes
-        .iter()
-        .find_map(|n| n.key.clone())
-        .expect("some node created the sandbox keys");
+    let (key, secret) = nodes.iter().find_map(|n| n.key.clone()).expect("some node created the sandbox keys");
     for node in &nodes {
         let (status, body) = Api::new(node.addr, &key, &secret).get("/v1/webhooks").await;
         assert_eq!(status, 200, "{body}");

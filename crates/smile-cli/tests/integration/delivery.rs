@@ -18,23 +18,13 @@ fn expected_standard(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> St
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 async fn wait_delivery_status(api: &Api, subscription: &str, status: &str) -> Value {
-    eventually(
-        Duration::from_secs(15),
-        &format!("a {status} delivery"),
-        || async {
-            api.deliveries(subscription)
-                .await
-                .into_iter()
-                .find(|d| d["status"] == status)
-        },
-    )
+    eventually(Duration::from_secs(15), &format!("a {status} delivery"), || async {
+        api.deliveries(subscription).await.into_iter().find(|d| d["status"] == status)
+    })
     .await
 }
 

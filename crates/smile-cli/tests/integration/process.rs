@@ -24,44 +24,25 @@ impl Drop for Process {
 
 fn smile() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_smile"));
-    command
-        .env_remove("SMILE_LISTEN")
-        .env_remove("SMILE_DATA_DIR")
-        .env("SMILE_LOG", "warn");
+    command.env_remove("SMILE_LISTEN").env_remove("SMILE_DATA_DIR").env("SMILE_LOG", "warn");
     command
 }
 
 pub(crate) fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
     let mut command = smile();
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(args);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--data-dir"]).arg(data_dir).args(args);
     if let Some(url) = Backend::current().database_url() {
         command.args(["--database-url", &url]);
     }
     for (k, v) in envs {
         command.env(k, v);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("smile serve starts");
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("smile serve starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let (mut key, mut secret) = (None, None);
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("smile serve printed its address")
-            .expect("line");
+        let line = lines.next().expect("smile serve printed its address").expect("line");
         if let Some(v) = line.strip_prefix("API key: ") {
             key = Some(v.to_owned());
         } else if let Some(v) = line.strip_prefix("API secret: ") {
@@ -72,39 +53,22 @@ pub(crate) fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Pr
     };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Process {
-        child,
-        addr,
-        key: key.zip(secret),
-    }
+    Process { child, addr, key: key.zip(secret) }
 }
 
 pub(crate) fn keys_create(data_dir: &Path, args: &[&str]) -> (String, String) {
     let mut command = smile();
-    command
-        .args(["keys", "create", "--data-dir"])
-        .arg(data_dir)
-        .args(args);
+    command.args(["keys", "create", "--data-dir"]).arg(data_dir).args(args);
     if let Some(url) = Backend::current().database_url() {
         command.args(["--database-url", &url]);
     }
     let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    let key = lines[0]
-        .strip_prefix("API key: ")
-        .expect("key line")
-        .to_owned();
-    let secret = lines[1]
-        .strip_prefix("API secret: ")
-        .expect("secret line")
-        .to_owned();
+    let key = lines[0].strip_prefix("API key: ").expect("key line").to_owned();
+    let secret = lines[1].strip_prefix("API secret: ").expect("secret line").to_owned();
     (key, secret)
 }
 

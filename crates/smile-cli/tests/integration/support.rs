@@ -28,9 +28,7 @@ tokio::task_local! {
 impl Backend {
     /// A fresh PostgreSQL schema, or None (with a notice) when no server is configured.
     pub async fn postgres() -> Option<Backend> {
-        smile_store::testing::fresh_postgres_schema()
-            .await
-            .map(Backend::Postgres)
+        smile_store::testing::fresh_postgres_schema().await.map(Backend::Postgres)
     }
 
     /// Runs a test body with this backend as the one servers in it use.
@@ -142,27 +140,14 @@ impl TestServer {
         configure(&mut options);
         let options_url = options.database_url.clone();
         let running = smile_server::start(options).await.expect("server starts");
-        let key = running
-            .first_start_key
-            .clone()
-            .expect("first start creates keys");
+        let key = running.first_start_key.clone().expect("first start creates keys");
         let sandbox = Api::new(running.addr, &key.api_key, &key.api_secret);
-        TestServer {
-            running,
-            database_url: options_url,
-            _dir: dir,
-            sandbox,
-        }
+        TestServer { running, database_url: options_url, _dir: dir, sandbox }
     }
 
     /// A key pair for `tenant` in `mode`, as `smile keys create` makes.
     pub async fn key(&self, tenant: &str, mode: Mode) -> Api {
-        let key = self
-            .running
-            .store
-            .create_tenant_key(tenant, mode)
-            .await
-            .expect("key");
+        let key = self.running.store.create_tenant_key(tenant, mode).await.expect("key");
         Api::new(self.running.addr, &key.api_key, &key.api_secret)
     }
 
@@ -188,31 +173,18 @@ impl Api {
             base: format!("http://{addr}"),
             key: key.to_owned(),
             secret: secret.to_owned(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
+            client: reqwest::Client::builder().no_proxy().build().expect("client"),
         }
     }
 
     /// The same key pair against another node.
     pub fn on(&self, addr: SocketAddr) -> Api {
-        Api {
-            base: format!("http://{addr}"),
-            ..self.clone()
-        }
+        Api { base: format!("http://{addr}"), ..self.clone() }
     }
 
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(&self.key, Some(&self.secret));
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request =
+            self.client.request(method, format!("{}{path}", self.base)).basic_auth(&self.key, Some(&self.secret));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -223,13 +195,7 @@ impl Api {
     }
 
     /// Sends raw bytes with a content type, for bad-input tests.
-    pub async fn raw(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (u16, Value) {
+    pub async fn raw(&self, method: reqwest::Method, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -240,10 +206,7 @@ impl Api {
             .await
             .expect("request");
         let status = response.status().as_u16();
-        (
-            status,
-            response.json::<Value>().await.unwrap_or(Value::Null),
-        )
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
     }
 
     /// Like `post`, but None when the server cannot be reached (a killed node).
@@ -257,10 +220,7 @@ impl Api {
             .await
             .ok()?;
         let status = response.status().as_u16();
-        Some((
-            status,
-            response.json::<Value>().await.unwrap_or(Value::Null),
-        ))
+        Some((status, response.json::<Value>().await.unwrap_or(Value::Null)))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -286,7 +246,10 @@ impl Api {
     /// Creates a subscription and returns its id.
     pub async fn subscribe(&self, url: &str, types: &[&str], secret: &str) -> String {
         let (status, body) = self
-            .post("/v1/webhooks", json!({"name": "test", "url": url, "eventTypes": types, "active": true, "secret": secret}))
+            .post(
+                "/v1/webhooks",
+                json!({"name": "test", "url": url, "eventTypes": types, "active": true, "secret": secret}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body["data"]["id"].as_str().expect("id").to_owned()
@@ -294,16 +257,9 @@ impl Api {
 
     /// The deliveries of a subscription, newest first.
     pub async fn deliveries(&self, subscription_id: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!(
-                "/v1/webhooks/{subscription_id}/deliveries?size=150"
-            ))
-            .await;
+        let (status, body) = self.get(&format!("/v1/webhooks/{subscription_id}/deliveries?size=150")).await;
         assert_eq!(status, 200, "{body}");
-        body["data"]["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        body["data"]["items"].as_array().cloned().unwrap_or_default()
     }
 }
 
@@ -330,10 +286,7 @@ pub struct Hit {
 
 impl Hit {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     pub fn json(&self) -> Value {
@@ -362,27 +315,18 @@ async fn hook(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
-    state.hits.lock().expect("lock").push(Hit {
-        headers,
-        body,
-        peer,
-        at,
-    });
+    state.hits.lock().expect("lock").push(Hit { headers, body, peer, at });
     let reply = state.script.lock().expect("lock").pop_front();
     match reply {
         None => (StatusCode::OK, "thanks").into_response(),
-        Some(Reply::Status(code)) => (
-            StatusCode::from_u16(code).expect("status"),
-            format!("answered {code}"),
-        )
-            .into_response(),
+        Some(Reply::Status(code)) => {
+            (StatusCode::from_u16(code).expect("status"), format!("answered {code}")).into_response()
+        }
         Some(Reply::Slow(wait)) => {
             tokio::time::sleep(wait).await;
             (StatusCode::OK, "late").into_response()
         }
-        Some(Reply::Redirect(to)) => {
-            (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response()
-        }
+        Some(Reply::Redirect(to)) => (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response(),
         Some(Reply::RetryAfter(code, secs)) => {
             let status = StatusCode::from_u16(code).expect("status");
             (status, [("retry-after", secs.to_string())], "later").into_response()
@@ -391,9 +335,7 @@ async fn hook(
 }
 
 fn receiver_app(state: Arc<ReceiverState>) -> axum::Router {
-    axum::Router::new()
-        .route("/hook", axum::routing::post(hook))
-        .with_state(state)
+    axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(state)
 }
 
 impl Receiver {
@@ -402,28 +344,14 @@ impl Receiver {
     }
 
     pub async fn scripted(script: Vec<Reply>) -> Self {
-        let state = Arc::new(ReceiverState {
-            script: Mutex::new(script.into()),
-            ..Default::default()
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let state = Arc::new(ReceiverState { script: Mutex::new(script.into()), ..Default::default() });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = receiver_app(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
-        Receiver {
-            addr,
-            scheme: "http",
-            host: "127.0.0.1".into(),
-            state,
-        }
+        tokio::spawn(
+            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
+        );
+        Receiver { addr, scheme: "http", host: "127.0.0.1".into(), state }
     }
 
     /// An HTTPS receiver for `localhost`, with a certificate from `ca`.
@@ -441,17 +369,8 @@ impl Receiver {
         .expect("tls config");
         let app = receiver_app(state.clone());
         let server = axum_server::from_tcp_rustls(listener, config);
-        tokio::spawn(async move {
-            server
-                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-        });
-        Receiver {
-            addr,
-            scheme: "https",
-            host: "localhost".into(),
-            state,
-        }
+        tokio::spawn(async move { server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await });
+        Receiver { addr, scheme: "https", host: "localhost".into(), state }
     }
 
     pub fn url(&self) -> String {
@@ -464,14 +383,10 @@ impl Receiver {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_hits(&self, n: usize) -> Vec<Hit> {
-        eventually(
-            Duration::from_secs(15),
-            &format!("{n} requests at {}", self.url()),
-            || async {
-                let hits = self.hits();
-                (hits.len() >= n).then_some(hits)
-            },
-        )
+        eventually(Duration::from_secs(15), &format!("{n} requests at {}", self.url()), || async {
+            let hits = self.hits();
+            (hits.len() >= n).then_some(hits)
+        })
         .await
     }
 }
@@ -489,36 +404,21 @@ impl TestCa {
         let ca_key = KeyPair::generate().expect("key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Smile Test CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "Smile Test CA");
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         let leaf_key = KeyPair::generate().expect("key");
         let leaf = CertificateParams::new(vec!["localhost".to_owned()])
             .expect("params")
             .signed_by(&leaf_key, &ca, &ca_key)
             .expect("leaf");
-        TestCa {
-            ca_pem: ca.pem(),
-            leaf_pem: leaf.pem(),
-            leaf_key_pem: leaf_key.serialize_pem(),
-        }
+        TestCa { ca_pem: ca.pem(), leaf_pem: leaf.pem(), leaf_key_pem: leaf_key.serialize_pem() }
     }
 }
 
 /// Publishes an event as the operator and returns its id.
-pub async fn publish(
-    operator: &Api,
-    tenant: &str,
-    mode: &str,
-    event_type: &str,
-    data: Value,
-) -> String {
+pub async fn publish(operator: &Api, tenant: &str, mode: &str, event_type: &str, data: Value) -> String {
     let (status, body) = operator
-        .post(
-            "/v1/operator/events",
-            json!({"tenantId": tenant, "mode": mode, "type": event_type, "data": data}),
-        )
+        .post("/v1/operator/events", json!({"tenantId": tenant, "mode": mode, "type": event_type, "data": data}))
         .await;
     assert_eq!(status, 200, "{body}");
     body["data"]["id"].as_str().expect("event id").to_owned()
@@ -537,9 +437,7 @@ pub struct ConnectProxy {
 impl ConnectProxy {
     pub async fn start() -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let targets: Arc<Mutex<Vec<String>>> = Arc::default();
         let recorded = targets.clone();
@@ -558,22 +456,15 @@ impl ConnectProxy {
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let mut words = head.split_whitespace();
                     let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
-                        let _ = inbound
-                            .write_all(
-                                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n",
-                            )
-                            .await;
+                        let _ =
+                            inbound.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n").await;
                         return;
                     };
                     recorded.lock().expect("lock").push(target.to_owned());
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
-                    if inbound
-                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .await
-                        .is_ok()
-                    {
+                    if inbound.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok() {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });

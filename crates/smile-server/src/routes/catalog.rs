@@ -9,10 +9,7 @@ use smile_core::EventType;
 
 /// `GET /v1/eventTypes`: every event type with its description and `data` JSON Schema.
 pub async fn event_types(_: TenantKey) -> Data<ListView<smile_core::catalog::EventTypeInfo>> {
-    Data(ListView::new(
-        EventType::ALL.iter().map(|t| t.info()).collect(),
-        None,
-    ))
+    Data(ListView::new(EventType::ALL.iter().map(|t| t.info()).collect(), None))
 }
 
 /// `GET /v1/egressIps`: the addresses deliveries come from, for receivers' allow-lists.

@@ -28,10 +28,7 @@ pub async fn of_subscription(
     if state.store.get_subscription(&scope, &id).await?.is_none() {
         return Err(Error(ApiError::missing("webhook")));
     }
-    let page = state
-        .store
-        .list_deliveries(&scope, DeliveriesOf::Subscription(&id), &q.page()?)
-        .await?;
+    let page = state.store.list_deliveries(&scope, DeliveriesOf::Subscription(&id), &q.page()?).await?;
     Ok(Data(with_attempts(&state, page).await?))
 }
 
@@ -45,29 +42,18 @@ pub async fn of_event(
     if state.store.get_event(&scope, &id).await?.is_none() {
         return Err(Error(ApiError::missing("event")));
     }
-    let page = state
-        .store
-        .list_deliveries(&scope, DeliveriesOf::Event(&id), &q.page()?)
-        .await?;
+    let page = state.store.list_deliveries(&scope, DeliveriesOf::Event(&id), &q.page()?).await?;
     Ok(Data(with_attempts(&state, page).await?))
 }
 
 async fn view(state: &AppState, scope: &Scope, id: &str) -> Result<DeliveryView> {
-    let d = state
-        .store
-        .get_delivery(scope, id)
-        .await?
-        .ok_or_else(|| Error(ApiError::missing("delivery")))?;
+    let d = state.store.get_delivery(scope, id).await?.ok_or_else(|| Error(ApiError::missing("delivery")))?;
     let attempts = state.store.list_attempts(&d.id).await?;
     Ok(DeliveryView::new(d, attempts))
 }
 
 /// `GET /v1/deliveries/{id}`
-pub async fn get(
-    TenantKey(scope): TenantKey,
-    State(state): State<AppState>,
-    Id(id): Id,
-) -> Result<Data<DeliveryView>> {
+pub async fn get(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<DeliveryView>> {
     Ok(Data(view(&state, &scope, &id).await?))
 }
 
@@ -83,9 +69,7 @@ pub async fn retry(
         .await?
         .ok_or_else(|| Error(ApiError::missing("delivery")))?;
     if delivery.status == smile_store::DeliveryStatus::Cancelled {
-        return Err(Error(ApiError::invalid(
-            "the delivery was cancelled with its webhook",
-        )));
+        return Err(Error(ApiError::invalid("the delivery was cancelled with its webhook")));
     }
     state.engine.deliveries_due_now().await;
     Ok(Data(view(&state, &scope, &id).await?))

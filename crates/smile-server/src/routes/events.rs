@@ -13,17 +13,10 @@ fn bound(q: &QueryParams, name: &str, end: bool) -> Result<Option<i64>> {
     let Some(text) = q.get(name) else {
         return Ok(None);
     };
-    let ms = timefmt::parse_time(text).ok_or_else(|| {
-        Error(ApiError::invalid(format!(
-            "{name} must be yyyy-MM-dd or yyyy-MM-ddTHH:mm:ssZ"
-        )))
-    })?;
+    let ms = timefmt::parse_time(text)
+        .ok_or_else(|| Error(ApiError::invalid(format!("{name} must be yyyy-MM-dd or yyyy-MM-ddTHH:mm:ssZ"))))?;
     // An end date covers that whole day.
-    Ok(Some(if end && timefmt::is_date_only(text) {
-        ms + 86_400_000
-    } else {
-        ms
-    }))
+    Ok(Some(if end && timefmt::is_date_only(text) { ms + 86_400_000 } else { ms }))
 }
 
 /// `GET /v1/events?type=&startDate=&endDate=&size=&cursor=`
@@ -41,11 +34,8 @@ pub async fn list(
         ),
         None => None,
     };
-    let filter = EventFilter {
-        event_type,
-        from_ms: bound(&q, "startDate", false)?,
-        to_ms: bound(&q, "endDate", true)?,
-    };
+    let filter =
+        EventFilter { event_type, from_ms: bound(&q, "startDate", false)?, to_ms: bound(&q, "endDate", true)? };
     let page = state.store.list_events(&scope, &filter, &q.page()?).await?;
     Ok(Data(ListView::of(page, |e| event_json(&e))))
 }
@@ -56,10 +46,6 @@ pub async fn get(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Data<serde_json::Value>> {
-    let event = state
-        .store
-        .get_event(&scope, &id)
-        .await?
-        .ok_or_else(|| Error(ApiError::missing("event")))?;
+    let event = state.store.get_event(&scope, &id).await?.ok_or_else(|| Error(ApiError::missing("event")))?;
     Ok(Data(event_json(&event)))
 }

@@ -3,7 +3,9 @@
 mod catalog;
 mod deliveries;
 mod events;
+mod link;
 mod operator;
+mod platform;
 mod webhooks;
 
 use crate::AppState;
@@ -13,26 +15,67 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use smile_core::{ApiError, ErrorCode};
 
+/// The Wink Widget's endpoints, called from other origins (see `cors`).
+fn link_router() -> Router<AppState> {
+    Router::new()
+        .route("/link/v1/session", get(link::session))
+        .route("/link/v1/providers", get(link::list_providers))
+        .route("/link/v1/accounts", get(link::list_accounts).post(link::connect))
+        .route("/link/v1/accounts/{id}", get(link::get_account).delete(link::revoke))
+        .route("/link/v1/accounts/{id}/mfa", post(link::mfa))
+}
+
+/// CORS for `/link/*` only: any origin may call it, without cookies (the link token travels
+/// in the Authorization header). The `/v1` API, which takes API secrets, stays same-origin.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, Method, StatusCode, header};
+    use axum::response::IntoResponse;
+    if !request.uri().path().starts_with("/link/") {
+        return next.run(request).await;
+    }
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        let headers = preflight.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        preflight
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+fn platform_router() -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/v1/users", post(platform::create_user))
+        .route("/v1/tokens", post(platform::create_token))
+        .route("/v1/providers", get(platform::list_providers))
+        .route("/v1/providers/{id}", get(platform::get_provider))
+        .route("/v1/accounts/{id}/sync", post(platform::sync_account))
+        .route("/assets/providers/{file}", get(platform::provider_logo));
+    for (path, kind) in platform::DATA_KINDS {
+        let mut item = get(platform::get_of(kind));
+        if *kind == smile_sandbox::kinds::ACCOUNT {
+            item = item.delete(platform::revoke_account);
+        }
+        router = router.route(path, get(platform::list_of(kind))).route(&format!("{path}/{{id}}"), item);
+    }
+    router
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
+        .merge(link_router())
+        .merge(platform_router())
         .route("/health", get(|| async { "ok" }))
         .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
+        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/v1/webhooks/{id}/test", post(webhooks::test))
-        .route(
-            "/v1/webhooks/{id}/rotateSecret",
-            post(webhooks::rotate_secret),
-        )
+        .route("/v1/webhooks/{id}/rotateSecret", post(webhooks::rotate_secret))
         .route("/v1/webhooks/{id}/recover", post(webhooks::recover))
-        .route(
-            "/v1/webhooks/{id}/deliveries",
-            get(deliveries::of_subscription),
-        )
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::of_subscription))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/events/{id}/deliveries", get(deliveries::of_event))
@@ -41,23 +84,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/eventTypes", get(catalog::event_types))
         .route("/v1/egressIps", get(catalog::egress_ips))
         .route("/v1/operator/events", post(operator::publish))
-        .fallback(|| async {
-            Error(ApiError::new(
-                ErrorCode::MissingResource,
-                "no such endpoint",
-            ))
-        })
+        .fallback(|| async { Error(ApiError::new(ErrorCode::MissingResource, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
-            with_status(
-                ErrorCode::UnsupportedMethod,
-                405,
-                "this endpoint does not support that method",
-            )
+            with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::enforce,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }

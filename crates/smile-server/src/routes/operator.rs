@@ -21,23 +21,11 @@ struct PublishRequest {
 
 /// `POST /v1/operator/events`: publishes an event for a tenant and mode, as the platform does.
 /// Answers once the event and its deliveries are durable.
-pub async fn publish(
-    _: OperatorKey,
-    State(state): State<AppState>,
-    body: JsonBody,
-) -> Result<Data<Event>> {
+pub async fn publish(_: OperatorKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Event>> {
     let request: PublishRequest = body.parse()?;
     if !state.store.tenant_exists(&request.tenant_id).await? {
         return Err(ApiError::missing("tenant").into());
     }
-    let scope = Scope {
-        tenant_id: request.tenant_id,
-        mode: request.mode,
-    };
-    Ok(Data(
-        state
-            .engine
-            .publish(&scope, request.event_type, request.data)
-            .await?,
-    ))
+    let scope = Scope { tenant_id: request.tenant_id, mode: request.mode };
+    Ok(Data(state.engine.publish(&scope, request.event_type, request.data).await?))
 }

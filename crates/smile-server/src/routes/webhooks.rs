@@ -56,9 +56,7 @@ fn check_name(name: &str) -> Result<()> {
 fn check_secret(secret: &str) -> Result<()> {
     let n = secret.chars().count();
     if n == 0 || n > MAX_SECRET {
-        return Err(invalid(format!(
-            "secret must be 1 to {MAX_SECRET} characters"
-        )));
+        return Err(invalid(format!("secret must be 1 to {MAX_SECRET} characters")));
     }
     Ok(())
 }
@@ -67,31 +65,24 @@ fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<()> {
     if url.is_empty() || url.chars().count() > MAX_URL {
         return Err(invalid(format!("url must be 1 to {MAX_URL} characters")));
     }
-    let parsed =
-        url::Url::parse(url).map_err(|e| invalid(format!("url is not a valid URL: {e}")))?;
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("url is not a valid URL: {e}")))?;
     match (parsed.scheme(), mode) {
         ("https", _) | ("http", Mode::Sandbox) => {}
         ("http", Mode::Production) => {
             return Err(invalid("url must begin with https:// in production mode"));
         }
         _ => {
-            return Err(invalid(
-                "url must begin with https:// (or http:// in sandbox mode)",
-            ));
+            return Err(invalid("url must begin with https:// (or http:// in sandbox mode)"));
         }
     }
     if parsed.host().is_none() {
         return Err(invalid("url must name a host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid(
-            "url must not carry credentials; sign with the secret instead",
-        ));
+        return Err(invalid("url must not carry credentials; sign with the secret instead"));
     }
     if let Some(reason) = state.engine.url_refusal(url, mode) {
-        return Err(invalid(format!(
-            "url is not reachable from production: {reason}"
-        )));
+        return Err(invalid(format!("url is not reachable from production: {reason}")));
     }
     Ok(())
 }
@@ -99,16 +90,12 @@ fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<()> {
 /// Checks and normalises event type names: each known or `ALL_EVENTS`, no repeats.
 fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
     if types.is_empty() {
-        return Err(invalid(
-            "eventTypes must name at least one event type (or ALL_EVENTS)",
-        ));
+        return Err(invalid("eventTypes must name at least one event type (or ALL_EVENTS)"));
     }
     let mut out: Vec<String> = Vec::with_capacity(types.len());
     for t in types {
         if t != ALL_EVENTS && EventType::from_name(&t).is_none() {
-            return Err(invalid(format!(
-                "unknown event type `{t}`; see GET /v1/eventTypes"
-            )));
+            return Err(invalid(format!("unknown event type `{t}`; see GET /v1/eventTypes")));
         }
         if !out.contains(&t) {
             out.push(t);
@@ -161,11 +148,7 @@ pub async fn create(
 }
 
 async fn find(state: &AppState, scope: &Scope, id: &str) -> Result<Subscription> {
-    state
-        .store
-        .get_subscription(scope, id)
-        .await?
-        .ok_or_else(|| Error(ApiError::missing("webhook")))
+    state.store.get_subscription(scope, id).await?.ok_or_else(|| Error(ApiError::missing("webhook")))
 }
 
 async fn save(state: &AppState, sub: Subscription) -> Result<Data<SubscriptionView>> {
@@ -182,9 +165,7 @@ pub async fn get(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Data<SubscriptionView>> {
-    Ok(Data(SubscriptionView::from(
-        &find(&state, &scope, &id).await?,
-    )))
+    Ok(Data(SubscriptionView::from(&find(&state, &scope, &id).await?)))
 }
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given. Activating clears a disable.
@@ -226,11 +207,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/webhooks/{id}`: its pending deliveries are cancelled.
-pub async fn delete(
-    TenantKey(scope): TenantKey,
-    State(state): State<AppState>,
-    Id(id): Id,
-) -> Result<Done> {
+pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Done> {
     if !state.store.delete_subscription(&scope, &id).await? {
         return Err(Error(ApiError::missing("webhook")));
     }
@@ -252,9 +229,7 @@ pub async fn test(
     body: JsonBody,
 ) -> Result<Data<Event>> {
     let r: TestRequest = body.parse_or_default()?;
-    Ok(Data(
-        state.engine.send_test(&scope, &id, r.event_type).await?,
-    ))
+    Ok(Data(state.engine.send_test(&scope, &id, r.event_type).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -275,9 +250,7 @@ pub async fn rotate_secret(
     let r: RotateRequest = body.parse_or_default()?;
     let overlap = r.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECS);
     if overlap > MAX_OVERLAP_SECS {
-        return Err(invalid(format!(
-            "overlapSeconds must be at most {MAX_OVERLAP_SECS}"
-        )));
+        return Err(invalid(format!("overlapSeconds must be at most {MAX_OVERLAP_SECS}")));
     }
     let secret = match r.secret {
         Some(s) => {
@@ -308,17 +281,13 @@ pub async fn recover(
     body: JsonBody,
 ) -> Result<Data<serde_json::Value>> {
     let r: RecoverRequest = body.parse()?;
-    let since = timefmt::parse_time(&r.since).ok_or_else(|| {
-        invalid("since must be a date (yyyy-MM-dd) or a date-time (yyyy-MM-ddTHH:mm:ssZ)")
-    })?;
+    let since = timefmt::parse_time(&r.since)
+        .ok_or_else(|| invalid("since must be a date (yyyy-MM-dd) or a date-time (yyyy-MM-ddTHH:mm:ssZ)"))?;
     let sub = find(&state, &scope, &id).await?;
     if !sub.active {
         return Err(invalid("the webhook is inactive; activate it first"));
     }
-    let recovered = state
-        .store
-        .recover_deliveries(&scope, &id, since, timefmt::now_ms())
-        .await?;
+    let recovered = state.store.recover_deliveries(&scope, &id, since, timefmt::now_ms()).await?;
     let count = recovered.len();
     state.engine.deliveries_due_now().await;
     Ok(Data(serde_json::json!({ "recovered": count })))

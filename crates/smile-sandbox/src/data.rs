@@ -1,0 +1,174 @@
+//! Deterministic synthetic data: the same person at the same provider always yields the same
+//! records (only ids and timestamps are new).
+
+use crate::people::Person;
+use crate::providers::Provider;
+use serde_json::{Value, json};
+use smile_core::ids;
+
+/// Everything one sync of an account adds.
+#[derive(Debug, Default)]
+pub struct SyncedData {
+    pub identity: Option<Value>,
+    pub employments: Vec<Value>,
+    pub incomes: Vec<Value>,
+    pub contributions: Vec<Value>,
+    pub rating: Option<Value>,
+    pub transactions: Vec<Value>,
+}
+
+/// Where the records came from, as each record's `metadata` says.
+pub struct Source<'a> {
+    pub account_id: &'a str,
+    pub user_id: &'a str,
+    pub provider: &'a Provider,
+    pub now: &'a str,
+}
+
+impl Source<'_> {
+    fn metadata(&self) -> Value {
+        json!({
+            "createdAt": self.now, "itemCreatedAt": self.now, "sourceId": self.account_id, "sourceType": "ACCOUNT",
+            "userId": self.user_id, "providerId": self.provider.id,
+        })
+    }
+}
+
+/// The twelve months of 2025, as the sandbox's fixed pay history.
+fn months() -> impl Iterator<Item = u32> {
+    1..=12u32
+}
+
+fn last_day(month: u32) -> u32 {
+    match month {
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The records `person` has at `source.provider`, for the datapoints it supports.
+pub fn generate(person: &Person, source: &Source) -> SyncedData {
+    let p = source.provider;
+    let supports = |d: &str| p.supported.contains(&d);
+    let employer = if p.provider_type == "EMPLOYER" { p.long_name } else { "ABC Corporation" };
+    let mut data = SyncedData::default();
+    if supports("IDENTITIES") {
+        data.identity = Some(identity(person, source));
+    }
+    if supports("EMPLOYMENTS") {
+        data.employments = employments(person, employer, source);
+    }
+    if supports("INCOMES") {
+        data.incomes = months()
+            .map(|m| {
+                let gross = round2(f64::from(person.monthly_pay) * (1.0 + f64::from(m % 3) * 0.02));
+                json!({
+                    "id": ids::new_id("inc-"), "workItem": null, "employer": employer,
+                    "startDate": format!("2025-{m:02}-01"), "endDate": format!("2025-{m:02}-{:02}", last_day(m)),
+                    "paymentMethod": "Bank", "currency": person.currency, "frequency": "Monthly",
+                    "baseAmount": round2(f64::from(person.monthly_pay)), "grossAmount": gross, "netAmount": round2(gross * 0.82),
+                    "metadata": source.metadata(),
+                })
+            })
+            .collect();
+    }
+    if supports("CONTRIBUTIONS") {
+        data.contributions = (2024..=2025)
+            .flat_map(|y| months().map(move |m| (y, m)))
+            .map(|(y, m)| {
+                json!({
+                    "id": ids::new_id("con-"), "date": format!("{y}-{m:02}-{:02}", last_day(m)),
+                    "currency": person.currency, "amount": round2(f64::from(person.monthly_pay) * 0.045),
+                    "referenceId": format!("PR{y}{m:02}{}", &person.phone[person.phone.len() - 4..]),
+                    "metadata": source.metadata(),
+                })
+            })
+            .collect();
+    }
+    if supports("RATINGS") {
+        data.rating = Some(json!({
+            "id": ids::new_id("r-"), "rating": 4.8, "maxRating": 5, "count": 327, "metadata": source.metadata(),
+        }));
+    }
+    if supports("TRANSACTIONS") {
+        data.transactions = (1..=30u32)
+            .map(|d| {
+                json!({
+                    "id": ids::new_id("t-"), "date": format!("2025-11-{d:02}"), "currency": person.currency,
+                    "amount": round2(f64::from(person.monthly_pay) / 30.0 * (0.8 + f64::from(d % 5) * 0.1)),
+                    "description": format!("{} payout", p.name), "metadata": source.metadata(),
+                })
+            })
+            .collect();
+    }
+    data
+}
+
+fn identity(person: &Person, source: &Source) -> Value {
+    json!({
+        "id": ids::new_id("i-"),
+        "fullName": person.full_name(),
+        "firstName": person.first_name,
+        "middleName": (!person.middle_name.is_empty()).then_some(person.middle_name),
+        "lastName": person.last_name,
+        "suffix": (!person.suffix.is_empty()).then_some(person.suffix),
+        "gender": person.gender,
+        "dob": person.dob,
+        "maritalStatus": person.marital_status,
+        "countryResidence": person.country,
+        "citizenship": "Citizen",
+        "photoUrl": null,
+        "referenceId": (!person.ss_number.is_empty()).then_some(person.ss_number),
+        "profileUrl": null,
+        "latestEmployerName": "ABC Corporation",
+        "emails": [{"address": person.email, "type": "Primary"}],
+        "phones": [{"number": person.phone, "type": "Mobile"}],
+        "socialProfiles": [],
+        "addresses": [{"street": "12 Mabini Street", "city": person.city, "country": person.country, "type": "Home"}],
+        "metadata": source.metadata(),
+    })
+}
+
+fn employments(person: &Person, employer: &str, source: &Source) -> Vec<Value> {
+    let current = json!({
+        "id": ids::new_id("e-"), "name": "Operations", "description": "Runs day-to-day operations.",
+        "jobTitle": "Operations Associate", "department": "Operations", "employeeNumber": format!("EMP-{}", &person.phone[person.phone.len() - 6..]),
+        "employerNumber": null, "employer": employer, "status": "Permanent", "startDate": "2019-09-01", "endDate": null,
+        "reportedDate": "2025-12-31", "metadata": source.metadata(),
+    });
+    let previous = json!({
+        "id": ids::new_id("e-"), "name": "Customer Support", "description": "Answered customers by phone and chat.",
+        "jobTitle": "Support Specialist", "department": "Customer Care", "employeeNumber": null, "employerNumber": null,
+        "employer": "Sunrise Retail Inc.", "status": "Contractual", "startDate": "2015-02-16", "endDate": "2019-08-15",
+        "reportedDate": "2019-08-31", "metadata": source.metadata(),
+    });
+    if source.provider.provider_type == "GOVERNMENT" { vec![current, previous] } else { vec![current] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{people, providers};
+
+    #[test]
+    fn the_same_person_at_the_same_provider_gets_the_same_records() {
+        let provider = providers::find("sss").expect("sss");
+        let source = Source { account_id: "a-1", user_id: "t-u", provider: &provider, now: "2026-01-01T00:00:00Z" };
+        let (a, b) = (generate(&people::PEOPLE[0], &source), generate(&people::PEOPLE[0], &source));
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            v.as_object_mut().expect("object").remove("id");
+            v
+        };
+        assert_eq!(a.contributions.len(), 24);
+        assert_eq!(a.employments.len(), 2);
+        assert!(a.incomes.is_empty(), "SSS has no incomes");
+        assert_eq!(strip(&a.contributions[5]), strip(&b.contributions[5]));
+        assert_eq!(a.identity.as_ref().map(|i| i["fullName"].clone()), Some(json!("George Cimafranca Palomero Jr.")));
+    }
+}

@@ -1,0 +1,16 @@
+//! The sandbox platform: the things that happen to users, accounts and data, each publishing
+//! the webhook events the Smile contract documents.
+//!
+//! - [`providers`]: the sandbox provider catalog.
+//! - [`people`]: the documented test users, and how to simulate each account error.
+//! - [`data`]: deterministic synthetic identities, employments, incomes, contributions, …
+//! - [`Platform`]: users and link tokens, account connection (credentials, MFA), data sync
+//!   tasks, revocation, continuous sync.
+
+pub mod data;
+pub mod people;
+pub mod providers;
+
+mod platform;
+
+pub use platform::{ConnectRequest, LinkSession, Platform, kinds};

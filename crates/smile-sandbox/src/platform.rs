@@ -1,0 +1,470 @@
+use crate::data::{self, Source, SyncedData};
+use crate::people::{self, LoginResult, Person};
+use crate::providers::{self, Provider};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use smile_core::timefmt::{format_ms, now_ms};
+use smile_core::{ApiError, ErrorCode, EventType, ids};
+use smile_delivery::Engine;
+use smile_store::{Document, DocumentFilter, PageRequest, Scope, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The document kinds the platform keeps.
+pub mod kinds {
+    pub const USER: &str = "user";
+    pub const TOKEN: &str = "token";
+    pub const ACCOUNT: &str = "account";
+    pub const TASK: &str = "task";
+    pub const IDENTITY: &str = "identity";
+    pub const EMPLOYMENT: &str = "employment";
+    pub const INCOME: &str = "income";
+    pub const CONTRIBUTION: &str = "contribution";
+    pub const RATING: &str = "rating";
+    pub const TRANSACTION: &str = "transaction";
+    /// Everything a sync adds to an account, removed with it.
+    pub const ACCOUNT_DATA: &[&str] = &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION];
+}
+
+/// List data in a `TASK_FINISHED` payload is capped at this many items per list.
+const PAYLOAD_LIST_CAP: usize = 300;
+
+/// Who a link token speaks for.
+#[derive(Debug, Clone)]
+pub struct LinkSession {
+    pub scope: Scope,
+    pub user_id: String,
+}
+
+/// What the widget sends to connect an account.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub provider_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The sandbox platform of one process; cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    store: Arc<dyn Store>,
+    engine: Engine,
+    token_ttl: Duration,
+}
+
+fn server_error(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "sandbox platform failure");
+    ApiError::server("the request could not be completed; try again")
+}
+
+fn document(kind: &str, id: &str, scope: &Scope, user_id: &str, source_id: Option<&str>, body: Value) -> Document {
+    Document {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        scope: scope.clone(),
+        user_id: Some(user_id.to_owned()),
+        source_id: source_id.map(str::to_owned),
+        created_ms: now_ms(),
+        body,
+    }
+}
+
+/// Checks `externalMetadata`: at most 5 string pairs, ASCII, keys ≤ 50 and values ≤ 500 long.
+fn check_external_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError> {
+    if metadata.len() > 5 {
+        return Err(ApiError::invalid("externalMetadata takes at most 5 key/value pairs"));
+    }
+    for (key, value) in metadata {
+        let Some(value) = value.as_str() else {
+            return Err(ApiError::invalid(format!("externalMetadata.{key} must be a string")));
+        };
+        if key.is_empty() || key.len() > 50 || value.len() > 500 || !key.is_ascii() || !value.is_ascii() {
+            return Err(ApiError::invalid("externalMetadata keys (1-50) and values (up to 500) must be ASCII strings"));
+        }
+    }
+    Ok(())
+}
+
+impl Platform {
+    pub fn new(store: Arc<dyn Store>, engine: Engine, token_ttl: Duration) -> Self {
+        Platform { store, engine, token_ttl }
+    }
+
+    async fn publish(&self, scope: &Scope, event_type: EventType, data: Value, order: &str) -> Result<(), ApiError> {
+        self.engine.publish_in_order(scope, event_type, data, order).await.map(|_| ()).map_err(server_error)
+    }
+
+    async fn put(&self, documents: Vec<Document>) -> Result<(), ApiError> {
+        self.store.put_documents(documents).await.map_err(server_error)
+    }
+
+    async fn get(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>, ApiError> {
+        self.store.get_document(scope, kind, id).await.map_err(server_error)
+    }
+
+    // ---- users and link tokens ----
+
+    /// Creates a user and its first link token; `USER_CREATED` follows.
+    pub async fn create_user(
+        &self,
+        scope: &Scope,
+        external_metadata: Map<String, Value>,
+    ) -> Result<(Value, Value), ApiError> {
+        check_external_metadata(&external_metadata)?;
+        let user_id = format!("{}-{}", scope.tenant_id, uuid::Uuid::new_v4().simple());
+        let user = json!({
+            "id": user_id, "externalMetadata": external_metadata, "createdAt": format_ms(now_ms()), "providers": [],
+        });
+        self.put(vec![document(kinds::USER, &user_id, scope, &user_id, None, user.clone())]).await?;
+        let token = self.new_token(scope, &user_id).await?;
+        self.publish(scope, EventType::UserCreated, json!({ "userId": user_id }), &user_id).await?;
+        Ok((user, token))
+    }
+
+    /// A fresh link token for an existing user (the Refresh Token API).
+    pub async fn issue_token(&self, scope: &Scope, user_id: &str) -> Result<Value, ApiError> {
+        if self.get(scope, kinds::USER, user_id).await?.is_none() {
+            return Err(ApiError::missing("user"));
+        }
+        self.new_token(scope, user_id).await
+    }
+
+    async fn new_token(&self, scope: &Scope, user_id: &str) -> Result<Value, ApiError> {
+        let access_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let expires_ms = now_ms() + self.token_ttl.as_millis() as i64;
+        let token = json!({
+            "id": ids::new_id("tok-"), "expiresAt": format_ms(expires_ms), "mode": scope.mode.as_str(),
+            "accessToken": access_token,
+        });
+        let mut stored = token.clone();
+        stored["expiresMs"] = json!(expires_ms);
+        self.put(vec![document(kinds::TOKEN, &access_token, scope, user_id, None, stored)]).await?;
+        Ok(token)
+    }
+
+    /// The user and mode a link token speaks for, while it has not expired.
+    pub async fn authenticate(&self, access_token: &str) -> Result<LinkSession, ApiError> {
+        let invalid = || ApiError::new(ErrorCode::InvalidToken, "the link token is invalid or has expired");
+        if access_token.is_empty() || access_token.len() > 128 {
+            return Err(invalid());
+        }
+        let token =
+            self.store.document_by_id(kinds::TOKEN, access_token).await.map_err(server_error)?.ok_or_else(invalid)?;
+        let expires_ms = token.body["expiresMs"].as_i64().unwrap_or(0);
+        if expires_ms <= now_ms() {
+            return Err(invalid());
+        }
+        Ok(LinkSession { scope: token.scope, user_id: token.user_id.unwrap_or_default() })
+    }
+
+    // ---- accounts ----
+
+    /// Starts connecting an account with the user's credentials: `ACCOUNT_CREATED`, then
+    /// AWAITING_MFA, CONNECTED (and a data sync) or ERROR (`ACCOUNT_FAILED`).
+    pub async fn connect(&self, session: &LinkSession, request: ConnectRequest) -> Result<Value, ApiError> {
+        let provider = providers::find(&request.provider_id)
+            .ok_or_else(|| ApiError::invalid(format!("unknown providerId `{}`", request.provider_id)))?;
+        if !provider.account_connection {
+            return Err(ApiError::invalid(format!("{} only takes uploaded documents", provider.name)));
+        }
+        let scope = &session.scope;
+        let now = format_ms(now_ms());
+        let account_id = ids::new_id("a-");
+        let login_name = request.username.clone().unwrap_or_default();
+        let account = json!({
+            "id": account_id, "createdAt": now, "providerId": provider.id, "userId": session.user_id,
+            "connectionStatus": "PENDING", "connection": {"status": "PENDING", "errorCode": null, "errorMessage": null, "updatedAt": now},
+            "monitorStatus": "UNSUPPORTED", "monitor": {"status": "UNSUPPORTED", "updatedAt": null},
+            "loginName": login_name,
+        });
+        self.put(vec![document(kinds::ACCOUNT, &account_id, scope, &session.user_id, None, account.clone())]).await?;
+        let ids = json!({"userId": session.user_id, "accountId": account_id, "providers": [provider.id]});
+        self.publish(scope, EventType::AccountCreated, ids, &account_id).await?;
+        match people::login(request.username.as_deref(), request.password.as_deref()) {
+            LoginResult::Failed(code) => self.fail(scope, account, &provider, code).await,
+            LoginResult::Accepted(_) if provider.mfa => self.set_status(scope, account, "AWAITING_MFA", None).await,
+            LoginResult::Accepted(person) => self.connected(scope, account, provider, person).await,
+        }
+    }
+
+    /// Answers the MFA step with the verification code.
+    pub async fn submit_mfa(&self, session: &LinkSession, account_id: &str, code: &str) -> Result<Value, ApiError> {
+        let account = self.own_account(session, account_id).await?;
+        if account["connectionStatus"] != "AWAITING_MFA" {
+            return Err(ApiError::invalid("the account is not waiting for a verification code"));
+        }
+        let provider = providers::find(account["providerId"].as_str().unwrap_or_default())
+            .ok_or_else(|| server_error("unknown provider"))?;
+        let person = people::find(account["loginName"].as_str().unwrap_or_default())
+            .ok_or_else(|| server_error("unknown person"))?;
+        if code.trim() == person.mfa_code {
+            self.connected(&session.scope, account, provider, person).await
+        } else {
+            self.fail(&session.scope, account, &provider, "INVALID_MFA").await
+        }
+    }
+
+    /// The account, if it belongs to the session's user.
+    pub async fn own_account(&self, session: &LinkSession, account_id: &str) -> Result<Value, ApiError> {
+        match self.get(&session.scope, kinds::ACCOUNT, account_id).await? {
+            Some(d) if d.user_id.as_deref() == Some(session.user_id.as_str()) => Ok(d.body),
+            _ => Err(ApiError::missing("account")),
+        }
+    }
+
+    async fn set_status(
+        &self,
+        scope: &Scope,
+        mut account: Value,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let now = format_ms(now_ms());
+        account["connectionStatus"] = json!(status);
+        account["connection"] = json!({
+            "status": status, "errorCode": error, "errorMessage": error.map(people::error_message), "updatedAt": now,
+        });
+        let (id, user) = (account["id"].as_str().unwrap_or_default(), account["userId"].as_str().unwrap_or_default());
+        self.put(vec![document(kinds::ACCOUNT, id, scope, user, None, account.clone())]).await?;
+        Ok(account)
+    }
+
+    async fn fail(&self, scope: &Scope, account: Value, provider: &Provider, code: &str) -> Result<Value, ApiError> {
+        let mut account = self.set_status(scope, account, "ERROR", Some(code)).await?;
+        if provider.monitor_supported {
+            account["monitorStatus"] = json!("USER_ACTION_REQUIRED");
+            account["monitor"] = json!({"status": "USER_ACTION_REQUIRED", "updatedAt": format_ms(now_ms())});
+            let (id, user) =
+                (account["id"].as_str().unwrap_or_default(), account["userId"].as_str().unwrap_or_default());
+            self.put(vec![document(kinds::ACCOUNT, id, scope, user, None, account.clone())]).await?;
+        }
+        let data = json!({
+            "userId": account["userId"], "accountId": account["id"], "loginName": account["loginName"],
+            "errorCode": code, "errorMessage": people::error_message(code), "providers": [provider.id],
+        });
+        self.publish(scope, EventType::AccountFailed, data, account["id"].as_str().unwrap_or_default()).await?;
+        Ok(account)
+    }
+
+    async fn connected(
+        &self,
+        scope: &Scope,
+        account: Value,
+        provider: Provider,
+        person: &'static Person,
+    ) -> Result<Value, ApiError> {
+        let mut account = self.set_status(scope, account, "CONNECTED", None).await?;
+        if provider.monitor_supported {
+            account["monitorStatus"] = json!("ACTIVE");
+            account["monitor"] = json!({"status": "ACTIVE", "updatedAt": format_ms(now_ms())});
+        }
+        let (account_id, user_id) = (
+            account["id"].as_str().unwrap_or_default().to_owned(),
+            account["userId"].as_str().unwrap_or_default().to_owned(),
+        );
+        self.put(vec![document(kinds::ACCOUNT, &account_id, scope, &user_id, None, account.clone())]).await?;
+        self.add_provider_to_user(scope, &user_id, provider.id).await?;
+        let data = json!({
+            "userId": user_id, "accountId": account_id, "loginName": account["loginName"], "providers": [provider.id],
+        });
+        self.publish(scope, EventType::AccountConnected, data, &account_id).await?;
+        // The data sync runs on its own; its events follow ACCOUNT_CONNECTED in order.
+        let platform = self.clone();
+        let scope = scope.clone();
+        tokio::spawn(async move {
+            if let Err(error) = platform.sync(&scope, &account_id, &user_id, &provider, person, "LINK_ACCOUNT").await {
+                tracing::error!(?error, "sandbox data sync failed");
+            }
+        });
+        Ok(account)
+    }
+
+    async fn add_provider_to_user(&self, scope: &Scope, user_id: &str, provider_id: &str) -> Result<(), ApiError> {
+        let Some(mut user) = self.get(scope, kinds::USER, user_id).await? else { return Ok(()) };
+        if let Some(list) = user.body["providers"].as_array_mut()
+            && !list.iter().any(|p| p == provider_id)
+        {
+            list.push(json!(provider_id));
+            self.put(vec![user]).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes an account: its data is removed, it becomes DISCONNECTED, `ACCOUNT_DISCONNECTED` follows.
+    pub async fn revoke(&self, scope: &Scope, account_id: &str, user_id: Option<&str>) -> Result<Value, ApiError> {
+        let document = match self.get(scope, kinds::ACCOUNT, account_id).await? {
+            Some(d) if user_id.is_none() || d.user_id.as_deref() == user_id => d,
+            _ => return Err(ApiError::missing("account")),
+        };
+        if document.body["connectionStatus"] == "DISCONNECTED" {
+            return Err(ApiError::invalid("the account is already disconnected"));
+        }
+        self.store.delete_documents_of_source(scope, kinds::ACCOUNT_DATA, account_id).await.map_err(server_error)?;
+        let mut account = self.set_status(scope, document.body, "DISCONNECTED", None).await?;
+        account["monitorStatus"] = json!("CUSTOMER_DISABLED");
+        account["monitor"] = json!({"status": "CUSTOMER_DISABLED", "updatedAt": format_ms(now_ms())});
+        let user = account["userId"].as_str().unwrap_or_default().to_owned();
+        self.put(vec![self::document(kinds::ACCOUNT, account_id, scope, &user, None, account.clone())]).await?;
+        let data = json!({"userId": user, "accountId": account_id, "providers": [account["providerId"]]});
+        self.publish(scope, EventType::AccountDisconnected, data, account_id).await?;
+        Ok(account)
+    }
+
+    /// Resyncs a connected account of a continuously synced provider: `ACCOUNT_SYNC_TASK_FINISHED`.
+    pub async fn resync(&self, scope: &Scope, account_id: &str) -> Result<Value, ApiError> {
+        let account =
+            self.get(scope, kinds::ACCOUNT, account_id).await?.ok_or_else(|| ApiError::missing("account"))?.body;
+        let provider = providers::find(account["providerId"].as_str().unwrap_or_default())
+            .ok_or_else(|| server_error("unknown provider"))?;
+        if !provider.monitor_supported {
+            return Err(ApiError::invalid(format!("{} does not sync continuously", provider.name)));
+        }
+        if account["connectionStatus"] != "CONNECTED" {
+            return Err(ApiError::invalid("only a connected account can sync"));
+        }
+        let person = people::find(account["loginName"].as_str().unwrap_or_default())
+            .ok_or_else(|| server_error("unknown person"))?;
+        let user_id = account["userId"].as_str().unwrap_or_default().to_owned();
+        self.store.delete_documents_of_source(scope, kinds::ACCOUNT_DATA, account_id).await.map_err(server_error)?;
+        self.sync(scope, account_id, &user_id, &provider, person, "UPDATE_ACCOUNT").await
+    }
+
+    /// One data sync task: `TASK_STARTED`, the data and its `*_ADDED` events, then
+    /// `TASK_FINISHED` (or `ACCOUNT_SYNC_TASK_FINISHED` for a resync).
+    async fn sync(
+        &self,
+        scope: &Scope,
+        account_id: &str,
+        user_id: &str,
+        provider: &Provider,
+        person: &Person,
+        task_type: &str,
+    ) -> Result<Value, ApiError> {
+        let started = format_ms(now_ms());
+        let task_id = ids::new_id("task-");
+        let metadata = json!({
+            "createdAt": started, "itemCreatedAt": started, "sourceId": account_id, "sourceType": "ACCOUNT",
+            "userId": user_id, "providerId": provider.id,
+        });
+        let mut task = json!({
+            "id": task_id, "type": task_type, "startedAt": started, "finishedAt": null, "status": "Started",
+            "datapoints": [], "metadata": metadata,
+        });
+        self.put(vec![document(kinds::TASK, &task_id, scope, user_id, Some(account_id), task.clone())]).await?;
+        let first = task_type == "LINK_ACCOUNT";
+        let base =
+            json!({"userId": user_id, "sourceId": account_id, "sourceType": "ACCOUNT", "providers": [provider.id]});
+        if first {
+            let mut data = base.clone();
+            data["taskType"] = json!(task_type);
+            self.publish(scope, EventType::TaskStarted, data, account_id).await?;
+        }
+
+        let source = Source { account_id, user_id, provider, now: &started };
+        let synced = data::generate(person, &source);
+        let datapoints = self.store_synced(scope, account_id, user_id, provider, &synced, first).await?;
+
+        task["status"] = json!("Finished");
+        task["finishedAt"] = json!(format_ms(now_ms()));
+        task["datapoints"] = json!(datapoints);
+        self.put(vec![document(kinds::TASK, &task_id, scope, user_id, Some(account_id), task.clone())]).await?;
+        let mut data = base;
+        data["status"] = json!("SUCCEEDED");
+        data["datapoints"] = json!(datapoints);
+        data["payload"] = payload(&synced);
+        if first {
+            data["taskType"] = json!(task_type);
+            data["errorCode"] = Value::Null;
+            self.publish(scope, EventType::TaskFinished, data, account_id).await?;
+        } else {
+            data["monitorStatus"] = json!("ACTIVE");
+            self.publish(scope, EventType::AccountSyncTaskFinished, data, account_id).await?;
+        }
+        Ok(task)
+    }
+
+    /// Writes the synced records, and on a first sync says so with the `*_ADDED` events.
+    async fn store_synced(
+        &self,
+        scope: &Scope,
+        account_id: &str,
+        user_id: &str,
+        provider: &Provider,
+        synced: &SyncedData,
+        announce: bool,
+    ) -> Result<Vec<&'static str>, ApiError> {
+        let mut documents = Vec::new();
+        let mut datapoints = Vec::new();
+        let mut events: Vec<(EventType, Value)> = Vec::new();
+        let ids = |extra: (&str, Value)| {
+            let mut v = json!({"userId": user_id, "accountId": account_id, "providers": [provider.id]});
+            v[extra.0] = extra.1;
+            v
+        };
+        let mut add = |kind: &str, items: Vec<&Value>| {
+            for item in items {
+                let id = item["id"].as_str().unwrap_or_default();
+                documents.push(document(kind, id, scope, user_id, Some(account_id), item.clone()));
+            }
+        };
+        if let Some(identity) = &synced.identity {
+            add(kinds::IDENTITY, vec![identity]);
+            datapoints.push("IDENTITIES");
+            events.push((EventType::IdentityAdded, ids(("identityId", identity["id"].clone()))));
+        }
+        for (kind, items, datapoint, event) in [
+            (kinds::EMPLOYMENT, &synced.employments, "EMPLOYMENTS", EventType::EmploymentsAdded),
+            (kinds::INCOME, &synced.incomes, "INCOMES", EventType::IncomesAdded),
+            (kinds::CONTRIBUTION, &synced.contributions, "CONTRIBUTIONS", EventType::ContributionsAdded),
+        ] {
+            if !items.is_empty() {
+                add(kind, items.iter().collect());
+                datapoints.push(datapoint);
+                events.push((event, ids(("count", json!(items.len())))));
+            }
+        }
+        if let Some(rating) = &synced.rating {
+            add(kinds::RATING, vec![rating]);
+            datapoints.push("RATINGS");
+            events.push((EventType::RatingAdded, ids(("ratingId", rating["id"].clone()))));
+        }
+        if !synced.transactions.is_empty() {
+            add(kinds::TRANSACTION, synced.transactions.iter().collect());
+            datapoints.push("TRANSACTIONS");
+            events.push((EventType::TransactionsAdded, ids(("count", json!(synced.transactions.len())))));
+        }
+        self.put(documents).await?;
+        if announce {
+            for (event_type, data) in events {
+                self.publish(scope, event_type, data, account_id).await?;
+            }
+        }
+        Ok(datapoints)
+    }
+
+    /// Lists documents of a kind for the API.
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<smile_store::Page<Document>, ApiError> {
+        self.store.list_documents(scope, kind, filter, page).await.map_err(server_error)
+    }
+
+    /// One document of a kind for the API.
+    pub async fn find(&self, scope: &Scope, kind: &str, id: &str) -> Result<Value, ApiError> {
+        self.get(scope, kind, id).await?.map(|d| d.body).ok_or_else(|| ApiError::missing(kind))
+    }
+}
+
+/// The `payload` of a finished task: every datapoint, lists capped at 300 items.
+fn payload(synced: &SyncedData) -> Value {
+    let capped = |items: &Vec<Value>| Value::Array(items.iter().take(PAYLOAD_LIST_CAP).cloned().collect());
+    json!({
+        "identity": synced.identity, "employments": capped(&synced.employments), "incomes": capped(&synced.incomes),
+        "contributions": capped(&synced.contributions), "rating": synced.rating, "transactions": capped(&synced.transactions),
+    })
+}

@@ -1,0 +1,76 @@
+//! `/link/v1`: what the Wink Widget calls from the browser, authenticated by the user's link
+//! token. Every call acts for that token's user and mode only.
+
+use crate::AppState;
+use crate::auth::LinkToken;
+use crate::envelope::{Data, Result};
+use crate::extract::{Id, JsonBody, QueryParams};
+use crate::routes::platform::{filtered_providers, page_of};
+use crate::views::ListView;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use smile_sandbox::{ConnectRequest, kinds, providers};
+use smile_store::DocumentFilter;
+
+/// `GET /link/v1/session`: whom the token speaks for.
+pub async fn session(LinkToken(session): LinkToken) -> Data<Value> {
+    Data(json!({ "userId": session.user_id, "mode": session.scope.mode.as_str() }))
+}
+
+/// `GET /link/v1/providers`: the catalog, with the filters of `GET /v1/providers`.
+pub async fn list_providers(_: LinkToken, q: QueryParams) -> Result<Data<ListView<providers::Provider>>> {
+    Ok(Data(page_of(filtered_providers(&q)?, &q)?))
+}
+
+/// `POST /link/v1/accounts`: submits credentials for a provider.
+pub async fn connect(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<Value>> {
+    let request: ConnectRequest = body.parse()?;
+    Ok(Data(state.platform.connect(&session, request).await?))
+}
+
+/// `GET /link/v1/accounts`: the token's user's accounts.
+pub async fn list_accounts(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> Result<Data<ListView<Value>>> {
+    let filter = DocumentFilter { user_id: Some(session.user_id.clone()), ..Default::default() };
+    let page = state.platform.list(&session.scope, kinds::ACCOUNT, &filter, &q.page()?).await?;
+    Ok(Data(ListView::of(page, |d| d.body)))
+}
+
+/// `GET /link/v1/accounts/{id}`
+pub async fn get_account(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Data<Value>> {
+    Ok(Data(state.platform.own_account(&session, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaRequest {
+    code: String,
+}
+
+/// `POST /link/v1/accounts/{id}/mfa`: the verification code.
+pub async fn mfa(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+    body: JsonBody,
+) -> Result<Data<Value>> {
+    let request: MfaRequest = body.parse()?;
+    Ok(Data(state.platform.submit_mfa(&session, &id, &request.code).await?))
+}
+
+/// `DELETE /link/v1/accounts/{id}`: the user revokes an account.
+pub async fn revoke(LinkToken(session): LinkToken, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
+    Ok(Data(state.platform.revoke(&session.scope, &id, Some(&session.user_id)).await?))
+}
