@@ -4,5 +4,6 @@ mod api;
 mod cluster;
 mod delivery;
 mod process;
+mod sandbox;
 mod security;
 mod support;

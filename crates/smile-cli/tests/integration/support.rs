@@ -481,3 +481,72 @@ impl ConnectProxy {
         self.targets.lock().expect("lock").clone()
     }
 }
+
+/// The Wink Widget's side: calls to `/link/v1` with a link token.
+#[derive(Clone)]
+pub struct Link {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Link {
+    pub fn new(api: &Api, token: &str) -> Self {
+        Link { base: api.base.clone(), token: token.to_owned(), client: reqwest::Client::new() }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Submits credentials for a provider and returns the account.
+    pub async fn connect(&self, provider: &str, username: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post("/link/v1/accounts", json!({"providerId": provider, "username": username, "password": password}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"].clone()
+    }
+}
+
+/// Creates a sandbox user; returns its id and a link session for it.
+pub async fn new_user(api: &Api) -> (String, Link) {
+    let (status, body) = api.post("/v1/users", json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    let user = body["data"]["user"]["id"].as_str().expect("user id").to_owned();
+    let token = body["data"]["token"]["accessToken"].as_str().expect("token").to_owned();
+    (user, Link::new(api, &token))
+}
+
+/// The webhooks a receiver got, as (type, data), in arrival order.
+pub fn events(receiver: &Receiver) -> Vec<(String, Value)> {
+    receiver
+        .hits()
+        .iter()
+        .map(|h| h.json())
+        .map(|e| (e["type"].as_str().unwrap_or("").to_owned(), e["data"].clone()))
+        .collect()
+}
+
+/// Waits until the receiver has an event of `event_type` and returns the events so far.
+pub async fn wait_for_event(receiver: &Receiver, event_type: &str) -> Vec<(String, Value)> {
+    eventually(Duration::from_secs(15), &format!("a {event_type} webhook"), || async {
+        let got = events(receiver);
+        got.iter().any(|(t, _)| t == event_type).then_some(got)
+    })
+    .await
+}

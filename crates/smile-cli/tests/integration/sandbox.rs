@@ -1,0 +1,314 @@
+//! The sandbox platform: each flow over real HTTP, asserting the API state and the signed
+//! webhooks a real receiver got.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use smile_core::EventType;
+use std::time::Duration;
+
+/// Every event's `data` has its type's shape, and `createdAt` never goes back.
+fn assert_well_formed(receiver: &Receiver) {
+    let mut last = String::new();
+    for hit in receiver.hits() {
+        let event = hit.json();
+        let t = EventType::from_name(event["type"].as_str().expect("type")).expect("a catalog type");
+        t.validate_data(&event["data"]).unwrap_or_else(|e| panic!("{t}: {e}: {}", event["data"]));
+        let created = event["createdAt"].as_str().expect("createdAt").to_owned();
+        assert!(created >= last, "createdAt went back: {last} then {created}");
+        last = created;
+    }
+}
+
+fn types(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(t, _)| t.as_str()).collect()
+}
+
+on_both_backends! {
+async fn users_and_link_tokens_follow_the_contract() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["USER_CREATED"], "s").await;
+    let (status, body) = server.sandbox.post("/v1/users", json!({"externalMetadata": {"crmId": "C-42"}})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["code"], "OK");
+    let user = &body["data"]["user"];
+    let id = user["id"].as_str().expect("id");
+    let (tenant, hex) = id.split_once('-').expect("<tenant>-<hex>");
+    assert_eq!(tenant, "default");
+    assert!(hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(user["externalMetadata"], json!({"crmId": "C-42"}));
+    let token = &body["data"]["token"];
+    assert_eq!(token["mode"], "SANDBOX");
+    assert!(token["accessToken"].as_str().is_some_and(|t| t.len() >= 32));
+    assert!(token["expiresAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let got = wait_for_event(&receiver, "USER_CREATED").await;
+    assert_eq!(got[0].1, json!({"userId": id}));
+    let (status, listed) = server.sandbox.get("/v1/users").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["data"]["items"][0]["id"], id);
+    let (status, one) = server.sandbox.get(&format!("/v1/users/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["data"]["id"], id);
+
+    let (status, fresh) = server.sandbox.post_empty(&format!("/v1/tokens?userId={id}")).await;
+    assert_eq!(status, 201, "{fresh}");
+    assert_ne!(fresh["data"]["accessToken"], token["accessToken"]);
+    let link = Link::new(&server.sandbox, fresh["data"]["accessToken"].as_str().expect("token"));
+    let (status, session) = link.get("/link/v1/session").await;
+    assert_eq!(status, 200);
+    assert_eq!(session["data"], json!({"userId": id, "mode": "SANDBOX"}));
+
+    let (status, body) = server.sandbox.post_empty("/v1/tokens?userId=default-nobody").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("MISSING_RESOURCE")));
+    let (status, _) = server.sandbox.post_empty("/v1/tokens").await;
+    assert_eq!(status, 400);
+    for bad in [
+        json!({"externalMetadata": {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6"}}),
+        json!({"externalMetadata": {"nested": {"x": 1}}}),
+        json!({"externalMetadata": {"k": "é"}}),
+    ] {
+        let (status, body) = server.sandbox.post("/v1/users", bad).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_PARAMETERS")), "{body}");
+    }
+    let (_, listed) = server.sandbox.get("/v1/users").await;
+    assert_eq!(listed["data"]["items"].as_array().expect("items").len(), 1, "no half-made user");
+}
+
+async fn link_tokens_expire_and_refresh() {
+    let server = TestServer::with(|o| o.token_ttl = Duration::from_millis(400)).await;
+    let (user, link) = new_user(&server.sandbox).await;
+    assert_eq!(link.get("/link/v1/session").await.0, 200);
+    let expired = eventually(Duration::from_secs(5), "the token to expire", || async {
+        let (status, body) = link.get("/link/v1/session").await;
+        (status == 401).then_some(body)
+    })
+    .await;
+    assert_eq!(expired["code"], "INVALID_TOKEN");
+    let (status, _) = link.post("/link/v1/accounts", json!({"providerId": "sss", "username": "x", "password": "y"})).await;
+    assert_eq!(status, 401);
+    let (_, fresh) = server.sandbox.post_empty(&format!("/v1/tokens?userId={user}")).await;
+    let refreshed = Link::new(&server.sandbox, fresh["data"]["accessToken"].as_str().expect("token"));
+    assert_eq!(refreshed.get("/link/v1/session").await.0, 200);
+    let (_, accounts) = server.sandbox.get("/v1/accounts").await;
+    assert_eq!(accounts["data"]["items"], json!([]), "an expired token made nothing");
+}
+
+async fn connecting_with_mfa_syncs_data_and_sends_every_event_in_order() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let with_payload = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let (status, _) = server
+        .sandbox
+        .post("/v1/webhooks", json!({"name": "p", "url": with_payload.url(), "eventTypes": ["TASK_FINISHED"],
+            "active": true, "secret": "s", "includePayload": true}))
+        .await;
+    assert_eq!(status, 200);
+    let (user, link) = new_user(&server.sandbox).await;
+
+    let pending = link.connect("grab", "gpalomero1234@smileapi.io", "123456").await;
+    assert_eq!(pending["connectionStatus"], "AWAITING_MFA");
+    let account = pending["id"].as_str().expect("account id").to_owned();
+    assert!(account.starts_with("a-"));
+    let (status, connected) = link.post(&format!("/link/v1/accounts/{account}/mfa"), json!({"code": "1234"})).await;
+    assert_eq!(status, 200, "{connected}");
+    assert_eq!(connected["data"]["connectionStatus"], "CONNECTED");
+
+    let got = wait_for_event(&receiver, "TASK_FINISHED").await;
+    assert_eq!(
+        types(&got),
+        vec!["USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED", "TASK_STARTED", "IDENTITY_ADDED", "INCOMES_ADDED",
+            "RATING_ADDED", "TRANSACTIONS_ADDED", "TASK_FINISHED"]
+    );
+    assert_well_formed(&receiver);
+    let data = |t: &str| got.iter().find(|(x, _)| x == t).map(|(_, d)| d.clone()).expect(t);
+    assert_eq!(data("ACCOUNT_CREATED"), json!({"userId": user, "accountId": account, "providers": ["grab"]}));
+    assert_eq!(data("ACCOUNT_CONNECTED")["loginName"], "gpalomero1234@smileapi.io");
+    assert_eq!(data("TASK_STARTED")["taskType"], "LINK_ACCOUNT");
+    assert_eq!(data("INCOMES_ADDED")["count"], 12);
+    assert_eq!(data("TRANSACTIONS_ADDED")["count"], 30);
+    let finished = data("TASK_FINISHED");
+    assert_eq!(finished["status"], "SUCCEEDED");
+    assert_eq!(finished["datapoints"], json!(["IDENTITIES", "INCOMES", "RATINGS", "TRANSACTIONS"]));
+    assert!(finished.get("payload").is_none(), "no payload without includePayload");
+    let full = with_payload.wait_hits(1).await.remove(0).json();
+    assert_eq!(full["data"]["payload"]["identity"]["firstName"], "George");
+    assert_eq!(full["data"]["payload"]["incomes"].as_array().expect("incomes").len(), 12);
+
+    let (_, api_account) = server.sandbox.get(&format!("/v1/accounts/{account}")).await;
+    assert_eq!(api_account["data"]["connectionStatus"], "CONNECTED");
+    assert_eq!(api_account["data"]["connection"]["status"], "CONNECTED");
+    let (_, incomes) = server.sandbox.get(&format!("/v1/incomes?sourceId={account}&size=150")).await;
+    let incomes = incomes["data"]["items"].as_array().expect("items").clone();
+    assert_eq!(incomes.len(), 12);
+    assert!(incomes.iter().all(|i| i["id"].as_str().is_some_and(|id| id.starts_with("inc-"))
+        && i["metadata"]["sourceId"] == account.as_str() && i["metadata"]["userId"] == user.as_str()));
+    let (_, identities) = server.sandbox.get(&format!("/v1/identities?userId={user}")).await;
+    assert_eq!(identities["data"]["items"][0]["fullName"], "George Cimafranca Palomero Jr.");
+    let (_, tasks) = server.sandbox.get(&format!("/v1/tasks?sourceId={account}")).await;
+    assert_eq!(tasks["data"]["items"][0]["status"], "Finished");
+    let (_, users) = server.sandbox.get(&format!("/v1/users/{user}")).await;
+    assert_eq!(users["data"]["providers"], json!(["grab"]));
+}
+
+async fn failed_logins_and_wrong_codes_fail_the_account() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ACCOUNT_FAILED"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+
+    let failed = link.connect("abccorp", "gpalomero1234@smileapi.io", "wrong").await;
+    assert_eq!(failed["connectionStatus"], "ERROR");
+    assert_eq!(failed["connection"]["errorCode"], "INVALID_CREDENTIALS");
+    let got = wait_for_event(&receiver, "ACCOUNT_FAILED").await;
+    assert_eq!(got[0].1["errorCode"], "INVALID_CREDENTIALS");
+    assert_eq!(got[0].1["errorMessage"], "Invalid username or password!");
+    assert_eq!(got[0].1["loginName"], "gpalomero1234@smileapi.io");
+
+    let pending = link.connect("xyzbank", "christina4321@smileapi.io", "YGUS1").await;
+    let id = pending["id"].as_str().expect("id");
+    let (_, wrong) = link.post(&format!("/link/v1/accounts/{id}/mfa"), json!({"code": "9999"})).await;
+    assert_eq!(wrong["data"]["connection"]["errorCode"], "INVALID_MFA");
+    let (status, _) = link.post(&format!("/link/v1/accounts/{id}/mfa"), json!({"code": "1234"})).await;
+    assert_eq!(status, 400, "a failed account takes no more codes");
+
+    let (status, body) = link.post("/link/v1/accounts", json!({"providerId": "abccorp"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["connection"]["errorCode"], "AUTH_REQUIRED");
+    eventually(Duration::from_secs(10), "three ACCOUNT_FAILED", || async { (events(&receiver).len() == 3).then_some(()) }).await;
+    assert_well_formed(&receiver);
+}
+
+async fn every_account_error_code_can_be_simulated() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ACCOUNT_FAILED"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+    let codes: Vec<&str> = smile_sandbox::people::ACCOUNT_ERRORS.iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes.len(), 16);
+    for code in &codes {
+        let account = link.connect("sss", smile_sandbox::people::FAILING_LOGIN, code).await;
+        assert_eq!(account["connection"]["errorCode"], *code);
+        assert_eq!(account["monitorStatus"], "USER_ACTION_REQUIRED");
+    }
+    let got = eventually(Duration::from_secs(15), "16 ACCOUNT_FAILED", || async {
+        let got = events(&receiver);
+        (got.len() == 16).then_some(got)
+    })
+    .await;
+    let reported: Vec<&str> = got.iter().map(|(_, d)| d["errorCode"].as_str().expect("code")).collect();
+    assert_eq!(reported, codes);
+}
+
+async fn revoking_an_account_removes_its_data() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+    let account = link.connect("sss", "3300000008", "123456").await;
+    let id = account["id"].as_str().expect("id").to_owned();
+    wait_for_event(&receiver, "TASK_FINISHED").await;
+    let (_, contributions) = server.sandbox.get(&format!("/v1/contributions?sourceId={id}&size=150")).await;
+    assert_eq!(contributions["data"]["items"].as_array().expect("items").len(), 24);
+
+    let (status, revoked) = link.call(reqwest::Method::DELETE, &format!("/link/v1/accounts/{id}"), None).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["data"]["connectionStatus"], "DISCONNECTED");
+    let got = wait_for_event(&receiver, "ACCOUNT_DISCONNECTED").await;
+    assert_eq!(got.last().expect("event").1["accountId"], id.as_str());
+    for path in ["contributions", "identities", "employments", "tasks"] {
+        let (_, left) = server.sandbox.get(&format!("/v1/{path}?sourceId={id}")).await;
+        assert_eq!(left["data"]["items"], json!([]), "{path} removed");
+    }
+    let (status, again) = server.sandbox.delete(&format!("/v1/accounts/{id}")).await;
+    assert_eq!((status, again["code"].as_str()), (400, Some("INVALID_PARAMETERS")));
+    assert_well_formed(&receiver);
+}
+
+async fn continuous_sync_providers_resync() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ACCOUNT_SYNC_TASK_FINISHED", "TASK_FINISHED"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+    let account = link.connect("sss", "gpalomero1234@smileapi.io", "123456").await;
+    assert_eq!(account["monitorStatus"], "ACTIVE");
+    let id = account["id"].as_str().expect("id");
+    wait_for_event(&receiver, "TASK_FINISHED").await;
+    let (status, task) = server.sandbox.post_empty(&format!("/v1/accounts/{id}/sync")).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["data"]["type"], "UPDATE_ACCOUNT");
+    let got = wait_for_event(&receiver, "ACCOUNT_SYNC_TASK_FINISHED").await;
+    let synced = &got.last().expect("event").1;
+    assert_eq!(synced["monitorStatus"], "ACTIVE");
+    assert_eq!(synced["datapoints"], json!(["IDENTITIES", "EMPLOYMENTS", "CONTRIBUTIONS"]));
+    let (_, contributions) = server.sandbox.get(&format!("/v1/contributions?sourceId={id}&size=150")).await;
+    assert_eq!(contributions["data"]["items"].as_array().expect("items").len(), 24, "replaced, not doubled");
+
+    let other = link.connect("abccorp", "gpalomero1234@smileapi.io", "123456").await;
+    let (status, _) = server.sandbox.post_empty(&format!("/v1/accounts/{}/sync", other["id"].as_str().expect("id"))).await;
+    assert_eq!(status, 400, "employers do not sync continuously");
+}
+
+async fn link_calls_are_checked_and_scoped_to_the_token() {
+    let server = TestServer::start().await;
+    let (_, alice) = new_user(&server.sandbox).await;
+    let (_, bob) = new_user(&server.sandbox).await;
+    for (request, why) in [
+        (json!({"providerId": "nope", "username": "a", "password": "b"}), "unknown provider"),
+        (json!({"providerId": "user-provided", "username": "a", "password": "b"}), "upload-only source"),
+        (json!({"provider": "sss"}), "wrong field"),
+    ] {
+        let (status, body) = alice.post("/link/v1/accounts", request).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_PARAMETERS")), "{why}: {body}");
+    }
+    let (_, accounts) = server.sandbox.get("/v1/accounts").await;
+    assert_eq!(accounts["data"]["items"], json!([]), "no half-made account");
+
+    let account = alice.connect("lazada", "ryan1234@smileapi.io", "654321").await;
+    let id = account["id"].as_str().expect("id");
+    assert_eq!(bob.get(&format!("/link/v1/accounts/{id}")).await.0, 404, "another user's account");
+    assert_eq!(bob.call(reqwest::Method::DELETE, &format!("/link/v1/accounts/{id}"), None).await.0, 404);
+    let (_, mine) = alice.get("/link/v1/accounts").await;
+    assert_eq!(mine["data"]["items"][0]["id"], id);
+    let (_, theirs) = bob.get("/link/v1/accounts").await;
+    assert_eq!(theirs["data"]["items"], json!([]));
+    let production = server.key("default", smile_core::Mode::Production).await;
+    assert_eq!(production.get(&format!("/v1/accounts/{id}")).await.0, 404, "another mode");
+}
+
+async fn the_provider_catalog_has_every_kind_and_filters() {
+    let server = TestServer::start().await;
+    let (_, all) = server.sandbox.get("/v1/providers?size=150").await;
+    let all = all["data"]["items"].as_array().expect("items").clone();
+    for t in ["GIG", "GOVERNMENT", "SYSTEM", "EMPLOYER", "CREDENTIAL"] {
+        assert!(all.iter().any(|p| p["type"] == t), "{t}");
+    }
+    assert!(all.iter().any(|p| p["mfa"] == true) && all.iter().any(|p| p["mfa"] == false));
+    assert!(all.iter().any(|p| p["monitorSupported"] == true));
+    assert!(all.iter().any(|p| p["accountConnection"] == false), "an upload-only source");
+    assert!(all.iter().any(|p| p["loginOptions"].as_array().is_some_and(|o| o.contains(&json!("SS_NUMBER")))));
+    let (_, gov) = server.sandbox.get("/v1/providers?type=GOVERNMENT").await;
+    assert!(gov["data"]["items"].as_array().expect("items").iter().all(|p| p["type"] == "GOVERNMENT"));
+    let (_, top) = server.sandbox.get("/v1/providers?topIds=upwork,sss&size=3").await;
+    assert_eq!(top["data"]["items"][0]["id"], "upwork");
+    assert_eq!(top["data"]["items"][1]["id"], "sss");
+    assert!(top["data"]["nextCursor"].is_string());
+    let (_, named) = server.sandbox.get("/v1/providers?name=social").await;
+    assert_eq!(named["data"]["items"][0]["id"], "sss");
+    let (status, one) = server.sandbox.get("/v1/providers/grab").await;
+    assert_eq!((status, one["data"]["mfa"].as_bool()), (200, Some(true)));
+    assert_eq!(server.sandbox.get("/v1/providers/nope").await.0, 404);
+    let logo = reqwest::get(format!("{}{}", server.sandbox.base, one["data"]["logoUrl"].as_str().expect("logo"))).await.expect("logo");
+    assert_eq!(logo.headers()["content-type"], "image/svg+xml");
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/link/v1/accounts", server.sandbox.base))
+        .header("origin", "http://shop.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status().as_u16(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+}
+}
