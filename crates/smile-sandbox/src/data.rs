@@ -109,6 +109,28 @@ pub fn generate(person: &Person, source: &Source) -> SyncedData {
     data
 }
 
+/// The income a sample payslip of `month` (`yyyy-MM`) shows.
+pub fn payslip_income(person: &Person, month: &str, metadata: Value) -> Value {
+    let m: u32 = month.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    let gross = round2(f64::from(person.monthly_pay) * 1.04);
+    json!({
+        "id": ids::new_id("inc-"), "workItem": null, "employer": "ABC Corporation",
+        "startDate": format!("{month}-01"), "endDate": format!("{month}-{:02}", last_day(m)), "paymentMethod": "Bank",
+        "currency": person.currency, "frequency": "Monthly", "baseAmount": f64::from(person.monthly_pay),
+        "grossAmount": gross, "netAmount": round2(gross * 0.82), "metadata": metadata,
+    })
+}
+
+/// The employment a sample payslip shows.
+pub fn payslip_employment(person: &Person, metadata: Value) -> Value {
+    json!({
+        "id": ids::new_id("e-"), "name": "Operations", "description": null, "jobTitle": "Operations Associate",
+        "department": "Operations", "employeeNumber": format!("EMP-{}", &person.phone[person.phone.len() - 6..]),
+        "employerNumber": null, "employer": "ABC Corporation", "status": "Permanent", "startDate": "2019-09-01",
+        "endDate": null, "reportedDate": null, "metadata": metadata,
+    })
+}
+
 fn identity(person: &Person, source: &Source) -> Value {
     json!({
         "id": ids::new_id("i-"),

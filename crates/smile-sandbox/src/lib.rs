@@ -3,14 +3,16 @@
 //!
 //! - [`providers`]: the sandbox provider catalog.
 //! - [`people`]: the documented test users, and how to simulate each account error.
+//! - [`archives`]: uploaded documents: file types, content sniffing, the sample payslips.
 //! - [`data`]: deterministic synthetic identities, employments, incomes, contributions, …
 //! - [`Platform`]: users and link tokens, account connection (credentials, MFA), data sync
 //!   tasks, revocation, continuous sync.
 
+pub mod archives;
 pub mod data;
 pub mod people;
 pub mod providers;
 
 mod platform;
 
-pub use platform::{ConnectRequest, LinkSession, Platform, kinds};
+pub use platform::{ConnectRequest, LinkSession, Platform, UploadFile, kinds};

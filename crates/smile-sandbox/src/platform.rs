@@ -1,3 +1,4 @@
+use crate::archives::{self, Format};
 use crate::data::{self, Source, SyncedData};
 use crate::people::{self, LoginResult, Person};
 use crate::providers::{self, Provider};
@@ -7,6 +8,7 @@ use smile_core::timefmt::{format_ms, now_ms};
 use smile_core::{ApiError, ErrorCode, EventType, ids};
 use smile_delivery::Engine;
 use smile_store::{Document, DocumentFilter, PageRequest, Scope, Store};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ pub mod kinds {
     pub const CONTRIBUTION: &str = "contribution";
     pub const RATING: &str = "rating";
     pub const TRANSACTION: &str = "transaction";
+    pub const ARCHIVE: &str = "archive";
     /// Everything a sync adds to an account, removed with it.
     pub const ACCOUNT_DATA: &[&str] = &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION];
 }
@@ -51,6 +54,19 @@ pub struct Platform {
     store: Arc<dyn Store>,
     engine: Engine,
     token_ttl: Duration,
+    /// Where uploaded files are kept, one directory per archive.
+    files_dir: PathBuf,
+}
+
+/// One file of an upload.
+#[derive(Debug)]
+pub struct UploadFile {
+    /// The file's name, whose extension (or `claimed`) says what it claims to be.
+    pub name: Option<String>,
+    /// The declared format (`PDF`, `PNG`, `JPG`, `JPEG`, `TIFF`), when sent apart from the name.
+    pub claimed: Option<String>,
+    pub sub_type: Option<String>,
+    pub content: Vec<u8>,
 }
 
 fn server_error(e: impl std::fmt::Display) -> ApiError {
@@ -70,6 +86,12 @@ fn document(kind: &str, id: &str, scope: &Scope, user_id: &str, source_id: Optio
     }
 }
 
+/// A data record from `source_id`, named by its own `id`.
+fn item(kind: &str, body: Value, scope: &Scope, user_id: &str, source_id: &str) -> Document {
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    document(kind, &id, scope, user_id, Some(source_id), body)
+}
+
 /// Checks `externalMetadata`: at most 5 string pairs, ASCII, keys ≤ 50 and values ≤ 500 long.
 fn check_external_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError> {
     if metadata.len() > 5 {
@@ -87,8 +109,24 @@ fn check_external_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, engine: Engine, token_ttl: Duration) -> Self {
-        Platform { store, engine, token_ttl }
+    pub fn new(store: Arc<dyn Store>, engine: Engine, token_ttl: Duration, files_dir: PathBuf) -> Self {
+        Platform { store, engine, token_ttl, files_dir }
+    }
+
+    /// Removes uploaded files past their retention, now and then every hour.
+    pub fn start_retention(&self) {
+        let dir = self.files_dir.clone();
+        tokio::spawn(async move {
+            loop {
+                let sweep_dir = dir.clone();
+                match tokio::task::spawn_blocking(move || archives::sweep(&sweep_dir, archives::RETENTION)).await {
+                    Ok(Ok(removed)) if removed > 0 => tracing::info!(removed, "removed archives past retention"),
+                    Ok(Err(error)) => tracing::warn!(%error, "could not sweep old archives"),
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
     }
 
     async fn publish(&self, scope: &Scope, event_type: EventType, data: Value, order: &str) -> Result<(), ApiError> {
@@ -443,6 +481,165 @@ impl Platform {
         Ok(datapoints)
     }
 
+    /// Accepts uploaded files: every check first (type, size, content), then the files are
+    /// stored and `ARCHIVE_STARTED` sent; analysis follows on its own.
+    pub async fn create_archive(
+        &self,
+        scope: &Scope,
+        user_id: Option<String>,
+        file_type: &str,
+        files: Vec<UploadFile>,
+    ) -> Result<Value, ApiError> {
+        if !archives::is_file_type(file_type) {
+            return Err(ApiError::invalid(format!("unknown fileType `{file_type}`; see GET /v1/fileTypes")));
+        }
+        if files.is_empty() {
+            return Err(ApiError::invalid("send at least one file"));
+        }
+        let formats = files.iter().map(check_file).collect::<Result<Vec<_>, _>>()?;
+        let user_id = match user_id {
+            Some(id) => {
+                if self.get(scope, kinds::USER, &id).await?.is_none() {
+                    return Err(ApiError::missing("user"));
+                }
+                id
+            }
+            None => self.create_user(scope, Map::new()).await?.0["id"].as_str().unwrap_or_default().to_owned(),
+        };
+        let now = format_ms(now_ms());
+        let archive_id = ids::new_id("u-");
+        let dir = self.files_dir.join(&archive_id);
+        let mut raw_files = Vec::new();
+        for (file, format) in files.iter().zip(&formats) {
+            let file_id = ids::new_id("f-");
+            let path = dir.join(format!("{file_id}.{}", format.extension()));
+            let content = file.content.clone();
+            let (d, p) = (dir.clone(), path.clone());
+            tokio::task::spawn_blocking(move || std::fs::create_dir_all(&d).and_then(|_| std::fs::write(&p, content)))
+                .await
+                .map_err(server_error)?
+                .map_err(server_error)?;
+            raw_files.push(json!({
+                "id": file_id, "createdAt": now, "name": file.name.clone().unwrap_or_else(|| format!("{file_type}.{}", format.extension())),
+                "subType": file.sub_type, "size": file.content.len().div_ceil(1024), "format": format,
+                "url": format!("/v1/archives/{archive_id}/files/{file_id}"),
+            }));
+        }
+        let archive = json!({
+            "id": archive_id, "createdAt": now, "providerId": "user-provided", "userId": user_id, "type": file_type,
+            "state": {"status": "STARTED", "errorCode": null, "errorMessage": null, "updatedAt": now},
+            "rawFiles": raw_files,
+        });
+        self.put(vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())]).await?;
+        let data = json!({"userId": user_id, "archiveId": archive_id});
+        self.publish(scope, EventType::ArchiveStarted, data, &archive_id).await?;
+        let (platform, task_scope, task_type) = (self.clone(), scope.clone(), file_type.to_owned());
+        let contents: Vec<Vec<u8>> = files.into_iter().map(|f| f.content).collect();
+        tokio::spawn(async move {
+            if let Err(error) = platform.analyse(&task_scope, archive, &task_type, &contents).await {
+                tracing::error!(?error, "sandbox archive analysis failed");
+            }
+        });
+        Ok(json!({"id": archive_id, "userId": user_id, "createdAt": now, "type": file_type,
+            "state": {"status": "STARTED", "errorCode": null, "errorMessage": null, "updatedAt": now}}))
+    }
+
+    /// Sandbox analysis: the sample payslips are read (their data added); anything else fails.
+    async fn analyse(
+        &self,
+        scope: &Scope,
+        mut archive: Value,
+        file_type: &str,
+        contents: &[Vec<u8>],
+    ) -> Result<(), ApiError> {
+        let archive_id = archive["id"].as_str().unwrap_or_default().to_owned();
+        let user_id = archive["userId"].as_str().unwrap_or_default().to_owned();
+        let samples: Vec<_> = contents.iter().filter_map(|c| archives::recognise(c)).collect();
+        let recognised = file_type == "PAYSLIP" && samples.len() == contents.len();
+        let (status, code, message) = match (recognised, file_type) {
+            (true, _) => ("ANALYZED", None, None),
+            (false, "PAYSLIP") => {
+                ("ERROR", Some("FILE_UNABLE_TO_RECOGNIZE"), Some("The file could not be read as a payslip."))
+            }
+            _ => (
+                "UNSUPPORTED",
+                Some("FILE_UNABLE_TO_RECOGNIZE"),
+                Some("The sandbox can only analyse its sample payslips."),
+            ),
+        };
+        archive["state"] =
+            json!({"status": status, "errorCode": code, "errorMessage": message, "updatedAt": format_ms(now_ms())});
+        self.put(vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())]).await?;
+        let ids = json!({"userId": user_id, "archiveId": archive_id});
+        if !recognised {
+            let mut data = ids;
+            data["errorCode"] = json!(code);
+            data["errorMessage"] = json!(message);
+            return self.publish(scope, EventType::ArchiveFailed, data, &archive_id).await;
+        }
+        self.publish(scope, EventType::ArchiveAnalyzed, ids, &archive_id).await?;
+        let now = format_ms(now_ms());
+        let metadata = json!({"createdAt": now, "itemCreatedAt": now, "sourceId": archive_id, "sourceType": "ARCHIVE",
+            "userId": user_id, "providerId": "user-provided"});
+        let person = &people::PEOPLE[0];
+        let mut documents = Vec::new();
+        for sample in &samples {
+            let income = data::payslip_income(person, sample.month, metadata.clone());
+            documents.push(item(kinds::INCOME, income, scope, &user_id, &archive_id));
+        }
+        let employment = data::payslip_employment(person, metadata);
+        documents.push(item(kinds::EMPLOYMENT, employment, scope, &user_id, &archive_id));
+        self.put(documents).await?;
+        let added = |count: usize| json!({"userId": user_id, "accountId": archive_id, "count": count, "providers": ["user-provided"]});
+        self.publish(scope, EventType::EmploymentsAdded, added(1), &archive_id).await?;
+        self.publish(scope, EventType::IncomesAdded, added(samples.len()), &archive_id).await
+    }
+
+    /// Deletes an archive: its files and data go, it becomes REVOKED, `ARCHIVE_REVOKED` follows.
+    pub async fn revoke_archive(
+        &self,
+        scope: &Scope,
+        archive_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let mut archive = match self.get(scope, kinds::ARCHIVE, archive_id).await? {
+            Some(d) if user_id.is_none() || d.user_id.as_deref() == user_id => d,
+            _ => return Err(ApiError::missing("archive")),
+        };
+        if archive.body["state"]["status"] == "REVOKED" {
+            return Err(ApiError::invalid("the archive is already deleted"));
+        }
+        self.store.delete_documents_of_source(scope, kinds::ACCOUNT_DATA, archive_id).await.map_err(server_error)?;
+        let dir = self.files_dir.join(archive_id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        archive.body["state"] =
+            json!({"status": "REVOKED", "errorCode": null, "errorMessage": null, "updatedAt": format_ms(now_ms())});
+        let user = archive.user_id.clone().unwrap_or_default();
+        let body = archive.body.clone();
+        self.put(vec![archive]).await?;
+        self.publish(scope, EventType::ArchiveRevoked, json!({"userId": user, "archiveId": archive_id}), archive_id)
+            .await?;
+        Ok(body)
+    }
+
+    /// The bytes of one uploaded file, while its archive keeps it.
+    pub async fn archive_file(
+        &self,
+        scope: &Scope,
+        archive_id: &str,
+        file_id: &str,
+    ) -> Result<(Format, Vec<u8>), ApiError> {
+        let archive = self.find(scope, kinds::ARCHIVE, archive_id).await?;
+        let file = archive["rawFiles"]
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["id"] == file_id))
+            .ok_or_else(|| ApiError::missing("file"))?;
+        let format = file["format"].as_str().and_then(Format::claimed).ok_or_else(|| ApiError::missing("file"))?;
+        let path = self.files_dir.join(archive_id).join(format!("{file_id}.{}", format.extension()));
+        let content = tokio::fs::read(path).await.map_err(|_| ApiError::missing("file (deleted or past retention)"))?;
+        Ok((format, content))
+    }
+
     /// Lists documents of a kind for the API.
     pub async fn list(
         &self,
@@ -457,6 +654,29 @@ impl Platform {
     /// One document of a kind for the API.
     pub async fn find(&self, scope: &Scope, kind: &str, id: &str) -> Result<Value, ApiError> {
         self.get(scope, kind, id).await?.map(|d| d.body).ok_or_else(|| ApiError::missing(kind))
+    }
+}
+
+/// Checks one uploaded file and says what it is: not empty, at most 15 MB, a PDF, PNG, JPG or
+/// TIFF by its content, and what its name or declared type claims.
+fn check_file(file: &UploadFile) -> Result<Format, ApiError> {
+    let name = file.name.as_deref().unwrap_or("file");
+    if file.content.is_empty() {
+        return Err(ApiError::invalid(format!("{name} is empty")));
+    }
+    if file.content.len() > archives::MAX_FILE_BYTES {
+        return Err(ApiError::invalid(format!("{name} is over 15 MB")));
+    }
+    let unsupported = |m: String| ApiError::new(ErrorCode::UnsupportedType, m);
+    let actual = Format::sniff(&file.content)
+        .ok_or_else(|| unsupported(format!("{name} is not a PDF, PNG, JPG or TIFF file")))?;
+    let claimed = file.claimed.as_deref().or(file.name.as_deref()).and_then(Format::claimed);
+    match claimed {
+        Some(claimed) if claimed != actual => {
+            Err(unsupported(format!("{name} claims to be {claimed:?} but its content is {actual:?}")))
+        }
+        None if file.claimed.is_some() => Err(unsupported(format!("{name}: only PDF, PNG, JPG or TIFF files"))),
+        _ => Ok(actual),
     }
 }
 

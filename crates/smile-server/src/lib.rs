@@ -120,8 +120,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         engine: engine.clone(),
         keys: Arc::default(),
         rate_limit: options.rate_limit.clone(),
-        platform: smile_sandbox::Platform::new(store.clone(), engine.clone(), options.token_ttl),
+        platform: smile_sandbox::Platform::new(
+            store.clone(),
+            engine.clone(),
+            options.token_ttl,
+            options.data_dir.join("archives"),
+        ),
     };
+    state.platform.start_retention();
     let app = routes::router(state, options.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;

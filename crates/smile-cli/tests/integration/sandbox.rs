@@ -311,4 +311,114 @@ async fn the_provider_catalog_has_every_kind_and_filters() {
     assert_eq!(preflight.status().as_u16(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
 }
+
+async fn uploading_the_sample_payslips_analyses_them_and_adds_their_data() {
+    use smile_sandbox::archives::SAMPLES;
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let (user, link) = new_user(&server.sandbox).await;
+
+    // The widget's way: multipart, judged by content.
+    let png = SAMPLES.iter().find(|s| s.name.ends_with(".png")).expect("png sample");
+    let (status, uploaded) = link.upload("PAYSLIP", png.name, png.content).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let archive = uploaded["data"]["id"].as_str().expect("id").to_owned();
+    assert!(archive.starts_with("u-"));
+    assert_eq!(uploaded["data"]["state"]["status"], "STARTED");
+    let got = wait_for_event(&receiver, "INCOMES_ADDED").await;
+    let after_user: Vec<&str> = types(&got).into_iter().filter(|t| *t != "USER_CREATED").collect();
+    assert_eq!(after_user, vec!["ARCHIVE_STARTED", "ARCHIVE_ANALYZED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED"]);
+    assert_eq!(got[1].1, json!({"userId": user, "archiveId": archive}));
+    let (_, stored) = server.sandbox.get(&format!("/v1/archives/{archive}")).await;
+    assert_eq!(stored["data"]["state"]["status"], "ANALYZED");
+    assert_eq!(stored["data"]["rawFiles"][0]["format"], "PNG");
+    let (_, incomes) = server.sandbox.get(&format!("/v1/incomes?sourceId={archive}")).await;
+    assert_eq!(incomes["data"]["items"][0]["startDate"], "2025-10-01");
+    assert_eq!(incomes["data"]["items"][0]["metadata"]["sourceType"], "ARCHIVE");
+    let (_, uploads) = server.sandbox.get(&format!("/v1/uploads/{archive}")).await;
+    assert_eq!(uploads["data"]["id"], archive.as_str());
+    let url = stored["data"]["rawFiles"][0]["url"].as_str().expect("url");
+    let file = reqwest::Client::new()
+        .get(format!("{}{url}", server.sandbox.base))
+        .basic_auth(server.sandbox.key_id(), Some(server.sandbox.key_secret()))
+        .send()
+        .await
+        .expect("file");
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert_eq!(file.bytes().await.expect("bytes").as_ref(), png.content);
+
+    // The API's way: base64 in JSON.
+    let pdf = SAMPLES.iter().find(|s| s.name.ends_with(".pdf")).expect("pdf sample");
+    use base64::Engine as _;
+    let (status, created) = server
+        .sandbox
+        .post("/v1/archives", json!({"userId": user, "fileType": "PAYSLIP", "rawFiles": [{"fileExtensionType": "PDF",
+            "fileName": pdf.name, "fileContent": base64::engine::general_purpose::STANDARD.encode(pdf.content)}]}))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let second = created["data"]["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(10), "the PDF analysed", || async {
+        let (_, a) = server.sandbox.get(&format!("/v1/archives/{second}")).await;
+        (a["data"]["state"]["status"] == "ANALYZED").then_some(())
+    })
+    .await;
+
+    // Deleting removes the files and the data.
+    let (status, deleted) = link.call(reqwest::Method::DELETE, &format!("/link/v1/archives/{archive}"), None).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["data"]["state"]["status"], "REVOKED");
+    let revoked = wait_for_event(&receiver, "ARCHIVE_REVOKED").await;
+    assert_eq!(revoked.last().expect("event").1["archiveId"], archive.as_str());
+    let (_, left) = server.sandbox.get(&format!("/v1/incomes?sourceId={archive}")).await;
+    assert_eq!(left["data"]["items"], json!([]));
+    assert!(!server.running_data_dir().join("archives").join(&archive).exists(), "files removed");
+    assert_well_formed(&receiver);
+}
+
+async fn other_files_fail_analysis_or_are_refused() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["ARCHIVE_FAILED"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+    let other_pdf = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
+    let (status, body) = link.upload("PAYSLIP", "march.pdf", other_pdf).await;
+    assert_eq!(status, 200, "{body}");
+    let failed = wait_for_event(&receiver, "ARCHIVE_FAILED").await;
+    assert_eq!(failed[0].1["errorCode"], "FILE_UNABLE_TO_RECOGNIZE");
+    let id = body["data"]["id"].as_str().expect("id");
+    let (_, archive) = server.sandbox.get(&format!("/v1/archives/{id}")).await;
+    assert_eq!(archive["data"]["state"]["status"], "ERROR");
+    let sample = smile_sandbox::archives::SAMPLES[0].content;
+    let (_, unsupported) = link.upload("SOCIAL_SECURITY", "sss.pdf", sample).await;
+    let id = unsupported["data"]["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(10), "an UNSUPPORTED archive", || async {
+        let (_, a) = server.sandbox.get(&format!("/v1/archives/{id}")).await;
+        (a["data"]["state"]["status"] == "UNSUPPORTED").then_some(())
+    })
+    .await;
+
+    let big = {
+        let mut v = b"%PDF-".to_vec();
+        v.resize(15 * 1024 * 1024 + 1, b'0');
+        v
+    };
+    let png_named_pdf = smile_sandbox::archives::SAMPLES[1].content;
+    for (file_type, name, content, status_want, code) in [
+        ("PAYSLIP", "empty.pdf", &b""[..], 400, "INVALID_PARAMETERS"),
+        ("PAYSLIP", "big.pdf", &big[..], 400, "INVALID_PARAMETERS"),
+        ("PAYSLIP", "cat.gif", &b"GIF89a......"[..], 415, "UNSUPPORTED_TYPE"),
+        ("PAYSLIP", "lying.pdf", png_named_pdf, 415, "UNSUPPORTED_TYPE"),
+        ("RECIPE", "payslip.pdf", sample, 400, "INVALID_PARAMETERS"),
+    ] {
+        let (status, body) = link.upload(file_type, name, content).await;
+        assert_eq!((status, body["code"].as_str()), (status_want, Some(code)), "{name}: {body}");
+    }
+    let (_, archives) = server.sandbox.get("/v1/archives?size=150").await;
+    assert_eq!(archives["data"]["items"].as_array().expect("items").len(), 2, "refused uploads left nothing");
+    let (_, types) = server.sandbox.get("/v1/fileTypes").await;
+    assert!(types["data"]["items"].as_array().expect("items").iter().any(|t| t["type"] == "PAYSLIP"));
+    let sample_download = reqwest::get(format!("{}/sandbox/samples/payslip-george-2025-11.pdf", server.sandbox.base)).await.expect("sample");
+    assert_eq!(sample_download.bytes().await.expect("bytes").as_ref(), sample);
+}
 }

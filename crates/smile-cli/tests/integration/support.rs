@@ -145,6 +145,11 @@ impl TestServer {
         TestServer { running, database_url: options_url, _dir: dir, sandbox }
     }
 
+    /// The data directory the server keeps its files in.
+    pub fn running_data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_owned()
+    }
+
     /// A key pair for `tenant` in `mode`, as `smile keys create` makes.
     pub async fn key(&self, tenant: &str, mode: Mode) -> Api {
         let key = self.running.store.create_tenant_key(tenant, mode).await.expect("key");
@@ -175,6 +180,14 @@ impl Api {
             secret: secret.to_owned(),
             client: reqwest::Client::builder().no_proxy().build().expect("client"),
         }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key
+    }
+
+    pub fn key_secret(&self) -> &str {
+        &self.secret
     }
 
     /// The same key pair against another node.
@@ -511,6 +524,22 @@ impl Link {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Uploads one file the way the widget does (multipart).
+    pub async fn upload(&self, file_type: &str, name: &str, content: &[u8]) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(content.to_vec()).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().text("fileType", file_type.to_owned()).part("file", part);
+        let response = self
+            .client
+            .post(format!("{}/link/v1/archives", self.base))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
     }
 
     /// Submits credentials for a provider and returns the account.

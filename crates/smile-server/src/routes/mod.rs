@@ -1,5 +1,6 @@
 //! The endpoints, one module per resource.
 
+mod archives;
 mod catalog;
 mod deliveries;
 mod events;
@@ -23,6 +24,12 @@ fn link_router() -> Router<AppState> {
         .route("/link/v1/accounts", get(link::list_accounts).post(link::connect))
         .route("/link/v1/accounts/{id}", get(link::get_account).delete(link::revoke))
         .route("/link/v1/accounts/{id}/mfa", post(link::mfa))
+        .route(
+            "/link/v1/archives",
+            get(archives::list_own).post(archives::upload).layer(DefaultBodyLimit::max(archives::MAX_UPLOAD_BODY)),
+        )
+        .route("/link/v1/archives/{id}", axum::routing::delete(archives::delete_own))
+        .route("/link/v1/fileTypes", get(archives::link_file_types))
 }
 
 /// CORS for `/link/*` only: any origin may call it, without cookies (the link token travels
@@ -54,11 +61,18 @@ fn platform_router() -> Router<AppState> {
         .route("/v1/providers", get(platform::list_providers))
         .route("/v1/providers/{id}", get(platform::get_provider))
         .route("/v1/accounts/{id}/sync", post(platform::sync_account))
-        .route("/assets/providers/{file}", get(platform::provider_logo));
+        .route("/assets/providers/{file}", get(platform::provider_logo))
+        .route("/v1/archives", post(archives::create).layer(DefaultBodyLimit::max(archives::MAX_UPLOAD_BODY)))
+        .route("/v1/archives/{id}/files/{file}", get(archives::file))
+        .route("/v1/fileTypes", get(archives::file_types))
+        .route("/sandbox/samples/{name}", get(archives::sample));
     for (path, kind) in platform::DATA_KINDS {
         let mut item = get(platform::get_of(kind));
         if *kind == smile_sandbox::kinds::ACCOUNT {
             item = item.delete(platform::revoke_account);
+        }
+        if *path == "/v1/archives" {
+            item = item.delete(archives::delete);
         }
         router = router.route(path, get(platform::list_of(kind))).route(&format!("{path}/{{id}}"), item);
     }

@@ -193,4 +193,6 @@ pub const DATA_KINDS: &[(&str, &str)] = &[
     ("/v1/contributions", kinds::CONTRIBUTION),
     ("/v1/ratings", kinds::RATING),
     ("/v1/transactions", kinds::TRANSACTION),
+    ("/v1/archives", kinds::ARCHIVE),
+    ("/v1/uploads", kinds::ARCHIVE),
 ];

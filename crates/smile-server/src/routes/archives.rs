@@ -1,0 +1,163 @@
+//! Uploads ("archives"): through the API (JSON, base64 content) and through the widget's link
+//! path (multipart), the file types, the stored files, and the sandbox's sample payslips.
+
+use crate::AppState;
+use crate::auth::{LinkToken, TenantKey};
+use crate::envelope::{Data, Error, Result};
+use crate::extract::{Id, JsonBody, QueryParams};
+use crate::routes::platform::page_of;
+use crate::views::ListView;
+use axum::extract::{Multipart, Path, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+use smile_core::ApiError;
+use smile_sandbox::archives::{self, FileType};
+use smile_sandbox::{UploadFile, kinds};
+use smile_store::DocumentFilter;
+
+/// Upload routes take bodies this large: 15 MB files, base64 in JSON.
+pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileObject {
+    file_extension_type: String,
+    file_subtype: Option<String>,
+    file_name: Option<String>,
+    file_content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateArchive {
+    user_id: Option<String>,
+    file_type: String,
+    raw_files: Vec<FileObject>,
+}
+
+/// `POST /v1/archives`: files as base64 in JSON.
+pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Value>> {
+    let request: CreateArchive = body.parse()?;
+    let files = request
+        .raw_files
+        .into_iter()
+        .map(|f| {
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(f.file_content.trim())
+                .map_err(|_| Error(ApiError::invalid("fileContent must be base64")))?;
+            Ok(UploadFile {
+                name: f.file_name,
+                claimed: Some(f.file_extension_type),
+                sub_type: f.file_subtype,
+                content,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Data(state.platform.create_archive(&scope, request.user_id, &request.file_type, files).await?))
+}
+
+/// `POST /link/v1/archives`: the widget's upload, `multipart/form-data` with a `fileType`
+/// field and one or more `file` parts.
+pub async fn upload(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    mut form: Multipart,
+) -> Result<Data<Value>> {
+    let bad = |e: axum::extract::multipart::MultipartError| Error(ApiError::invalid(format!("bad upload: {e}")));
+    let (mut file_type, mut files) = (None, Vec::new());
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("fileType") => file_type = Some(field.text().await.map_err(bad)?),
+            Some("file") => {
+                let name = field.file_name().map(str::to_owned);
+                let content = field.bytes().await.map_err(bad)?.to_vec();
+                files.push(UploadFile { name, claimed: None, sub_type: None, content });
+            }
+            _ => {}
+        }
+    }
+    let file_type = file_type.ok_or_else(|| Error(ApiError::invalid("fileType is required")))?;
+    let archive = state.platform.create_archive(&session.scope, Some(session.user_id), &file_type, files).await?;
+    Ok(Data(archive))
+}
+
+/// `GET /link/v1/archives`: the token's user's uploads.
+pub async fn list_own(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> Result<Data<ListView<Value>>> {
+    let filter = DocumentFilter { user_id: Some(session.user_id.clone()), ..Default::default() };
+    let page = state.platform.list(&session.scope, kinds::ARCHIVE, &filter, &q.page()?).await?;
+    Ok(Data(ListView::of(page, |d| d.body)))
+}
+
+/// `DELETE /link/v1/archives/{id}`: the user deletes an upload.
+pub async fn delete_own(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Data<Value>> {
+    Ok(Data(state.platform.revoke_archive(&session.scope, &id, Some(&session.user_id)).await?))
+}
+
+/// `DELETE /v1/archives/{id}`
+pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
+    Ok(Data(state.platform.revoke_archive(&scope, &id, None).await?))
+}
+
+/// `GET /v1/archives/{id}/files/{fileId}`: an uploaded file, while it is kept.
+pub async fn file(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Response> {
+    let (format, content) = state.platform.archive_file(&scope, &id, &file_id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, format.content_type())], content).into_response())
+}
+
+fn flag(q: &QueryParams, name: &str) -> Option<bool> {
+    q.get(name).map(|v| v == "true")
+}
+
+fn filtered_file_types(q: &QueryParams) -> Vec<FileType> {
+    archives::file_types()
+        .into_iter()
+        .filter(|t| q.get("type").is_none_or(|x| x == t.file_type))
+        .filter(|t| flag(q, "active").is_none_or(|x| x == t.active))
+        .filter(|t| flag(q, "enabled").is_none_or(|x| x == t.enabled))
+        .filter(|t| flag(q, "ocr").is_none_or(|x| x == t.ocr))
+        .collect()
+}
+
+/// `GET /v1/fileTypes`
+pub async fn file_types(_: TenantKey, q: QueryParams) -> Result<Data<ListView<FileType>>> {
+    Ok(Data(page_of(filtered_file_types(&q), &q)?))
+}
+
+/// `GET /link/v1/fileTypes`
+pub async fn link_file_types(_: LinkToken, q: QueryParams) -> Result<Data<ListView<FileType>>> {
+    Ok(Data(page_of(filtered_file_types(&q), &q)?))
+}
+
+/// `GET /sandbox/samples/{name}`: the sample payslips the sandbox recognises.
+pub async fn sample(Path(name): Path<String>) -> Response {
+    match archives::SAMPLES.iter().find(|s| s.name == name) {
+        Some(s) => {
+            let format =
+                archives::Format::sniff(s.content).map(|f| f.content_type()).unwrap_or("application/octet-stream");
+            let disposition = format!("attachment; filename=\"{}\"", s.name);
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, format.to_owned()),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                s.content,
+            )
+                .into_response()
+        }
+        None => Error(ApiError::missing("sample")).into_response(),
+    }
+}
