@@ -15,4 +15,4 @@ pub mod providers;
 
 mod platform;
 
-pub use platform::{ConnectRequest, LinkSession, Platform, UploadFile, kinds};
+pub use platform::{ConnectRequest, InviteRequest, LinkSession, Platform, UploadFile, kinds};

@@ -25,6 +25,9 @@ pub mod kinds {
     pub const RATING: &str = "rating";
     pub const TRANSACTION: &str = "transaction";
     pub const ARCHIVE: &str = "archive";
+    pub const INVITE: &str = "invite";
+    /// The outbox: what was sent (or would be, by e-mail or SMS) about an invite.
+    pub const INVITE_LOG: &str = "invite_log";
     /// Everything a sync adds to an account, removed with it.
     pub const ACCOUNT_DATA: &[&str] = &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION];
 }
@@ -56,6 +59,48 @@ pub struct Platform {
     token_ttl: Duration,
     /// Where uploaded files are kept, one directory per archive.
     files_dir: PathBuf,
+}
+
+/// What `POST /v1/invites` takes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InviteRequest {
+    pub full_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub template_id: String,
+    pub wink_template_id: Option<String>,
+}
+
+impl InviteRequest {
+    fn check(&self) -> Result<(), ApiError> {
+        let within = |v: &str, max: usize| !v.trim().is_empty() && v.chars().count() <= max;
+        if !within(&self.full_name, 200) {
+            return Err(ApiError::invalid("fullName must be 1 to 200 characters"));
+        }
+        if !within(&self.template_id, 64) {
+            return Err(ApiError::invalid("templateId must be 1 to 64 characters"));
+        }
+        for (name, value) in [("firstName", &self.first_name), ("lastName", &self.last_name)] {
+            if value.as_deref().is_some_and(|v| !within(v, 64)) {
+                return Err(ApiError::invalid(format!("{name} must be 1 to 64 characters")));
+            }
+        }
+        match (&self.email, &self.phone) {
+            (None, None) => Err(ApiError::invalid("send an email or a phone to invite")),
+            (Some(email), _) if !within(email, 200) || !email.contains('@') => {
+                Err(ApiError::invalid("email must be an e-mail address"))
+            }
+            (_, Some(phone))
+                if !phone.starts_with('+') || phone.len() < 8 || !phone[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Err(ApiError::invalid("phone must be E.164, like +639559991234"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One file of an upload.
@@ -307,6 +352,7 @@ impl Platform {
             "userId": user_id, "accountId": account_id, "loginName": account["loginName"], "providers": [provider.id],
         });
         self.publish(scope, EventType::AccountConnected, data, &account_id).await?;
+        self.link_invites(scope, &user_id).await?;
         // The data sync runs on its own; its events follow ACCOUNT_CONNECTED in order.
         let platform = self.clone();
         let scope = scope.clone();
@@ -638,6 +684,73 @@ impl Platform {
         let path = self.files_dir.join(archive_id).join(format!("{file_id}.{}", format.extension()));
         let content = tokio::fs::read(path).await.map_err(|_| ApiError::missing("file (deleted or past retention)"))?;
         Ok((format, content))
+    }
+
+    /// Invites someone: a user and a link token for them, the invite, its message in the
+    /// outbox (nothing is really sent), `USER_CREATED` and `INVITE_INVITED`.
+    pub async fn invite(&self, scope: &Scope, request: InviteRequest) -> Result<Value, ApiError> {
+        request.check()?;
+        let (user, token) = self.create_user(scope, Map::new()).await?;
+        let user_id = user["id"].as_str().unwrap_or_default().to_owned();
+        let now = format_ms(now_ms());
+        let invite_id = ids::new_id("iv-");
+        let landing = format!("/invite/{invite_id}?token={}", token["accessToken"].as_str().unwrap_or_default());
+        let invite = json!({
+            "id": invite_id, "createdAt": now, "fullName": request.full_name, "firstName": request.first_name,
+            "lastName": request.last_name, "email": request.email, "phone": request.phone,
+            "templateId": request.template_id, "winkTemplateId": request.wink_template_id, "userId": user_id,
+            "status": "INVITED", "updatedAt": now, "invitedAt": now, "linkedAt": null, "inviteLandingPageUrl": landing,
+        });
+        let (channel, to) = match (&request.email, &request.phone) {
+            (Some(email), _) => ("EMAIL", email.clone()),
+            (None, phone) => ("SMS", phone.clone().unwrap_or_default()),
+        };
+        let message = json!({
+            "channel": channel, "to": to, "subject": "Share your employment and income data",
+            "body": format!("Hello {}, follow this link to connect your accounts: {landing}", request.full_name),
+        });
+        self.put(vec![
+            document(kinds::INVITE, &invite_id, scope, &user_id, None, invite.clone()),
+            self.invite_log(scope, &invite_id, &user_id, "INVITED", Some(message)),
+        ])
+        .await?;
+        let data = json!({"userId": user_id, "inviteId": invite_id});
+        self.publish(scope, EventType::InviteInvited, data, &user_id).await?;
+        Ok(invite)
+    }
+
+    fn invite_log(
+        &self,
+        scope: &Scope,
+        invite_id: &str,
+        user_id: &str,
+        status: &str,
+        message: Option<Value>,
+    ) -> Document {
+        let id = ids::new_id("invl-");
+        let log = json!({
+            "id": id, "inviteId": invite_id, "createdAt": format_ms(now_ms()), "inviteStatus": status, "userId": user_id,
+            "message": message,
+        });
+        document(kinds::INVITE_LOG, &id, scope, user_id, Some(invite_id), log)
+    }
+
+    /// The invites of a user who just connected an account become LINKED: `INVITE_LINKED`.
+    async fn link_invites(&self, scope: &Scope, user_id: &str) -> Result<(), ApiError> {
+        let filter = DocumentFilter { user_id: Some(user_id.to_owned()), ..Default::default() };
+        let page = PageRequest { size: 150, before_seq: None };
+        let invites = self.list(scope, kinds::INVITE, &filter, &page).await?;
+        for mut invite in invites.items.into_iter().filter(|i| i.body["status"] == "INVITED") {
+            let now = format_ms(now_ms());
+            invite.body["status"] = json!("LINKED");
+            invite.body["linkedAt"] = json!(now);
+            invite.body["updatedAt"] = json!(now);
+            let invite_id = invite.id.clone();
+            self.put(vec![invite, self.invite_log(scope, &invite_id, user_id, "LINKED", None)]).await?;
+            let data = json!({"userId": user_id, "inviteId": invite_id});
+            self.publish(scope, EventType::InviteLinked, data, user_id).await?;
+        }
+        Ok(())
     }
 
     /// Lists documents of a kind for the API.

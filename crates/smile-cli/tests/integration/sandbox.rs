@@ -421,4 +421,56 @@ async fn other_files_fail_analysis_or_are_refused() {
     let sample_download = reqwest::get(format!("{}/sandbox/samples/payslip-george-2025-11.pdf", server.sandbox.base)).await.expect("sample");
     assert_eq!(sample_download.bytes().await.expect("bytes").as_ref(), sample);
 }
+
+async fn invites_are_sent_and_linked_when_the_user_connects() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["INVITE_INVITED", "INVITE_LINKED", "USER_CREATED"], "s").await;
+    let (status, created) = server
+        .sandbox
+        .post("/v1/invites", json!({"fullName": "George Cimafranca Palomero, Jr", "firstName": "George",
+            "lastName": "Palomero", "email": "gpalomero1234@smileapi.io", "templateId": "tpl-1"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let invite = &created["data"];
+    let (id, user) = (invite["id"].as_str().expect("id"), invite["userId"].as_str().expect("user"));
+    assert!(id.starts_with("iv-"));
+    assert_eq!(invite["status"], "INVITED");
+    let got = wait_for_event(&receiver, "INVITE_INVITED").await;
+    assert_eq!(types(&got), vec!["USER_CREATED", "INVITE_INVITED"]);
+    assert_eq!(got[1].1, json!({"userId": user, "inviteId": id}));
+    let (_, logs) = server.sandbox.get(&format!("/v1/invites/{id}/logs")).await;
+    let message = &logs["data"]["items"][0]["message"];
+    assert_eq!(message["to"], "gpalomero1234@smileapi.io");
+    let landing = invite["inviteLandingPageUrl"].as_str().expect("landing");
+    assert!(message["body"].as_str().expect("body").contains(landing));
+
+    // The landing link carries the invited user's link token.
+    let token = landing.split("token=").nth(1).expect("token");
+    let link = Link::new(&server.sandbox, token);
+    let (_, session) = link.get("/link/v1/session").await;
+    assert_eq!(session["data"]["userId"], user);
+    link.connect("abccorp", "gpalomero1234@smileapi.io", "123456").await;
+    let got = wait_for_event(&receiver, "INVITE_LINKED").await;
+    assert_eq!(got.last().expect("event").1, json!({"userId": user, "inviteId": id}));
+    let (_, linked) = server.sandbox.get(&format!("/v1/invites/{id}")).await;
+    assert_eq!(linked["data"]["status"], "LINKED");
+    assert!(linked["data"]["linkedAt"].is_string());
+    let (_, listed) = server.sandbox.get("/v1/invites").await;
+    assert_eq!(listed["data"]["items"][0]["id"], id);
+
+    for bad in [
+        json!({"fullName": "No Contact", "templateId": "tpl-1"}),
+        json!({"fullName": "", "email": "a@b.c", "templateId": "tpl-1"}),
+        json!({"fullName": "Bad Phone", "phone": "0917", "templateId": "tpl-1"}),
+        json!({"email": "a@b.c", "templateId": "tpl-1"}),
+    ] {
+        let (status, body) = server.sandbox.post("/v1/invites", bad).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_PARAMETERS")), "{body}");
+    }
+    let (status, sms) = server.sandbox.post("/v1/invites", json!({"fullName": "Ryan Ng", "phone": "+628119994321", "templateId": "tpl-1"})).await;
+    assert_eq!(status, 201);
+    let (_, logs) = server.sandbox.get(&format!("/v1/invites/{}/logs", sms["data"]["id"].as_str().expect("id"))).await;
+    assert_eq!(logs["data"]["items"][0]["message"]["channel"], "SMS");
+}
 }

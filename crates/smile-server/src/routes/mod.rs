@@ -65,6 +65,8 @@ fn platform_router() -> Router<AppState> {
         .route("/v1/archives", post(archives::create).layer(DefaultBodyLimit::max(archives::MAX_UPLOAD_BODY)))
         .route("/v1/archives/{id}/files/{file}", get(archives::file))
         .route("/v1/fileTypes", get(archives::file_types))
+        .route("/v1/invites", post(platform::create_invite))
+        .route("/v1/invites/{id}/logs", get(platform::invite_logs))
         .route("/sandbox/samples/{name}", get(archives::sample));
     for (path, kind) in platform::DATA_KINDS {
         let mut item = get(platform::get_of(kind));

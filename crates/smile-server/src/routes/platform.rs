@@ -193,6 +193,30 @@ pub const DATA_KINDS: &[(&str, &str)] = &[
     ("/v1/contributions", kinds::CONTRIBUTION),
     ("/v1/ratings", kinds::RATING),
     ("/v1/transactions", kinds::TRANSACTION),
+    ("/v1/invites", kinds::INVITE),
     ("/v1/archives", kinds::ARCHIVE),
     ("/v1/uploads", kinds::ARCHIVE),
 ];
+
+/// `POST /v1/invites`: invites someone by e-mail or phone; `INVITE_INVITED` follows.
+pub async fn create_invite(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Created<Value>> {
+    let request: smile_sandbox::InviteRequest = body.parse()?;
+    Ok(Created(state.platform.invite(&scope, request).await?))
+}
+
+/// `GET /v1/invites/{id}/logs`: what happened to an invite, and the messages in the outbox.
+pub async fn invite_logs(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    Id(id): Id,
+    q: QueryParams,
+) -> Result<Data<ListView<Value>>> {
+    state.platform.find(&scope, kinds::INVITE, &id).await?;
+    let filter = DocumentFilter { source_id: Some(id), ..Default::default() };
+    let page = state.platform.list(&scope, kinds::INVITE_LOG, &filter, &q.page()?).await?;
+    Ok(Data(ListView::of(page, |d| d.body)))
+}
