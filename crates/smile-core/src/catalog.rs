@@ -15,6 +15,8 @@ pub struct EventTypeInfo {
     pub deprecated: bool,
     /// Whether `includePayload` subscriptions get the datapoint payload in this event.
     pub carries_payload: bool,
+    /// What makes the sandbox send it.
+    pub produced_by: &'static str,
     pub schema: Value,
 }
 
@@ -164,6 +166,50 @@ impl EventType {
         matches!(self, EventType::TaskFinished | EventType::AccountSyncTaskFinished)
     }
 
+    /// What makes the sandbox send this event: a platform flow, or the operator's publish.
+    pub fn produced_by(self) -> &'static str {
+        use EventType::*;
+        const OPERATOR: &str = "operator publish (POST /v1/operator/events); no sandbox flow produces it";
+        match self {
+            UserCreated => "POST /v1/users, POST /v1/invites, or an upload without a userId",
+            AccountCreated => "the widget submits credentials (POST /link/v1/accounts)",
+            AccountConnected => "a login succeeds (after the MFA code where the provider asks for one)",
+            AccountDisconnected => "DELETE /v1/accounts/{id}, or the user revokes in the widget",
+            AccountFailed => "a wrong password or MFA code; fail@smileapi.io with an error code as password",
+            TaskStarted | TaskFinished => "the data sync after an account connects",
+            AccountSyncTaskFinished => {
+                "POST /v1/accounts/{id}/sync on a continuous-sync provider (sss, philhealth, pagibig)"
+            }
+            ArchiveStarted => "an upload (POST /v1/archives, or the widget)",
+            ArchiveAnalyzed => "an upload of a sample payslip (/sandbox/samples/…)",
+            ArchiveFailed => "an upload of any other file",
+            ArchiveRevoked => "DELETE /v1/archives/{id}, or the user deletes in the widget",
+            InviteInvited => "POST /v1/invites",
+            InviteLinked => "an invited user connects an account",
+            IdentityAdded | EmploymentsAdded | IncomesAdded | ContributionsAdded => {
+                "a data sync (and, for employments and incomes, an analysed payslip)"
+            }
+            RatingAdded | TransactionsAdded => "a data sync at a gig provider (grab, upwork, lazada)",
+            DocumentsAdded => "a data sync at nbi_ph",
+            EincomesAdded => "a data sync at grab",
+            InsightAdded => "a data sync that adds incomes",
+            LinkAdded
+            | LiabilitiesAdded
+            | VerificationStarted
+            | VerificationCompleted
+            | RecordCreated
+            | RecordCompleted
+            | UserSessionCompleted
+            | UserSessionReset
+            | DocumentsUpdated
+            | EmploymentsUpdated
+            | IncomesUpdated
+            | ContributionsUpdated
+            | EincomesUpdated
+            | LiabilitiesUpdated => OPERATOR,
+        }
+    }
+
     /// The catalog entry served at `GET /v1/eventTypes`.
     pub fn info(self) -> EventTypeInfo {
         EventTypeInfo {
@@ -171,6 +217,7 @@ impl EventType {
             description: self.description(),
             deprecated: self.deprecated(),
             carries_payload: self.carries_payload(),
+            produced_by: self.produced_by(),
             schema: self.data_schema(),
         }
     }

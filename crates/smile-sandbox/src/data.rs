@@ -15,6 +15,10 @@ pub struct SyncedData {
     pub contributions: Vec<Value>,
     pub rating: Option<Value>,
     pub transactions: Vec<Value>,
+    pub documents: Vec<Value>,
+    pub eincomes: Vec<Value>,
+    /// Computed from the incomes once they are in.
+    pub insight: Option<Value>,
 }
 
 /// Where the records came from, as each record's `metadata` says.
@@ -93,6 +97,32 @@ pub fn generate(person: &Person, source: &Source) -> SyncedData {
     if supports("RATINGS") {
         data.rating = Some(json!({
             "id": ids::new_id("r-"), "rating": 4.8, "maxRating": 5, "count": 327, "metadata": source.metadata(),
+        }));
+    }
+    if supports("DOCUMENTS") {
+        data.documents = vec![json!({
+            "id": ids::new_id("d-"), "type": "CLEARANCE", "name": format!("{} clearance", p.name),
+            "issuedDate": "2025-06-30", "expiryDate": "2026-06-30", "referenceId": format!("CLR-{}", &person.phone[person.phone.len() - 6..]),
+            "metadata": source.metadata(),
+        })];
+    }
+    if supports("EINCOMES") {
+        data.eincomes = (2024..=2025)
+            .map(|y| {
+                json!({
+                    "id": ids::new_id("einc-"), "year": y, "currency": person.currency,
+                    "estimatedAnnualAmount": f64::from(person.monthly_pay) * 12.0 * if y == 2024 { 0.93 } else { 1.0 },
+                    "confidence": "MEDIUM", "metadata": source.metadata(),
+                })
+            })
+            .collect();
+    }
+    if !data.incomes.is_empty() {
+        let total: f64 = data.incomes.iter().filter_map(|i| i["grossAmount"].as_f64()).sum();
+        data.insight = Some(json!({
+            "id": ids::new_id("ins-"), "type": "INCOME_STABILITY", "months": data.incomes.len(),
+            "averageMonthlyGross": round2(total / data.incomes.len() as f64), "currency": person.currency,
+            "stable": true, "metadata": source.metadata(),
         }));
     }
     if supports("TRANSACTIONS") {

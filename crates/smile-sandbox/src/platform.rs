@@ -24,12 +24,16 @@ pub mod kinds {
     pub const CONTRIBUTION: &str = "contribution";
     pub const RATING: &str = "rating";
     pub const TRANSACTION: &str = "transaction";
+    pub const DOCUMENT: &str = "document";
+    pub const EINCOME: &str = "eincome";
+    pub const INSIGHT: &str = "insight";
     pub const ARCHIVE: &str = "archive";
     pub const INVITE: &str = "invite";
     /// The outbox: what was sent (or would be, by e-mail or SMS) about an invite.
     pub const INVITE_LOG: &str = "invite_log";
     /// Everything a sync adds to an account, removed with it.
-    pub const ACCOUNT_DATA: &[&str] = &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION];
+    pub const ACCOUNT_DATA: &[&str] =
+        &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION, DOCUMENT, EINCOME, INSIGHT];
 }
 
 /// List data in a `TASK_FINISHED` payload is capped at this many items per list.
@@ -513,10 +517,21 @@ impl Platform {
             datapoints.push("RATINGS");
             events.push((EventType::RatingAdded, ids(("ratingId", rating["id"].clone()))));
         }
-        if !synced.transactions.is_empty() {
-            add(kinds::TRANSACTION, synced.transactions.iter().collect());
-            datapoints.push("TRANSACTIONS");
-            events.push((EventType::TransactionsAdded, ids(("count", json!(synced.transactions.len())))));
+        for (kind, items, datapoint, event) in [
+            (kinds::TRANSACTION, &synced.transactions, "TRANSACTIONS", EventType::TransactionsAdded),
+            (kinds::DOCUMENT, &synced.documents, "DOCUMENTS", EventType::DocumentsAdded),
+            (kinds::EINCOME, &synced.eincomes, "EINCOMES", EventType::EincomesAdded),
+        ] {
+            if !items.is_empty() {
+                add(kind, items.iter().collect());
+                datapoints.push(datapoint);
+                events.push((event, ids(("count", json!(items.len())))));
+            }
+        }
+        if let Some(insight) = &synced.insight {
+            add(kinds::INSIGHT, vec![insight]);
+            datapoints.push("INSIGHTS");
+            events.push((EventType::InsightAdded, ids(("id", insight["id"].clone()))));
         }
         self.put(documents).await?;
         if announce {
@@ -799,5 +814,6 @@ fn payload(synced: &SyncedData) -> Value {
     json!({
         "identity": synced.identity, "employments": capped(&synced.employments), "incomes": capped(&synced.incomes),
         "contributions": capped(&synced.contributions), "rating": synced.rating, "transactions": capped(&synced.transactions),
+        "documents": capped(&synced.documents), "eincomes": capped(&synced.eincomes), "insight": synced.insight,
     })
 }

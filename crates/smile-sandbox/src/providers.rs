@@ -101,7 +101,7 @@ const CATALOG: &[Entry] = &[
         sub: ("TRANSPORTATION", "Transport and Delivery"),
         mfa: true,
         connects: true,
-        supported: &["IDENTITIES", "INCOMES", "RATINGS", "TRANSACTIONS"],
+        supported: &["IDENTITIES", "INCOMES", "EINCOMES", "RATINGS", "TRANSACTIONS"],
         monitor: false,
         logins: &[Phone, Email],
     },

@@ -119,7 +119,7 @@ async fn connecting_with_mfa_syncs_data_and_sends_every_event_in_order() {
     assert_eq!(
         types(&got),
         vec!["USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED", "TASK_STARTED", "IDENTITY_ADDED", "INCOMES_ADDED",
-            "RATING_ADDED", "TRANSACTIONS_ADDED", "TASK_FINISHED"]
+            "RATING_ADDED", "TRANSACTIONS_ADDED", "EINCOMES_ADDED", "INSIGHT_ADDED", "TASK_FINISHED"]
     );
     assert_well_formed(&receiver);
     let data = |t: &str| got.iter().find(|(x, _)| x == t).map(|(_, d)| d.clone()).expect(t);
@@ -130,7 +130,9 @@ async fn connecting_with_mfa_syncs_data_and_sends_every_event_in_order() {
     assert_eq!(data("TRANSACTIONS_ADDED")["count"], 30);
     let finished = data("TASK_FINISHED");
     assert_eq!(finished["status"], "SUCCEEDED");
-    assert_eq!(finished["datapoints"], json!(["IDENTITIES", "INCOMES", "RATINGS", "TRANSACTIONS"]));
+    assert_eq!(finished["datapoints"], json!(["IDENTITIES", "INCOMES", "RATINGS", "TRANSACTIONS", "EINCOMES", "INSIGHTS"]));
+    let (_, insights) = server.sandbox.get(&format!("/v1/insights?sourceId={account}")).await;
+    assert_eq!(insights["data"]["items"][0]["id"], data("INSIGHT_ADDED")["id"]);
     assert!(finished.get("payload").is_none(), "no payload without includePayload");
     let full = with_payload.wait_hits(1).await.remove(0).json();
     assert_eq!(full["data"]["payload"]["identity"]["firstName"], "George");
@@ -472,5 +474,22 @@ async fn invites_are_sent_and_linked_when_the_user_connects() {
     assert_eq!(status, 201);
     let (_, logs) = server.sandbox.get(&format!("/v1/invites/{}/logs", sms["data"]["id"].as_str().expect("id"))).await;
     assert_eq!(logs["data"]["items"][0]["message"]["channel"], "SMS");
+}
+
+async fn credential_providers_add_documents_and_the_catalog_says_what_produces_each_event() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    server.sandbox.subscribe(&receiver.url(), &["DOCUMENTS_ADDED", "TASK_FINISHED"], "s").await;
+    let (_, link) = new_user(&server.sandbox).await;
+    let account = link.connect("nbi_ph", "christina4321@smileapi.io", "YGUS1").await;
+    let got = wait_for_event(&receiver, "TASK_FINISHED").await;
+    assert_eq!(types(&got), vec!["DOCUMENTS_ADDED", "TASK_FINISHED"]);
+    assert_eq!(got[0].1["count"], 1);
+    let (_, documents) = server.sandbox.get(&format!("/v1/documents?sourceId={}", account["id"].as_str().expect("id"))).await;
+    assert!(documents["data"]["items"][0]["id"].as_str().is_some_and(|id| id.starts_with("d-")));
+    let (_, catalog) = server.sandbox.get("/v1/eventTypes").await;
+    for entry in catalog["data"]["items"].as_array().expect("items") {
+        assert!(entry["producedBy"].as_str().is_some_and(|p| !p.is_empty()), "{}", entry["type"]);
+    }
 }
 }
