@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Header carrying the client address behind a load balancer, e.g. x-forwarded-for.
     #[arg(long, env = "SMILE_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// How long a link token lasts [default: 30m].
+    #[arg(long, env = "SMILE_TOKEN_TTL")]
+    token_ttl: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -107,6 +110,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
             rate_limit: self.rate_limit.or(file.rate_limit),
             client_ip_header: self.client_ip_header.or(file.client_ip_header),
+            token_ttl: self.token_ttl.or(file.token_ttl),
         }
     }
 
@@ -164,6 +168,9 @@ impl ServeArgs {
             options.rate_limit.per_second = n;
         }
         options.rate_limit.client_header = a.client_ip_header.clone();
+        if let Some(t) = &a.token_ttl {
+            options.token_ttl = duration(t, "token-ttl")?;
+        }
         let ssrf_allow = a
             .ssrf_allow
             .iter()
