@@ -21,6 +21,15 @@ fn expected_standard(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> St
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// Waits until the subscription is disabled and returns it.
+async fn wait_disabled(api: &Api, subscription: &str) -> Value {
+    eventually(Duration::from_secs(10), "the subscription is disabled", || async {
+        let (_, body) = api.get(&format!("/v1/webhooks/{subscription}")).await;
+        (body["data"]["active"] == false).then_some(body["data"].clone())
+    })
+    .await
+}
+
 async fn wait_delivery_status(api: &Api, subscription: &str, status: &str) -> Value {
     eventually(Duration::from_secs(15), &format!("a {status} delivery"), || async {
         api.deliveries(subscription).await.into_iter().find(|d| d["status"] == status)
@@ -474,8 +483,7 @@ async fn egress_bind_sets_the_source_address() {
 
 async fn https_receivers_are_trusted_through_an_extra_ca() {
     let ca = TestCa::new();
-    let ca_file = tempfile::NamedTempFile::new().expect("file");
-    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let ca_file = ca.pem_file();
     let path = ca_file.path().to_owned();
     let server = TestServer::with(move |o| o.delivery.egress.extra_ca = vec![path]).await;
     let receiver = Receiver::tls(&ca).await;
@@ -573,15 +581,7 @@ async fn gone_disables_the_subscription_at_once() {
         json!({"userId": "u"}),
     )
     .await;
-    let subscription = eventually(
-        Duration::from_secs(10),
-        "the subscription is disabled",
-        || async {
-            let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
-            (body["data"]["active"] == false).then_some(body["data"].clone())
-        },
-    )
-    .await;
+    let subscription = wait_disabled(&server.sandbox, &sub).await;
     assert!(
         subscription["disabledReason"]
             .as_str()
@@ -629,15 +629,7 @@ async fn a_subscription_failing_past_the_window_is_disabled() {
         json!({"userId": "u"}),
     )
     .await;
-    let subscription = eventually(
-        Duration::from_secs(10),
-        "the failing subscription is disabled",
-        || async {
-            let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
-            (body["data"]["active"] == false).then_some(body["data"].clone())
-        },
-    )
-    .await;
+    let subscription = wait_disabled(&server.sandbox, &sub).await;
     assert!(
         subscription["disabledReason"]
             .as_str()
@@ -718,8 +710,7 @@ async fn the_egress_proxy_carries_every_delivery() {
     let ca = TestCa::new();
     let receiver = Receiver::tls(&ca).await;
     let proxy = ConnectProxy::start().await;
-    let ca_file = tempfile::NamedTempFile::new().expect("file");
-    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let ca_file = ca.pem_file();
     let (path, proxy_url) = (ca_file.path().to_owned(), proxy.url());
     let server = TestServer::with(move |o| {
         o.delivery.egress.extra_ca = vec![path];

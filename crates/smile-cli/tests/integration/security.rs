@@ -152,8 +152,7 @@ async fn production_requires_https_and_refuses_internal_addresses() {
 async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_connect() {
     let ca = TestCa::new();
     let receiver = Receiver::tls(&ca).await;
-    let ca_file = tempfile::NamedTempFile::new().expect("file");
-    std::fs::write(ca_file.path(), &ca.ca_pem).expect("write");
+    let ca_file = ca.pem_file();
     let path = ca_file.path().to_owned();
     let server = TestServer::with(move |o| o.delivery.egress.extra_ca = vec![path]).await;
     let operator = server.operator().await;
@@ -193,8 +192,7 @@ async fn production_deliveries_to_names_that_resolve_internally_are_blocked_at_c
     );
 
     // An operator allow-list lets the same delivery through.
-    let ca_file2 = tempfile::NamedTempFile::new().expect("file");
-    std::fs::write(ca_file2.path(), &ca.ca_pem).expect("write");
+    let ca_file2 = ca.pem_file();
     let path2 = ca_file2.path().to_owned();
     let allowed = TestServer::with(move |o| {
         o.delivery.egress.extra_ca = vec![path2];

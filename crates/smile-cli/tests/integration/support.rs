@@ -426,6 +426,13 @@ impl TestCa {
             .expect("leaf");
         TestCa { ca_pem: ca.pem(), leaf_pem: leaf.pem(), leaf_key_pem: leaf_key.serialize_pem() }
     }
+
+    /// The CA certificate in a PEM file, as `--extra-ca` takes it.
+    pub fn pem_file(&self) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(file.path(), &self.ca_pem).expect("write");
+        file
+    }
 }
 
 /// Publishes an event as the operator and returns its id.
