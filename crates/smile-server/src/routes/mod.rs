@@ -1,6 +1,7 @@
 //! The endpoints, one module per resource.
 
 mod archives;
+mod assets;
 mod catalog;
 mod deliveries;
 mod events;
@@ -81,8 +82,20 @@ fn platform_router() -> Router<AppState> {
     router
 }
 
+fn asset_router() -> Router<AppState> {
+    Router::new()
+        .route("/v2/smile.v2.js", get(assets::sdk))
+        .route("/v1/smile.v1.js", get(assets::sdk))
+        .route("/widget/", get(assets::widget))
+        .route("/widget/widget.js", get(assets::widget_js))
+        .route("/widget/widget.css", get(assets::widget_css))
+        .route("/widget/invite.js", get(assets::invite_js))
+        .route("/invite/{id}", get(assets::invite))
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
+        .merge(asset_router())
         .merge(link_router())
         .merge(platform_router())
         .route("/health", get(|| async { "ok" }))

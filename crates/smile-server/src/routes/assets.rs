@@ -1,0 +1,52 @@
+//! The Wink Widget, its SDK and the pages around them, embedded into the binary at compile
+//! time from `widget/`. Everything they load comes from this server.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+const SDK: &str = include_str!("../../../../widget/sdk.js");
+const WIDGET_HTML: &str = include_str!("../../../../widget/index.html");
+const WIDGET_JS: &str = include_str!("../../../../widget/widget.js");
+const WIDGET_CSS: &str = include_str!("../../../../widget/widget.css");
+const INVITE_HTML: &str = include_str!("../../../../widget/invite.html");
+const INVITE_JS: &str = include_str!("../../../../widget/invite.js");
+
+/// Only this server's own scripts, styles and images; any site may frame the widget.
+const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `/v2/smile.v2.js` and `/v1/smile.v1.js`: the SDK, for any page to load.
+pub async fn sdk() -> Response {
+    let mut response = asset("text/javascript; charset=utf-8", SDK);
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// `/widget/`: the page the SDK frames.
+pub async fn widget() -> Response {
+    let mut response = asset("text/html; charset=utf-8", WIDGET_HTML);
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WIDGET_CSP));
+    response
+}
+
+pub async fn widget_js() -> Response {
+    asset("text/javascript; charset=utf-8", WIDGET_JS)
+}
+
+pub async fn widget_css() -> Response {
+    asset("text/css; charset=utf-8", WIDGET_CSS)
+}
+
+/// `/invite/{id}?token=…`: where an invite's link lands; it opens the widget for that user.
+pub async fn invite() -> Response {
+    asset("text/html; charset=utf-8", INVITE_HTML)
+}
+
+pub async fn invite_js() -> Response {
+    asset("text/javascript; charset=utf-8", INVITE_JS)
+}

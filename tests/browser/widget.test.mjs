@@ -1,0 +1,284 @@
+// The Wink Widget and the SmileLinkModal SDK in a real browser: each test drives the widget
+// on a host page of another origin and asserts the callbacks, their payloads and the webhooks.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import {
+  artifacts, calls, eventually, launchBrowser, newUserToken, startHostPage, startReceiver, startServer, uiEvents,
+} from './harness.mjs';
+
+let server, receiver, host, browser;
+
+before(async () => {
+  server = await startServer();
+  receiver = await startReceiver();
+  const { status } = await server.api('POST', '/v1/webhooks', {
+    name: 'browser tests', url: receiver.url, eventTypes: ['ALL_EVENTS'], active: true, secret: 'browser-secret',
+  });
+  assert.equal(status, 200);
+  host = await startHostPage(server.base);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  host?.stop();
+  receiver?.stop();
+  server?.stop();
+});
+
+/** Opens the host page and the widget for a fresh user; returns the page, the frame and the user. */
+async function openWidget(options = {}) {
+  const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(error));
+  await page.goto(host.url);
+  const { userId, token } = await newUserToken(server);
+  await page.exposeFunction('freshToken', async () => {
+    const { body } = await server.api('POST', `/v1/tokens?userId=${userId}`);
+    return body.data.accessToken;
+  });
+  await page.evaluate(({ token, options }) => window.openWidget(token, options), { token, options });
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  return { page, frame, userId, token, errors };
+}
+
+async function onPage(frame, name) {
+  await frame.locator(`main[data-page="${name}"]`).waitFor();
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+}
+
+async function webhooks(type, accountId) {
+  return eventually(`${type} webhook`, () =>
+    receiver.events.find((e) => e.type === type && (!accountId || e.data.accountId === accountId)));
+}
+
+test('connecting with MFA fires every callback in order, with the seed payloads, and the webhooks', async () => {
+  const { page, frame, userId, errors } = await openWidget({ companyName: 'Acme Lending', topProviders: ['grab'] });
+  await onPage(frame, 'consent');
+  await shot(page, '01-consent');
+  await frame.getByRole('button', { name: 'Continue' }).click();
+  await onPage(frame, 'providers');
+  await shot(page, '02-provider-list');
+  await frame.locator('[data-provider="grab"]').click();
+  await onPage(frame, 'login');
+  await shot(page, '03-login');
+  await frame.getByLabel('Phone number').fill('+63 9559991234');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'mfa');
+  await shot(page, '04-mfa');
+  await frame.getByLabel('Verification code').fill('1234');
+  await frame.getByRole('button', { name: 'Verify' }).click();
+  await onPage(frame, 'connected');
+  await shot(page, '05-connect-success');
+  await frame.getByRole('button', { name: 'Done' }).click();
+  const got = await eventually('onClose', async () => {
+    const list = await calls(page);
+    return list.some((c) => c.name === 'onClose') && list;
+  });
+
+  const names = got.map((c) => (c.name === 'onUIEvent' ? c.payload.eventName : c.name));
+  assert.deepEqual(names, [
+    'ConsentPageOpened', 'ProviderListPageOpened', 'LoginPageOpened', 'onAccountCreated', 'MfaPageOpened',
+    'onAccountConnected', 'ConnectSuccessPageOpened', 'onClose',
+  ]);
+  const created = got.find((c) => c.name === 'onAccountCreated').payload;
+  assert.deepEqual(Object.keys(created).sort(), ['accountId', 'providerId', 'userId']);
+  assert.equal(created.userId, userId);
+  assert.equal(created.providerId, 'grab');
+  assert.match(created.accountId, /^a-/);
+  assert.deepEqual(got.find((c) => c.name === 'onAccountConnected').payload, created);
+  assert.deepEqual(got.at(-1).payload, { reason: 'exit' });
+  for (const c of got.filter((c) => c.name === 'onUIEvent')) {
+    assert.equal(c.payload.mode, 'SANDBOX');
+    assert.equal(c.payload.userId, userId);
+    assert.ok(!Number.isNaN(Date.parse(c.payload.eventTime)), 'eventTime is ISO 8601');
+  }
+  const ui = (name) => got.find((c) => c.payload?.eventName === name).payload;
+  assert.deepEqual(ui('LoginPageOpened').account, { providerId: 'grab' });
+  assert.deepEqual(ui('MfaPageOpened').account, { providerId: 'grab' });
+  assert.deepEqual(ui('ConnectSuccessPageOpened').account, { providerId: 'grab', accountId: created.accountId });
+  assert.equal((await webhooks('ACCOUNT_CREATED', created.accountId)).data.userId, userId);
+  assert.equal((await webhooks('ACCOUNT_CONNECTED', created.accountId)).data.loginName, '+63 9559991234');
+  assert.equal(await page.locator('iframe').count(), 0, 'the widget is gone after Done');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a wrong password fires onAccountError and Exit closes with reason error', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false, providers: ['abccorp'] });
+  await onPage(frame, 'login');
+  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('Password').fill('not-it');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'error');
+  await shot(page, '06-error');
+  await frame.getByRole('button', { name: 'Exit' }).click();
+  const got = await eventually('onClose', async () => {
+    const list = await calls(page);
+    return list.some((c) => c.name === 'onClose') && list;
+  });
+  const error = got.find((c) => c.name === 'onAccountError').payload;
+  assert.equal(error.errorCode, 'INVALID_CREDENTIALS');
+  assert.deepEqual(Object.keys(error).sort(), ['accountId', 'errorCode', 'providerId', 'userId']);
+  assert.deepEqual(got.at(-1).payload, { reason: 'error' });
+  assert.equal((await webhooks('ACCOUNT_FAILED', error.accountId)).data.errorCode, 'INVALID_CREDENTIALS');
+  await page.close();
+});
+
+test('a wrong MFA code and a simulated error code both reach onAccountError', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false });
+  await onPage(frame, 'providers');
+  await frame.locator('[data-provider="xyzbank"]').click();
+  await frame.getByLabel('E-mail').fill('christina4321@smileapi.io');
+  await frame.getByLabel('Password').fill('YGUS1');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'mfa');
+  await frame.getByLabel('Verification code').fill('0000');
+  await frame.getByRole('button', { name: 'Verify' }).click();
+  await onPage(frame, 'error');
+  await frame.getByRole('button', { name: 'Try again' }).click();
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByLabel('E-mail').fill('fail@smileapi.io');
+  await frame.getByLabel('Password').fill('ACCOUNT_LOCKED');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'error');
+  const codes = (await calls(page)).filter((c) => c.name === 'onAccountError').map((c) => c.payload.errorCode);
+  assert.deepEqual(codes, ['INVALID_MFA', 'ACCOUNT_LOCKED']);
+  await page.close();
+});
+
+test('the close icon closes with reason close, and login options and the employer survey have their pages', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false, enableSearchBar: true });
+  await onPage(frame, 'providers');
+  await frame.getByLabel('Search').fill('social');
+  assert.equal(await frame.locator('[data-provider]').count(), 1);
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByRole('button', { name: 'Other ways to log in' }).click();
+  await onPage(frame, 'loginOptions');
+  await shot(page, '07-login-options');
+  await frame.locator('[data-option="SS_NUMBER"]').click();
+  await frame.getByLabel('Social security number').waitFor();
+  await frame.getByRole('button', { name: 'Back' }).click();
+  await frame.getByRole('button', { name: "Can't find your employer?" }).click();
+  await onPage(frame, 'survey');
+  await shot(page, '08-employer-survey');
+  await frame.getByRole('button', { name: 'Close' }).click();
+  const got = await eventually('onClose', async () => {
+    const list = await calls(page);
+    return list.some((c) => c.name === 'onClose') && list;
+  });
+  assert.deepEqual(uiEvents(got), [
+    'ProviderListPageOpened', 'LoginPageOpened', 'LoginOptionsPageOpened', 'LoginPageOpened', 'ProviderListPageOpened',
+    'EmployerSurveyPageOpened',
+  ]);
+  assert.deepEqual(got.at(-1), { name: 'onClose', payload: { reason: 'close' } });
+  await page.close();
+});
+
+test('revoking a connected account fires onAccountRemoved', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false });
+  await onPage(frame, 'providers');
+  await frame.locator('[data-provider="lazada"]').click();
+  await frame.getByLabel('E-mail').fill('ryan1234@smileapi.io');
+  await frame.getByLabel('Password').fill('654321');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'connected');
+  await frame.getByRole('button', { name: 'Connect another account' }).click();
+  await frame.locator('[data-provider="lazada"]').click();
+  await onPage(frame, 'account');
+  await shot(page, '09-account-revoke');
+  await frame.getByRole('button', { name: 'Disconnect' }).click();
+  await onPage(frame, 'providers');
+  const got = await calls(page);
+  const removed = got.find((c) => c.name === 'onAccountRemoved').payload;
+  assert.equal(removed.providerId, 'lazada');
+  const revokePage = got.find((c) => c.payload?.eventName === 'AccountRevokePageOpened').payload;
+  assert.deepEqual(revokePage.account, { providerId: 'lazada', accountId: removed.accountId });
+  assert.equal((await webhooks('ACCOUNT_DISCONNECTED', removed.accountId)).data.userId, removed.userId);
+  await page.close();
+});
+
+test('uploading a sample payslip, then deleting it, fires the upload callbacks', async () => {
+  const { page, frame, userId } = await openWidget({ enableConsentPage: false, enableUpload: true });
+  await onPage(frame, 'providers');
+  await frame.getByRole('button', { name: 'Upload documents instead' }).click();
+  await onPage(frame, 'fileTypes');
+  await shot(page, '10-file-types');
+  await frame.locator('[data-file-type="PAYSLIP"]').click();
+  await onPage(frame, 'upload');
+  await shot(page, '11-file-upload');
+  const sample = join(import.meta.dirname, '..', '..', 'crates', 'smile-sandbox', 'samples', 'payslip-george-2025-11.pdf');
+  await frame.locator('input[type=file]').setInputFiles(sample);
+  await frame.getByRole('button', { name: 'Upload', exact: true }).click();
+  await onPage(frame, 'archiveSuccess');
+  await shot(page, '12-archive-success');
+  const created = (await calls(page)).find((c) => c.name === 'onUploadsCreated').payload;
+  assert.equal(created.userId, userId);
+  assert.match(created.uploads[0].id, /^u-/);
+  const archiveId = created.uploads[0].id;
+  await eventually('ARCHIVE_ANALYZED', () => receiver.events.find((e) => e.type === 'ARCHIVE_ANALYZED' && e.data.archiveId === archiveId));
+  await frame.getByRole('button', { name: 'View my uploads' }).click();
+  await onPage(frame, 'uploads');
+  await shot(page, '13-archive-status');
+  await frame.locator(`[data-delete="${archiveId}"]`).click();
+  const removed = await eventually('onUploadsRemoved', async () =>
+    (await calls(page)).find((c) => c.name === 'onUploadsRemoved'));
+  assert.equal(removed.payload.uploads[0].id, archiveId);
+  assert.equal(removed.payload.userId, userId);
+  assert.deepEqual(
+    uiEvents(await calls(page)),
+    ['ProviderListPageOpened', 'FileTypeListPageOpened', 'FileTypePageOpened', 'ArchiveSuccessPageOpened', 'RevokeArchivePageOpened', 'RevokeArchivePageOpened'],
+  );
+  const fileTypePage = (await calls(page)).find((c) => c.payload?.eventName === 'FileTypePageOpened').payload;
+  assert.deepEqual(fileTypePage.archive, { fileType: 'PAYSLIP' });
+  await eventually('ARCHIVE_REVOKED', () => receiver.events.find((e) => e.type === 'ARCHIVE_REVOKED' && e.data.archiveId === archiveId));
+  await page.close();
+});
+
+test('a forged postMessage fires no callback', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false });
+  await onPage(frame, 'providers');
+  const before = (await calls(page)).length;
+  await page.evaluate(() => {
+    const forged = { smile: 1, type: 'callback', name: 'onAccountConnected', payload: { accountId: 'a-forged' } };
+    window.postMessage(forged, '*');
+    const other = document.createElement('iframe');
+    document.body.appendChild(other);
+    other.contentWindow.parent.postMessage(forged, '*');
+    other.contentWindow.eval("parent.postMessage({smile:1,type:'callback',name:'onClose',payload:{reason:'close'}}, '*')");
+  });
+  // The widget's own next message proves the forged ones were handled (and dropped) before it.
+  await frame.locator('[data-provider="grab"]').click();
+  await onPage(frame, 'login');
+  const got = await eventually('LoginPageOpened', async () => {
+    const list = await calls(page);
+    return list.some((c) => c.payload?.eventName === 'LoginPageOpened') && list;
+  });
+  assert.deepEqual(got.slice(before).map((c) => c.name), ['onUIEvent']);
+  assert.equal(await page.locator('iframe[title="Smile Wink Widget"]').count(), 1, 'still open');
+  await page.close();
+});
+
+test('the widget follows the locale, fits a phone, and loads nothing from other hosts', async () => {
+  const page = await browser.newPage({ viewport: { width: 360, height: 640 } });
+  const hosts = new Set();
+  page.on('request', (request) => hosts.add(new URL(request.url()).host));
+  await page.goto(host.url);
+  const { token } = await newUserToken(server);
+  await page.evaluate((token) => window.openWidget(token, { locale: 'zh-CN', companyName: 'Acme' }), token);
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  await onPage(frame, 'consent');
+  await frame.getByRole('button', { name: '继续' }).waitFor();
+  await shot(page, '14-consent-zh-CN-phone');
+  const box = await page.locator('iframe').boundingBox();
+  assert.ok(box.width <= 360, 'the widget fits the phone screen');
+  const smileHost = new URL(server.base).host;
+  const hostPage = new URL(host.url).host;
+  assert.deepEqual([...hosts].filter((h) => h !== smileHost && h !== hostPage), []);
+  await page.close();
+});

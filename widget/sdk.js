@@ -1,0 +1,128 @@
+/*
+ * Smile Link SDK: `new SmileLinkModal({ userToken, ...options, ...callbacks }).open()`.
+ *
+ * The Wink Widget runs in an iframe served by the Smile server. The two sides talk only through
+ * postMessage, and each checks the other's origin and window: a message from the host page or
+ * any other frame is ignored.
+ */
+(function () {
+  'use strict';
+
+  var script = document.currentScript;
+  var scriptOrigin = script && script.src ? new URL(script.src).origin : window.location.origin;
+  var CALLBACKS = [
+    'onAccountCreated', 'onAccountConnected', 'onAccountRemoved', 'onAccountError', 'onTokenExpired',
+    'onClose', 'onUploadsCreated', 'onUploadsRemoved', 'onUIEvent'
+  ];
+  var OPTIONS = [
+    'userToken', 'templateId', 'topProviders', 'providers', 'enableSearchBar', 'enableTypeBar', 'enableUpload',
+    'companyName', 'enableConsentPage', 'locale'
+  ];
+
+  function SmileLinkModal(options) {
+    if (!(this instanceof SmileLinkModal)) {
+      throw new TypeError('SmileLinkModal must be called with new');
+    }
+    options = options || {};
+    if (!options.userToken) {
+      throw new Error('SmileLinkModal: userToken is required');
+    }
+    if (options.topProviders && options.topProviders.length > 10) {
+      throw new Error('SmileLinkModal: topProviders takes at most 10 provider ids');
+    }
+    this.options = options;
+    this.apiHost = String(options.apiHost || scriptOrigin).replace(/\/+$/, '');
+    this.widgetOrigin = new URL(this.apiHost).origin;
+    this.frame = null;
+    this.overlay = null;
+    this.ready = false;
+    this.onMessage = this.onMessage.bind(this);
+  }
+
+  SmileLinkModal.prototype.open = function () {
+    if (this.overlay) {
+      return this;
+    }
+    var overlay = document.createElement('div');
+    overlay.setAttribute('data-smile-link', '');
+    overlay.style.cssText =
+      'position:fixed;inset:0;z-index:2147483647;background:rgba(15,23,42,.55);display:flex;' +
+      'align-items:center;justify-content:center;';
+    var frame = document.createElement('iframe');
+    frame.title = 'Smile Wink Widget';
+    frame.src = this.apiHost + '/widget/?parentOrigin=' + encodeURIComponent(window.location.origin);
+    frame.style.cssText =
+      'border:0;width:min(420px,100vw);height:min(680px,100vh);border-radius:16px;background:#fff;' +
+      'box-shadow:0 24px 64px rgba(0,0,0,.3);';
+    frame.setAttribute('allow', 'clipboard-write');
+    overlay.appendChild(frame);
+    window.addEventListener('message', this.onMessage);
+    document.body.appendChild(overlay);
+    this.overlay = overlay;
+    this.frame = frame;
+    return this;
+  };
+
+  /** Closes the widget from the host page (no onClose: the user did not close it). */
+  SmileLinkModal.prototype.close = function () {
+    window.removeEventListener('message', this.onMessage);
+    if (this.overlay && this.overlay.parentNode) {
+      this.overlay.parentNode.removeChild(this.overlay);
+    }
+    this.overlay = null;
+    this.frame = null;
+    this.ready = false;
+  };
+
+  /** Hands over a fresh link token after onTokenExpired; the widget carries on where it was. */
+  SmileLinkModal.prototype.updateToken = function (userToken) {
+    this.options.userToken = userToken;
+    this.post({ type: 'token', userToken: userToken });
+  };
+
+  SmileLinkModal.prototype.post = function (message) {
+    if (this.frame && this.frame.contentWindow && this.ready) {
+      message.smile = 1;
+      this.frame.contentWindow.postMessage(message, this.widgetOrigin);
+    }
+  };
+
+  SmileLinkModal.prototype.settings = function () {
+    var settings = {};
+    for (var i = 0; i < OPTIONS.length; i++) {
+      if (this.options[OPTIONS[i]] !== undefined) {
+        settings[OPTIONS[i]] = this.options[OPTIONS[i]];
+      }
+    }
+    return settings;
+  };
+
+  SmileLinkModal.prototype.onMessage = function (event) {
+    // Only the widget's own frame, from the widget's own origin.
+    if (!this.frame || event.source !== this.frame.contentWindow || event.origin !== this.widgetOrigin) {
+      return;
+    }
+    var message = event.data;
+    if (!message || message.smile !== 1) {
+      return;
+    }
+    if (message.type === 'ready') {
+      this.ready = true;
+      this.post({ type: 'init', options: this.settings() });
+    } else if (message.type === 'callback' && CALLBACKS.indexOf(message.name) >= 0) {
+      var callback = this.options[message.name];
+      if (message.name === 'onClose') {
+        this.close();
+      }
+      if (typeof callback === 'function') {
+        try {
+          callback(message.payload);
+        } catch (error) {
+          setTimeout(function () { throw error; });
+        }
+      }
+    }
+  };
+
+  window.SmileLinkModal = SmileLinkModal;
+})();

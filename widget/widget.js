@@ -1,0 +1,498 @@
+/*
+ * The Wink Widget: runs in an iframe served by the Smile server, calls /link/v1 with the user's
+ * link token, and tells the host page what happens through postMessage (the SDK turns the
+ * messages into callbacks). Messages are accepted only from the parent window, from the
+ * origin the SDK named.
+ */
+(function () {
+  'use strict';
+
+  var TEXT = {
+    en: {
+      close: 'Close', back: 'Back', consentTitle: 'Connect your data', consentLead: '{company} uses Smile to verify your work and income',
+      consentPoints: ['Your login details are never shared with {company}.', 'You choose which accounts to connect.',
+        'You can disconnect at any time.'],
+      continue: 'Continue', chooseProvider: 'Choose where you work or earn', search: 'Search', all: 'All',
+      types: { GIG: 'Gig', GOVERNMENT: 'Government', EMPLOYER: 'Employer', SYSTEM: 'Payroll & HR', CREDENTIAL: 'Credentials' },
+      upload: 'Upload documents instead', survey: "Can't find your employer?", loginTitle: 'Log in to {provider}',
+      username: 'E-mail', phone: 'Phone number', ssNumber: 'Social security number', password: 'Password',
+      logIn: 'Log in', otherWays: 'Other ways to log in', optionsTitle: 'Choose how to log in', email: 'E-mail',
+      mfaTitle: 'Enter your verification code', mfaLead: '{provider} sent a code to your phone or e-mail.', code: 'Verification code',
+      verify: 'Verify', connectedTitle: 'Connected!', connectedLead: 'Your {provider} account is connected.', done: 'Done',
+      connectAnother: 'Connect another account', statusTitle: '{provider} account', status: 'Status', disconnect: 'Disconnect',
+      surveyTitle: 'Tell us your employer', employer: 'Employer name', submit: 'Submit', surveyThanks: 'Thank you! We will let you know when {employer} can be connected.',
+      fileTypesTitle: 'What would you like to upload?', uploadTitle: 'Upload {type}', chooseFile: 'File (PDF, PNG, JPG or TIFF, up to 15 MB)',
+      send: 'Upload', archiveDone: 'Uploaded!', archiveLead: 'We are reading your document now.', viewUploads: 'View my uploads',
+      uploadsTitle: 'My uploads', delete: 'Delete', noUploads: 'No uploads yet.', errorTitle: 'Something went wrong', tryAgain: 'Try again',
+      exit: 'Exit', working: 'Working…', expired: 'Your session expired. Reconnecting…', securedBy: 'Secured by Smile',
+      tooBig: 'That file is over 15 MB.', pickFile: 'Choose a file first.'
+    },
+    'zh-CN': {
+      close: '关闭', back: '返回', consentTitle: '连接您的数据', consentLead: '{company} 使用 Smile 核实您的工作和收入',
+      consentPoints: ['您的登录信息绝不会分享给 {company}。', '由您决定连接哪些账户。', '您可以随时断开连接。'],
+      continue: '继续', chooseProvider: '选择您工作或收入的来源', search: '搜索', all: '全部',
+      types: { GIG: '零工平台', GOVERNMENT: '政府服务', EMPLOYER: '雇主', SYSTEM: '薪资与人事', CREDENTIAL: '证件' },
+      upload: '改为上传文件', survey: '找不到您的雇主？', loginTitle: '登录 {provider}', username: '电子邮箱', phone: '手机号码',
+      ssNumber: '社保号码', password: '密码', logIn: '登录', otherWays: '其他登录方式', optionsTitle: '选择登录方式', email: '电子邮箱',
+      mfaTitle: '输入验证码', mfaLead: '{provider} 已向您的手机或邮箱发送验证码。', code: '验证码', verify: '验证',
+      connectedTitle: '已连接！', connectedLead: '您的 {provider} 账户已连接。', done: '完成', connectAnother: '连接其他账户',
+      statusTitle: '{provider} 账户', status: '状态', disconnect: '断开连接', surveyTitle: '告诉我们您的雇主', employer: '雇主名称',
+      submit: '提交', surveyThanks: '谢谢！当 {employer} 可以连接时我们会通知您。', fileTypesTitle: '您想上传什么？',
+      uploadTitle: '上传{type}', chooseFile: '文件（PDF、PNG、JPG 或 TIFF，最大 15 MB）', send: '上传', archiveDone: '已上传！',
+      archiveLead: '我们正在读取您的文件。', viewUploads: '查看我的上传', uploadsTitle: '我的上传', delete: '删除', noUploads: '还没有上传。',
+      errorTitle: '出错了', tryAgain: '重试', exit: '退出', working: '处理中…', expired: '会话已过期，正在重新连接…',
+      securedBy: '由 Smile 提供安全保障', tooBig: '文件超过 15 MB。', pickFile: '请先选择文件。'
+    }
+  };
+
+  var params = new URLSearchParams(window.location.search);
+  var parentOrigin = params.get('parentOrigin');
+  var app = document.getElementById('app');
+  var state = { options: {}, token: null, session: null, providers: [], accounts: [], text: TEXT.en, pending: null };
+
+  // ---- talking to the host page ----
+
+  function send(message) {
+    message.smile = 1;
+    window.parent.postMessage(message, parentOrigin);
+  }
+
+  function emit(name, payload) {
+    send({ type: 'callback', name: name, payload: payload });
+  }
+
+  function uiEvent(eventName, account, archive) {
+    emit('onUIEvent', {
+      eventName: eventName, eventTime: new Date().toISOString(), mode: state.session ? state.session.mode : null,
+      userId: state.session ? state.session.userId : null, account: account || {}, archive: archive || {}
+    });
+  }
+
+  window.addEventListener('message', function (event) {
+    // Only the page that embeds us, from the origin it announced.
+    if (event.source !== window.parent || event.origin !== parentOrigin) {
+      return;
+    }
+    var message = event.data;
+    if (!message || message.smile !== 1) {
+      return;
+    }
+    if (message.type === 'init' && !state.token) {
+      start(message.options || {});
+    } else if (message.type === 'token' && message.userToken) {
+      state.token = message.userToken;
+      var retry = state.pending;
+      state.pending = null;
+      if (retry) {
+        retry();
+      }
+    }
+  });
+
+  // ---- the link API ----
+
+  function api(method, path, body, isForm) {
+    return new Promise(function (resolve, reject) {
+      function attempt() {
+        var headers = { Authorization: 'Bearer ' + state.token };
+        if (body && !isForm) {
+          headers['Content-Type'] = 'application/json';
+        }
+        fetch('/link/v1' + path, { method: method, headers: headers, body: isForm ? body : body ? JSON.stringify(body) : undefined })
+          .then(function (response) {
+            return response.json().then(function (json) {
+              if (response.status === 401 && json.code === 'INVALID_TOKEN') {
+                // Wait for the host page's updateToken(), then carry on where we were.
+                state.pending = attempt;
+                notice(state.text.expired);
+                emit('onTokenExpired');
+                return;
+              }
+              if (!response.ok) {
+                reject(json);
+              } else {
+                resolve(json.data);
+              }
+            });
+          })
+          .catch(function () {
+            reject({ code: 'SERVER_UNAVAILABLE', message: 'The network is not reachable.' });
+          });
+      }
+      attempt();
+    });
+  }
+
+  // ---- rendering ----
+
+  function t(key, values) {
+    var text = state.text[key] || TEXT.en[key] || key;
+    return typeof text === 'string' ? text.replace(/\{(\w+)\}/g, function (_, name) { return (values || {})[name] || ''; }) : text;
+  }
+
+  function el(tag, attributes, children) {
+    var node = document.createElement(tag);
+    Object.keys(attributes || {}).forEach(function (name) {
+      var value = attributes[name];
+      if (name === 'onclick' || name === 'onsubmit' || name === 'oninput') {
+        node.addEventListener(name.slice(2), value);
+      } else if (name === 'text') {
+        node.textContent = value;
+      } else if (value !== false && value != null) {
+        node.setAttribute(name, value === true ? '' : value);
+      }
+    });
+    (children || []).forEach(function (child) {
+      if (child) {
+        node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+      }
+    });
+    return node;
+  }
+
+  /** A padlock, drawn here: no icon font or image host needed. */
+  function lockMark() {
+    var mark = el('div', { class: 'mark info', 'aria-hidden': 'true' });
+    mark.innerHTML = '<svg width="30" height="30" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" ' +
+      'stroke-linecap="round"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V7a4 4 0 0 1 8 0v4"/></svg>';
+    return mark;
+  }
+
+  function page(name, title, content, back) {
+    app.textContent = '';
+    app.setAttribute('data-page', name);
+    var heading = el('h1', { text: title, tabindex: '-1' });
+    var header = el('header', { class: 'bar' }, [
+      back ? el('button', { class: 'icon', 'aria-label': t('back'), text: '‹', onclick: back }) : null,
+      heading,
+      el('button', { class: 'icon', 'aria-label': t('close'), 'data-close': '', text: '×', onclick: function () { emit('onClose', { reason: 'close' }); } })
+    ]);
+    app.appendChild(header);
+    app.appendChild(el('section', { class: 'content' }, content));
+    app.appendChild(el('p', { class: 'fine', text: t('securedBy') }));
+    heading.focus();
+  }
+
+  function notice(message) {
+    var existing = app.querySelector('[role=status]');
+    var node = existing || el('p', { role: 'status', class: 'muted' });
+    node.textContent = message;
+    if (!existing) {
+      app.querySelector('.content').prepend(node);
+    }
+  }
+
+  function busy(button, promise) {
+    button.disabled = true;
+    button.textContent = t('working');
+    return promise;
+  }
+
+  function providerName(id) {
+    var provider = state.providers.filter(function (p) { return p.id === id; })[0];
+    return provider ? provider.name : id;
+  }
+
+  // ---- pages ----
+
+  function start(options) {
+    state.options = options;
+    state.token = options.userToken;
+    state.text = TEXT[options.locale] || TEXT.en;
+    document.documentElement.lang = TEXT[options.locale] ? options.locale : 'en';
+    Promise.all([api('GET', '/session'), api('GET', '/providers?size=150'), api('GET', '/accounts?size=150')])
+      .then(function (results) {
+        state.session = results[0];
+        state.providers = results[1].items;
+        state.accounts = results[2].items;
+        var only = (options.providers || []).length === 1 ? options.providers[0] : null;
+        if (options.enableConsentPage === false) {
+          only ? loginPage(only) : providerList();
+        } else {
+          consentPage(only);
+        }
+      })
+      .catch(errorPage);
+  }
+
+  function consentPage(only) {
+    var company = state.options.companyName || 'This app';
+    page('consent', t('consentTitle'), [
+      el('div', { class: 'hero' }, [lockMark()]),
+      el('p', { class: 'lead', text: t('consentLead', { company: company }) }),
+      el('ul', { class: 'points' }, t('consentPoints').map(function (p) { return el('li', { text: p.replace('{company}', company) }); })),
+      el('div', { class: 'actions' }, [
+        el('button', { class: 'primary', text: t('continue'), onclick: function () { only ? loginPage(only) : providerList(); } })
+      ])
+    ]);
+    uiEvent('ConsentPageOpened');
+  }
+
+  function visibleProviders() {
+    var o = state.options;
+    var top = o.topProviders || [];
+    // Upload-only sources are reached through "Upload documents" (enableUpload), not a login.
+    return state.providers
+      .filter(function (p) { return p.accountConnection; })
+      .filter(function (p) { return !o.providers || !o.providers.length || o.providers.indexOf(p.id) >= 0; })
+      .sort(function (a, b) {
+        var ia = top.indexOf(a.id), ib = top.indexOf(b.id);
+        return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
+      });
+  }
+
+  function providerList() {
+    var o = state.options;
+    var filter = { text: '', type: null };
+    var list = el('ul', { class: 'list', 'aria-label': t('chooseProvider') });
+    function draw() {
+      list.textContent = '';
+      visibleProviders()
+        .filter(function (p) { return !filter.type || p.type === filter.type; })
+        .filter(function (p) { return !filter.text || p.name.toLowerCase().indexOf(filter.text) >= 0 || p.longName.toLowerCase().indexOf(filter.text) >= 0; })
+        .forEach(function (p) {
+          var account = accountFor(p.id);
+          list.appendChild(el('li', {}, [el('button', {
+            'data-provider': p.id,
+            onclick: function () { account ? accountPage(account) : loginPage(p.id); }
+          }, [
+            el('img', { src: p.logoUrl, alt: '' }),
+            el('span', { class: 'grow' }, [el('span', { text: p.name }), el('small', { text: p.typeLabel })]),
+            account ? el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus }) : null
+          ])]));
+        });
+    }
+    var types = ['GIG', 'GOVERNMENT', 'EMPLOYER', 'SYSTEM', 'CREDENTIAL'];
+    var tabs = el('div', { class: 'tabs', role: 'group', 'aria-label': 'Provider types' },
+      [null].concat(types).map(function (type) {
+        return el('button', {
+          'aria-pressed': type === null ? 'true' : 'false', text: type ? t('types')[type] : t('all'),
+          onclick: function (event) {
+            filter.type = type;
+            tabs.querySelectorAll('button').forEach(function (b) { b.setAttribute('aria-pressed', 'false'); });
+            event.currentTarget.setAttribute('aria-pressed', 'true');
+            draw();
+          }
+        });
+      }));
+    var search = el('label', {}, [t('search'), el('input', {
+      type: 'search', placeholder: t('search'),
+      oninput: function (event) { filter.text = event.target.value.trim().toLowerCase(); draw(); }
+    })]);
+    page('providers', t('chooseProvider'), [
+      o.enableSearchBar === false ? null : search,
+      o.enableTypeBar === false ? null : tabs,
+      list,
+      el('button', { class: 'linkish', text: t('survey'), onclick: surveyPage }),
+      o.enableUpload ? el('button', { class: 'secondary', text: t('upload'), onclick: fileTypeList }) : null
+    ]);
+    draw();
+    uiEvent('ProviderListPageOpened');
+  }
+
+  function accountFor(providerId) {
+    return state.accounts.filter(function (a) {
+      return a.providerId === providerId && (a.connectionStatus === 'CONNECTED' || a.connectionStatus === 'AWAITING_MFA');
+    })[0];
+  }
+
+  function rememberAccount(account) {
+    state.accounts = state.accounts.filter(function (a) { return a.id !== account.id; }).concat([account]);
+  }
+
+  function ids(account) {
+    return { accountId: account.id, userId: state.session.userId, providerId: account.providerId };
+  }
+
+  function afterLogin(account) {
+    rememberAccount(account);
+    if (account.connectionStatus === 'AWAITING_MFA') {
+      mfaPage(account);
+    } else if (account.connectionStatus === 'CONNECTED') {
+      emit('onAccountConnected', ids(account));
+      successPage(account);
+    } else {
+      var payload = ids(account);
+      payload.errorCode = account.connection.errorCode;
+      emit('onAccountError', payload);
+      errorPage({ message: account.connection.errorMessage, code: account.connection.errorCode });
+    }
+  }
+
+  function loginPage(providerId, loginOption) {
+    var provider = state.providers.filter(function (p) { return p.id === providerId; })[0] || { name: providerId, loginOptions: [] };
+    var option = loginOption || (provider.loginOptions[0] || 'EMAIL');
+    var labels = { EMAIL: t('username'), PHONE: t('phone'), SS_NUMBER: t('ssNumber') };
+    var username = el('input', { type: 'text', name: 'username', autocomplete: 'username', required: true });
+    var password = el('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
+    var button = el('button', { class: 'primary', type: 'submit', text: t('logIn') });
+    var form = el('form', {
+      class: 'content', onsubmit: function (event) {
+        event.preventDefault();
+        busy(button, api('POST', '/accounts', { providerId: providerId, username: username.value, password: password.value }))
+          .then(function (account) {
+            emit('onAccountCreated', ids(account));
+            afterLogin(account);
+          })
+          .catch(errorPage);
+      }
+    }, [
+      el('p', { class: 'muted', text: state.options.companyName ? state.options.companyName + ' · Smile' : '' }),
+      el('label', {}, [labels[option] || t('username'), username]),
+      el('label', {}, [t('password'), password]),
+      provider.loginOptions.length > 1
+        ? el('button', { type: 'button', class: 'linkish', text: t('otherWays'), onclick: function () { loginOptionsPage(provider); } })
+        : null,
+      el('div', { class: 'actions' }, [button])
+    ]);
+    page('login', t('loginTitle', { provider: provider.name }), [form], providerList);
+    uiEvent('LoginPageOpened', { providerId: providerId });
+  }
+
+  function loginOptionsPage(provider) {
+    var names = { EMAIL: t('email'), PHONE: t('phone'), SS_NUMBER: t('ssNumber') };
+    page('loginOptions', t('optionsTitle'), [
+      el('ul', { class: 'list' }, provider.loginOptions.map(function (option) {
+        return el('li', {}, [el('button', { 'data-option': option, onclick: function () { loginPage(provider.id, option); } },
+          [el('span', { class: 'grow', text: names[option] || option })])]);
+      }))
+    ], function () { loginPage(provider.id); });
+    uiEvent('LoginOptionsPageOpened');
+  }
+
+  function mfaPage(account) {
+    var code = el('input', { type: 'text', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true });
+    var button = el('button', { class: 'primary', type: 'submit', text: t('verify') });
+    var name = providerName(account.providerId);
+    page('mfa', t('mfaTitle'), [el('form', {
+      class: 'content', onsubmit: function (event) {
+        event.preventDefault();
+        busy(button, api('POST', '/accounts/' + account.id + '/mfa', { code: code.value })).then(afterLogin).catch(errorPage);
+      }
+    }, [el('p', { class: 'muted', text: t('mfaLead', { provider: name }) }), el('label', {}, [t('code'), code]),
+      el('div', { class: 'actions' }, [button])])]);
+    uiEvent('MfaPageOpened', { providerId: account.providerId });
+  }
+
+  function successPage(account) {
+    page('connected', t('connectedTitle'), [
+      el('div', { class: 'hero' }, [el('div', { class: 'mark ok', 'aria-hidden': 'true', text: '✓' }),
+        el('p', { class: 'lead', text: t('connectedLead', { provider: providerName(account.providerId) }) })]),
+      el('div', { class: 'actions' }, [
+        el('button', { class: 'primary', text: t('done'), onclick: function () { emit('onClose', { reason: 'exit' }); } }),
+        el('button', { class: 'secondary', text: t('connectAnother'), onclick: providerList })
+      ])
+    ]);
+    uiEvent('ConnectSuccessPageOpened', { providerId: account.providerId, accountId: account.id });
+  }
+
+  function accountPage(account) {
+    var button = el('button', { class: 'danger', text: t('disconnect') });
+    button.addEventListener('click', function () {
+      busy(button, api('DELETE', '/accounts/' + account.id)).then(function (removed) {
+        rememberAccount(removed);
+        emit('onAccountRemoved', ids(removed));
+        providerList();
+      }).catch(errorPage);
+    });
+    page('account', t('statusTitle', { provider: providerName(account.providerId) }), [
+      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus })]),
+      el('div', { class: 'actions' }, [button])
+    ], providerList);
+    uiEvent('AccountRevokePageOpened', { providerId: account.providerId, accountId: account.id });
+  }
+
+  function surveyPage() {
+    var employer = el('input', { type: 'text', name: 'employer', required: true });
+    var content = el('form', {
+      class: 'content', onsubmit: function (event) {
+        event.preventDefault();
+        notice(t('surveyThanks', { employer: employer.value }));
+      }
+    }, [el('label', {}, [t('employer'), employer]), el('div', { class: 'actions' }, [el('button', { class: 'primary', type: 'submit', text: t('submit') })])]);
+    page('survey', t('surveyTitle'), [content], providerList);
+    uiEvent('EmployerSurveyPageOpened');
+  }
+
+  function fileTypeList() {
+    api('GET', '/fileTypes').then(function (types) {
+      page('fileTypes', t('fileTypesTitle'), [el('ul', { class: 'list' }, types.items.map(function (type) {
+        return el('li', {}, [el('button', { 'data-file-type': type.type, onclick: function () { uploadPage(type); } },
+          [el('span', { class: 'grow', text: type.typeLabel })])]);
+      })), el('button', { class: 'linkish', text: t('viewUploads'), onclick: uploadsPage })], providerList);
+      uiEvent('FileTypeListPageOpened');
+    }).catch(errorPage);
+  }
+
+  function uploadPage(type) {
+    var file = el('input', { type: 'file', name: 'file', accept: '.pdf,.png,.jpg,.jpeg,.tif,.tiff,application/pdf,image/png,image/jpeg,image/tiff' });
+    var button = el('button', { class: 'primary', type: 'submit', text: t('send') });
+    page('upload', t('uploadTitle', { type: type.typeLabel }), [el('form', {
+      class: 'content', onsubmit: function (event) {
+        event.preventDefault();
+        var chosen = file.files[0];
+        if (!chosen) {
+          return notice(t('pickFile'));
+        }
+        if (chosen.size > 15 * 1024 * 1024) {
+          return notice(t('tooBig'));
+        }
+        var form = new FormData();
+        form.append('fileType', type.type);
+        form.append('file', chosen, chosen.name);
+        busy(button, api('POST', '/archives', form, true)).then(function (archive) {
+          emit('onUploadsCreated', { uploads: [archive], userId: state.session.userId });
+          archiveSuccess(archive, type);
+        }).catch(errorPage);
+      }
+    }, [el('label', {}, [t('chooseFile'), file]), el('div', { class: 'actions' }, [button])])], fileTypeList);
+    uiEvent('FileTypePageOpened', null, { fileType: type.type });
+  }
+
+  function archiveSuccess(archive, type) {
+    page('archiveSuccess', t('archiveDone'), [
+      el('div', { class: 'hero' }, [el('div', { class: 'mark ok', 'aria-hidden': 'true', text: '✓' }), el('p', { class: 'lead', text: t('archiveLead') })]),
+      el('div', { class: 'actions' }, [
+        el('button', { class: 'primary', text: t('done'), onclick: function () { emit('onClose', { reason: 'exit' }); } }),
+        el('button', { class: 'secondary', text: t('viewUploads'), onclick: uploadsPage })
+      ])
+    ]);
+    uiEvent('ArchiveSuccessPageOpened', null, { fileType: type.type });
+  }
+
+  function uploadsPage() {
+    api('GET', '/archives').then(function (archives) {
+      var items = archives.items.filter(function (a) { return a.state.status !== 'REVOKED'; });
+      page('uploads', t('uploadsTitle'), [items.length ? el('ul', { class: 'list' }, items.map(function (archive) {
+        var remove = el('button', { class: 'danger', 'data-delete': archive.id, text: t('delete') });
+        remove.addEventListener('click', function () {
+          busy(remove, api('DELETE', '/archives/' + archive.id)).then(function (removed) {
+            emit('onUploadsRemoved', { uploads: [removed], userId: state.session.userId });
+            uploadsPage();
+          }).catch(errorPage);
+        });
+        return el('li', { class: 'upload' }, [el('span', { class: 'grow' }, [el('span', { text: archive.type }),
+          el('small', { text: archive.createdAt })]), el('span', { class: 'badge ' + archive.state.status, text: archive.state.status }), remove]);
+      })) : el('p', { class: 'muted', text: t('noUploads') })], fileTypeList);
+      uiEvent('RevokeArchivePageOpened', null, { fileType: items[0] ? items[0].type : null });
+    }).catch(errorPage);
+  }
+
+  function errorPage(error) {
+    page('error', t('errorTitle'), [
+      el('div', { class: 'hero' }, [el('div', { class: 'mark bad', 'aria-hidden': 'true', text: '!' }),
+        el('p', { class: 'error', role: 'alert', text: (error && error.message) || t('errorTitle') }),
+        error && error.code ? el('p', { class: 'muted', text: error.code }) : null]),
+      el('div', { class: 'actions' }, [
+        el('button', { class: 'primary', text: t('exit'), onclick: function () { emit('onClose', { reason: 'error' }); } }),
+        state.session ? el('button', { class: 'secondary', text: t('tryAgain'), onclick: providerList }) : null
+      ])
+    ]);
+  }
+
+  if (!parentOrigin) {
+    app.textContent = 'Open the Wink Widget with new SmileLinkModal({ userToken }).open().';
+  } else {
+    send({ type: 'ready' });
+  }
+})();
