@@ -28,7 +28,8 @@ after(async () => {
 });
 
 /** Opens the host page and the widget for a fresh user; returns the page, the frame and the user. */
-async function openWidget(options = {}) {
+async function openWidget(options = {}, env = { server, host }) {
+  const { server, host } = env;
   const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
   const errors = [];
   page.on('pageerror', (error) => errors.push(error));
@@ -280,5 +281,92 @@ test('the widget follows the locale, fits a phone, and loads nothing from other 
   const smileHost = new URL(server.base).host;
   const hostPage = new URL(host.url).host;
   assert.deepEqual([...hosts].filter((h) => h !== smileHost && h !== hostPage), []);
+  await page.close();
+});
+
+test('an expired token fires onTokenExpired; after updateToken the widget carries on where it was', async () => {
+  const shortLived = await startServer(['--token-ttl', '2s']);
+  const shortHost = await startHostPage(shortLived.base);
+  try {
+    const { page, frame, token } = await openWidget({ enableConsentPage: false }, { server: shortLived, host: shortHost });
+    await onPage(frame, 'providers');
+    await frame.locator('[data-provider="grab"]').click();
+    await frame.getByLabel('Phone number').fill('+63 9559991234');
+    await frame.getByLabel('Password').fill('123456');
+    await eventually('the token to expire', async () => {
+      const response = await fetch(`${shortLived.base}/link/v1/session`, { headers: { authorization: `Bearer ${token}` } });
+      return response.status === 401;
+    }, 10000);
+    await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+    await onPage(frame, 'mfa');
+    await frame.getByLabel('Verification code').fill('1234');
+    await frame.getByRole('button', { name: 'Verify' }).click();
+    await onPage(frame, 'connected');
+    const names = (await calls(page)).map((c) => c.name);
+    assert.ok(names.indexOf('onTokenExpired') >= 0, 'onTokenExpired fired');
+    assert.ok(names.indexOf('onTokenExpired') < names.indexOf('onAccountCreated'), 'the login went through after the new token');
+    assert.ok(names.includes('onAccountConnected'));
+    await page.close();
+  } finally {
+    shortHost.stop();
+    shortLived.stop();
+  }
+});
+
+test('the /demo page shows the callbacks and the signed webhooks of a connection', async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(`${server.base}/demo`);
+  await page.getByLabel('API key').fill(server.key);
+  await page.getByLabel('API secret').fill(server.secret);
+  await page.getByRole('button', { name: 'Create a sandbox user and open the widget' }).click();
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  await frame.getByRole('button', { name: 'Continue' }).click();
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await frame.locator('main[data-page="connected"]').waitFor();
+  await page.locator('#callbacks', { hasText: 'onAccountConnected' }).waitFor();
+  await page.locator('#webhooks', { hasText: 'ACCOUNT_CONNECTED ✓ signed' }).waitFor();
+  await page.locator('#webhooks', { hasText: 'TASK_FINISHED ✓ signed' }).waitFor();
+  await frame.getByRole('button', { name: 'Done' }).click();
+  await page.locator('#callbacks', { hasText: 'onClose' }).waitFor();
+  await shot(page, '15-demo');
+  assert.equal(await page.locator('#webhooks .bad').count(), 0, 'every delivery verified');
+  await page.close();
+});
+
+test('an upload the server refuses shows the error page and creates nothing', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false, enableUpload: true });
+  await onPage(frame, 'providers');
+  await frame.getByRole('button', { name: 'Upload documents instead' }).click();
+  await frame.locator('[data-file-type="PAYSLIP"]').click();
+  await frame.locator('input[type=file]').setInputFiles({ name: 'payslip.png', mimeType: 'image/png', buffer: Buffer.from('GIF89a not a png') });
+  await frame.getByRole('button', { name: 'Upload', exact: true }).click();
+  await onPage(frame, 'error');
+  await frame.getByText('payslip.png is not a PDF, PNG, JPG or TIFF file').waitFor();
+  const names = (await calls(page)).map((c) => c.name);
+  assert.ok(!names.includes('onUploadsCreated'), 'no upload was created');
+  await page.close();
+});
+
+test('an invite link opens the widget for the invited user, and connecting links the invite', async () => {
+  const { status, body } = await server.api('POST', '/v1/invites', {
+    fullName: 'Anisha Bhatia', email: 'anisha98765@smileapi.io', templateId: 'tpl-browser',
+  });
+  assert.equal(status, 201);
+  const invite = body.data;
+  const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
+  await page.goto(server.base + invite.inviteLandingPageUrl);
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  await frame.getByRole('button', { name: 'Continue' }).click();
+  await frame.locator('[data-provider="abccorp"]').click();
+  await frame.getByLabel('E-mail').fill('anisha98765@smileapi.io');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await frame.locator('main[data-page="connected"]').waitFor();
+  const linked = await eventually('INVITE_LINKED', () =>
+    receiver.events.find((e) => e.type === 'INVITE_LINKED' && e.data.inviteId === invite.id));
+  assert.equal(linked.data.userId, invite.userId);
   await page.close();
 });

@@ -67,6 +67,7 @@ pub(crate) struct AppState {
     pub keys: Arc<auth::KeyCache>,
     pub rate_limit: RateLimit,
     pub platform: smile_sandbox::Platform,
+    pub demo: Arc<routes::assets::DemoInbox>,
 }
 
 /// A serving server.
@@ -126,6 +127,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             options.token_ttl,
             options.data_dir.join("archives"),
         ),
+        demo: Arc::default(),
     };
     state.platform.start_retention();
     let app = routes::router(state, options.max_body_bytes);

@@ -10,6 +10,9 @@ const WIDGET_JS: &str = include_str!("../../../../widget/widget.js");
 const WIDGET_CSS: &str = include_str!("../../../../widget/widget.css");
 const INVITE_HTML: &str = include_str!("../../../../widget/invite.html");
 const INVITE_JS: &str = include_str!("../../../../widget/invite.js");
+const DEMO_HTML: &str = include_str!("../../../../widget/demo.html");
+const DEMO_JS: &str = include_str!("../../../../widget/demo.js");
+const DEMO_CSS: &str = include_str!("../../../../widget/demo.css");
 
 /// Only this server's own scripts, styles and images; any site may frame the widget.
 const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
@@ -49,4 +52,52 @@ pub async fn invite() -> Response {
 
 pub async fn invite_js() -> Response {
     asset("text/javascript; charset=utf-8", INVITE_JS)
+}
+
+/// `/demo`: an integrator's page in one minute (see the README).
+pub async fn demo() -> Response {
+    asset("text/html; charset=utf-8", DEMO_HTML)
+}
+
+pub async fn demo_js() -> Response {
+    asset("text/javascript; charset=utf-8", DEMO_JS)
+}
+
+pub async fn demo_css() -> Response {
+    asset("text/css; charset=utf-8", DEMO_CSS)
+}
+
+/// What the demo receiver got: the raw body and its signature, for the demo page to check.
+#[derive(Clone, serde::Serialize)]
+pub struct DemoDelivery {
+    signature: String,
+    body: String,
+}
+
+/// The demo receiver's last deliveries (at most 200), in this process only.
+#[derive(Default)]
+pub struct DemoInbox(std::sync::Mutex<std::collections::VecDeque<DemoDelivery>>);
+
+/// `POST /demo/hooks`: the receiver the demo page subscribes.
+pub async fn demo_receive(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> &'static str {
+    let signature = headers.get("smile-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if let Ok(mut inbox) = state.demo.0.lock() {
+        if inbox.len() == 200 {
+            inbox.pop_front();
+        }
+        inbox.push_back(DemoDelivery { signature, body });
+    }
+    "ok"
+}
+
+/// `GET /demo/hooks`: what the demo receiver got, oldest first.
+pub async fn demo_inbox(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> crate::envelope::Data<crate::views::ListView<DemoDelivery>> {
+    let items = state.demo.0.lock().map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default();
+    crate::envelope::Data(crate::views::ListView::new(items, None))
 }

@@ -1,7 +1,7 @@
 //! The endpoints, one module per resource.
 
 mod archives;
-mod assets;
+pub(crate) mod assets;
 mod catalog;
 mod deliveries;
 mod events;
@@ -91,6 +91,10 @@ fn asset_router() -> Router<AppState> {
         .route("/widget/widget.css", get(assets::widget_css))
         .route("/widget/invite.js", get(assets::invite_js))
         .route("/invite/{id}", get(assets::invite))
+        .route("/demo", get(assets::demo))
+        .route("/widget/demo.js", get(assets::demo_js))
+        .route("/widget/demo.css", get(assets::demo_css))
+        .route("/demo/hooks", get(assets::demo_inbox).post(assets::demo_receive))
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
