@@ -45,6 +45,9 @@
     }
     var overlay = document.createElement('div');
     overlay.setAttribute('data-smile-link', '');
+    overlay.setAttribute('role', 'dialog');
+    overlay.setAttribute('aria-modal', 'true');
+    overlay.setAttribute('aria-label', 'Smile Wink Widget');
     overlay.style.cssText =
       'position:fixed;inset:0;z-index:2147483647;background:rgba(15,23,42,.55);display:flex;' +
       'align-items:center;justify-content:center;';
@@ -60,6 +63,7 @@
     document.body.appendChild(overlay);
     this.overlay = overlay;
     this.frame = frame;
+    frame.focus();
     return this;
   };
 

@@ -490,6 +490,13 @@
     ]);
   }
 
+  // Escape closes the widget, as the close icon does.
+  document.addEventListener('keydown', function (event) {
+    if (event.key === 'Escape' && state.token) {
+      emit('onClose', { reason: 'close' });
+    }
+  });
+
   if (!parentOrigin) {
     app.textContent = 'Open the Wink Widget with new SmileLinkModal({ userToken }).open().';
   } else {

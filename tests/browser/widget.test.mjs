@@ -370,3 +370,13 @@ test('an invite link opens the widget for the invited user, and connecting links
   assert.equal(linked.data.userId, invite.userId);
   await page.close();
 });
+
+test('Escape closes the widget like the close icon', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false });
+  await onPage(frame, 'providers');
+  assert.equal(await page.locator('[data-smile-link][role=dialog][aria-modal=true]').count(), 1);
+  await frame.locator('main').press('Escape');
+  const close = await eventually('onClose', async () => (await calls(page)).find((c) => c.name === 'onClose'));
+  assert.deepEqual(close.payload, { reason: 'close' });
+  await page.close();
+});

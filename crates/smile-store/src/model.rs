@@ -276,6 +276,8 @@ pub struct Document {
 #[derive(Debug, Clone, Default)]
 pub struct DocumentFilter {
     pub user_id: Option<String>,
+    /// The document's own `type` field (an archive's file type, say).
+    pub body_type: Option<String>,
     pub source_id: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,

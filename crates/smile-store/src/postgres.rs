@@ -830,7 +830,7 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = $1 AND mode = $2 AND kind = $3 AND seq < $4 \
              AND ($5::text IS NULL OR user_id = $5) AND ($6::text IS NULL OR source_id = $6) AND created_ms >= $7 \
-             AND created_ms < $8 ORDER BY seq DESC LIMIT $9"
+             AND created_ms < $8 AND ($10::text IS NULL OR body::jsonb->>'type' = $10) ORDER BY seq DESC LIMIT $9"
         );
         let rows = self
             .pool
@@ -848,6 +848,7 @@ impl Store for PostgresStore {
                     &filter.from_ms.unwrap_or(i64::MIN),
                     &filter.to_ms.unwrap_or(i64::MAX),
                     &(i64::from(page.size) + 1),
+                    &filter.body_type,
                 ],
             )
             .await?;

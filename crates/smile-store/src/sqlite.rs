@@ -783,7 +783,7 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = ?1 AND mode = ?2 AND kind = ?3 AND seq < ?4 \
                  AND (?5 IS NULL OR user_id = ?5) AND (?6 IS NULL OR source_id = ?6) AND created_ms >= ?7 \
-                 AND created_ms < ?8 ORDER BY seq DESC LIMIT ?9"
+                 AND created_ms < ?8 AND (?10 IS NULL OR json_extract(body, '$.type') = ?10) ORDER BY seq DESC LIMIT ?9"
             );
             let rows = c
                 .prepare_cached(&sql)?
@@ -791,7 +791,8 @@ impl Store for SqliteStore {
                     params![
                         scope.tenant_id, scope.mode.as_str(), kind, page.before_seq.unwrap_or(i64::MAX), filter.user_id,
                         filter.source_id, filter.from_ms.unwrap_or(i64::MIN), filter.to_ms.unwrap_or(i64::MAX),
-                        page.size + 1
+                        page.size + 1,
+                        filter.body_type
                     ],
                     document_row,
                 )?

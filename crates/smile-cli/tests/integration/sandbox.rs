@@ -418,6 +418,10 @@ async fn other_files_fail_analysis_or_are_refused() {
     }
     let (_, archives) = server.sandbox.get("/v1/archives?size=150").await;
     assert_eq!(archives["data"]["items"].as_array().expect("items").len(), 2, "refused uploads left nothing");
+    let (_, social) = server.sandbox.get("/v1/archives?fileType=SOCIAL_SECURITY").await;
+    let social = social["data"]["items"].as_array().expect("items").clone();
+    assert_eq!(social.len(), 1);
+    assert_eq!(social[0]["type"], "SOCIAL_SECURITY");
     let (_, types) = server.sandbox.get("/v1/fileTypes").await;
     assert!(types["data"]["items"].as_array().expect("items").iter().any(|t| t["type"] == "PAYSLIP"));
     let sample_download = reqwest::get(format!("{}/sandbox/samples/payslip-george-2025-11.pdf", server.sandbox.base)).await.expect("sample");

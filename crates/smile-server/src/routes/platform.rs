@@ -54,6 +54,7 @@ fn bound(q: &QueryParams, name: &str, end: bool) -> Result<Option<i64>> {
 fn filter(q: &QueryParams) -> Result<DocumentFilter> {
     Ok(DocumentFilter {
         user_id: q.get("userId").map(str::to_owned),
+        body_type: q.get("fileType").map(str::to_owned),
         source_id: q.get("sourceId").or_else(|| q.get("accountId")).map(str::to_owned),
         from_ms: bound(q, "startDate", false)?,
         to_ms: bound(q, "endDate", true)?,
