@@ -111,14 +111,7 @@ async fn delete_cancels_pending_deliveries() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    let event = publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    let event = user_created(&operator).await;
     receiver.wait_hits(1).await;
     eventually(
         std::time::Duration::from_secs(10),

@@ -116,14 +116,7 @@ async fn only_matching_active_subscriptions_receive() {
         account_connected("u"),
     )
     .await;
-    let marker = publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    let marker = user_created(&operator).await;
 
     assert_eq!(
         wanted.wait_hits(1).await[0].json()["type"],
@@ -145,14 +138,7 @@ async fn a_500_is_retried_until_success_and_every_attempt_is_logged() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    let event_id = publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    let event_id = user_created(&operator).await;
 
     let hits = receiver.wait_hits(3).await;
     assert!(
@@ -191,14 +177,7 @@ async fn a_timeout_is_retried() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
     let attempts = delivery["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2);
@@ -223,14 +202,7 @@ async fn a_refused_connection_is_retried_then_given_up() {
             "s",
         )
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     // 1 attempt + 3 retries (the test schedule), then FAILED.
     let delivery = wait_delivery_status(&server.sandbox, &sub, "FAILED").await;
     assert_eq!(delivery["attemptCount"], 4);
@@ -247,14 +219,7 @@ async fn redirects_are_not_followed() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let delivery = wait_delivery_status(&server.sandbox, &sub, "SUCCEEDED").await;
     assert_eq!(delivery["attempts"][0]["statusCode"], 307);
     assert!(
@@ -319,14 +284,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap() {
     assert_eq!(body["data"]["secret"], "new-secret");
     assert!(body["data"]["previousSecretExpiresAt"].is_string());
 
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hit = receiver.wait_hits(1).await.remove(0);
     let smile: Vec<&str> = hit.header("smile-signature").split(',').collect();
     assert_eq!(
@@ -360,14 +318,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap() {
         .expect("generated secret")
         .to_owned();
     assert!(generated.len() >= 32 && generated.len() <= 64);
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hit = receiver.wait_hits(2).await.remove(1);
     assert_eq!(
         hit.header("smile-signature"),
@@ -386,14 +337,7 @@ async fn replay_and_recover_send_failed_deliveries_again() {
         .await;
     let since = smile_core::timefmt::format_ms(smile_core::timefmt::now_ms() - 1000);
     for _ in 0..3 {
-        publish(
-            &operator,
-            "default",
-            "SANDBOX",
-            "USER_CREATED",
-            json!({"userId": "u"}),
-        )
-        .await;
+        user_created(&operator).await;
     }
     let failed = eventually(
         Duration::from_secs(10),
@@ -466,14 +410,7 @@ async fn egress_bind_sets_the_source_address() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hit = receiver.wait_hits(1).await.remove(0);
     assert_eq!(hit.peer.ip().to_string(), "127.0.0.2");
     let (status, body) = server.sandbox.get("/v1/egressIps").await;
@@ -492,14 +429,7 @@ async fn https_receivers_are_trusted_through_an_extra_ca() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "tls-secret")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hit = receiver.wait_hits(1).await.remove(0);
     assert_eq!(
         hit.header("smile-signature"),
@@ -514,14 +444,7 @@ async fn https_receivers_are_trusted_through_an_extra_ca() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let delivery = wait_delivery_status(&untrusting.sandbox, &sub, "FAILED").await;
     let error = delivery["attempts"][0]["error"]
         .as_str()
@@ -573,14 +496,7 @@ async fn gone_disables_the_subscription_at_once() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let subscription = wait_disabled(&server.sandbox, &sub).await;
     assert!(
         subscription["disabledReason"]
@@ -598,14 +514,7 @@ async fn gone_disables_the_subscription_at_once() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["disabledReason"], Value::Null);
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     receiver.wait_hits(2).await;
 }
 
@@ -621,14 +530,7 @@ async fn a_subscription_failing_past_the_window_is_disabled() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let subscription = wait_disabled(&server.sandbox, &sub).await;
     assert!(
         subscription["disabledReason"]
@@ -661,14 +563,7 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
         .subscribe(&fast.url(), &["ALL_EVENTS"], "s")
         .await;
     for _ in 0..10 {
-        publish(
-            &operator,
-            "default",
-            "SANDBOX",
-            "USER_CREATED",
-            json!({"userId": "u"}),
-        )
-        .await;
+        user_created(&operator).await;
     }
     // All ten reach the fast endpoint while the slow one still holds its first two.
     fast.wait_hits(10).await;
@@ -688,14 +583,7 @@ async fn retry_after_is_honoured() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "s")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hits = receiver.wait_hits(2).await;
     let waited = hits[1].at.duration_since(hits[0].at);
     assert!(
@@ -722,14 +610,7 @@ async fn the_egress_proxy_carries_every_delivery() {
         .sandbox
         .subscribe(&receiver.url(), &["ALL_EVENTS"], "proxied")
         .await;
-    publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    user_created(&operator).await;
     let hit = receiver.wait_hits(1).await.remove(0);
     assert_eq!(
         hit.header("smile-signature"),

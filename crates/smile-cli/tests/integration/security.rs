@@ -34,14 +34,7 @@ async fn tenants_and_modes_see_only_their_own() {
     let a_production = server.key("default", Mode::Production).await;
     let receiver = Receiver::start().await;
     let sub = a.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
-    let event = publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    let event = user_created(&operator).await;
     let delivery = receiver.wait_hits(1).await;
     assert_eq!(delivery.len(), 1);
     let (_, deliveries) = a.get(&format!("/v1/events/{event}/deliveries")).await;
@@ -113,14 +106,7 @@ async fn tenants_and_modes_see_only_their_own() {
         json!({"userId": "u"}),
     )
     .await;
-    let marker = publish(
-        &operator,
-        "default",
-        "SANDBOX",
-        "USER_CREATED",
-        json!({"userId": "u"}),
-    )
-    .await;
+    let marker = user_created(&operator).await;
     let hits = receiver.wait_hits(2).await;
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[1].header("webhook-id"), marker);

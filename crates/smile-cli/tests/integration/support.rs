@@ -444,6 +444,11 @@ pub async fn publish(operator: &Api, tenant: &str, mode: &str, event_type: &str,
     body["data"]["id"].as_str().expect("event id").to_owned()
 }
 
+/// Publishes a sample `USER_CREATED` to the default sandbox tenant and returns its id.
+pub async fn user_created(operator: &Api) -> String {
+    publish(operator, "default", "SANDBOX", "USER_CREATED", json!({"userId": "u"})).await
+}
+
 pub fn account_connected(user: &str) -> Value {
     json!({"userId": user, "accountId": "a-123", "loginName": "George", "providers": ["sss"]})
 }
