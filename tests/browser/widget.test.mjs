@@ -252,6 +252,10 @@ test('a forged postMessage fires no callback', async () => {
     document.body.appendChild(other);
     other.contentWindow.parent.postMessage(forged, '*');
     other.contentWindow.eval("parent.postMessage({smile:1,type:'callback',name:'onClose',payload:{reason:'close'}}, '*')");
+    // And to the widget: a token from a frame that is not its parent must not replace the real one.
+    other.contentWindow.eval(
+      "parent.document.querySelector('iframe[title=\"Smile Wink Widget\"]').contentWindow" +
+      ".postMessage({smile:1,type:'token',userToken:'forged'}, '*')");
   });
   // The widget's own next message proves the forged ones were handled (and dropped) before it.
   await frame.locator('[data-provider="grab"]').click();
@@ -262,6 +266,11 @@ test('a forged postMessage fires no callback', async () => {
   });
   assert.deepEqual(got.slice(before).map((c) => c.name), ['onUIEvent']);
   assert.equal(await page.locator('iframe[title="Smile Wink Widget"]').count(), 1, 'still open');
+  await frame.getByLabel('Phone number').fill('+63 9559991234');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'mfa');
+  assert.ok(!(await calls(page)).some((c) => c.name === 'onTokenExpired'), 'the forged token was not taken');
   await page.close();
 });
 
