@@ -491,10 +491,7 @@ impl Platform {
             v
         };
         let mut add = |kind: &str, items: Vec<&Value>| {
-            for item in items {
-                let id = item["id"].as_str().unwrap_or_default();
-                documents.push(document(kind, id, scope, user_id, Some(account_id), item.clone()));
-            }
+            documents.extend(items.into_iter().map(|v| item(kind, v.clone(), scope, user_id, account_id)));
         };
         if let Some(identity) = &synced.identity {
             add(kinds::IDENTITY, vec![identity]);
