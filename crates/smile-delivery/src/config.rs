@@ -17,16 +17,25 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
     /// The longest `Retry-After` honoured.
     pub max_retry_after: Duration,
-    /// Concurrent attempts per subscription; the rest wait in its queue.
+    /// Concurrent attempts per subscription; the rest wait in its lane.
     pub max_in_flight_per_endpoint: usize,
+    /// Deliveries one lane (subscription) holds in memory at most; the rest wait in the store.
+    pub lane_window: usize,
+    /// Deliveries all lanes of this node hold in memory at most.
+    pub window: usize,
+    /// Consecutive failures after which a lane sends one attempt at a time, pausing between
+    /// them (1 s, doubling up to `breaker_max_pause`) until one succeeds.
+    pub breaker_after: u32,
+    pub breaker_max_pause: Duration,
     /// How much of a response body is read (the rest is dropped with the connection).
     pub max_response_read: usize,
     /// How much of a response body is kept in the attempt log.
     pub response_snippet: usize,
-    /// How long a node's claim on a delivery lasts unless renewed: a dead node's work is
+    /// How long a node's claim on a lane lasts unless renewed: a dead node's lanes are
     /// taken over after at most this long.
     pub lease: Duration,
-    /// How often a node looks for due work nobody told it about (expired leases).
+    /// How often a node looks for due work nobody told it about (expired leases, retries
+    /// left by an earlier run).
     pub poll_interval: Duration,
     pub egress: EgressConfig,
 }
@@ -67,6 +76,10 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             max_retry_after: Duration::from_secs(3600),
             max_in_flight_per_endpoint: 32,
+            lane_window: 1024,
+            window: 20_000,
+            breaker_after: 5,
+            breaker_max_pause: Duration::from_secs(60),
             max_response_read: 64 * 1024,
             response_snippet: 512,
             lease: Duration::from_secs(30),

@@ -1,18 +1,38 @@
 //! The delivery engine: every published event reaches every matching subscription, signed,
-//! at least once, with every attempt recorded.
+//! at least once, with every attempt recorded. The store is the queue; memory is a window.
 //!
-//! - [`Engine`]: publish (durable fan-out in one group-committed transaction), test sends,
-//!   replays; it feeds the scheduler directly and reloads pending work on start.
-//! - [`DeliveryConfig`]: retry schedule, timeouts, per-endpoint concurrency, egress, TLS roots.
+//! One event, from publish to its attempt log, read in this order:
+//!
+//! ```text
+//!  engine.rs    Engine::publish ──► Store::publish: the event and its fan-out, one INSERT … SELECT,
+//!                   │               group-committed; deliveries behind an order key are parked
+//!                   ▼ (due deliveries, with their bodies)
+//!  lanes.rs     a lane per subscription, leased to one node: a bounded window of the store,
+//!                   │               refilled by Store::load_lane as it drains; in-flight cap and
+//!                   │               breaker per lane; retries come back by timer
+//!                   ▼
+//!  sender.rs    one signed HTTP attempt (pooled client, timeouts, SSRF guard)
+//!                   ▼
+//!  verdict.rs   decide(): SUCCEEDED, PENDING (retry at …) or FAILED, and the subscription's
+//!                   │               health (failing since, recovered, disabled)
+//!                   ▼
+//!  outcomes.rs  batched Store::record_outcomes: attempt rows, transitions (only from PENDING),
+//!                                   the next parked delivery made due; then back to lanes.rs
+//! ```
+//!
+//! - [`Engine`]: publish, test sends, and what the API tells the engine.
+//! - [`DeliveryConfig`]: retry schedule, timeouts, windows and caps, egress, TLS roots.
 //! - [`ssrf`]: which addresses production deliveries may not reach.
-//! - `scheduler`: per-endpoint queues with an in-flight cap, and the retry timer.
-//! - `sender`: the pooled HTTP client and the signed request of one attempt.
 
 mod config;
 mod engine;
-mod scheduler;
+mod error;
+mod lanes;
+mod outcomes;
 mod sender;
 pub mod ssrf;
+mod verdict;
 
 pub use config::{DeliveryConfig, EgressConfig};
-pub use engine::{Engine, EngineError};
+pub use engine::Engine;
+pub use error::EngineError;

@@ -1,7 +1,7 @@
 //! The HTTP side of an attempt: pooled clients, the signed request, the capped response read.
 
 use crate::config::DeliveryConfig;
-use crate::engine::EngineError;
+use crate::error::EngineError;
 use crate::ssrf::{Blocked, GuardedResolver, forbidden_reason};
 use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use smile_core::timefmt::format_ms;
-use smile_store::{Attempt, Delivery, DeliveryStatus, Page, StoredEvent, Subscription};
+use smile_store::{Attempt, Delivery, DeliveryStatus, Ordering, Page, StoredEvent, Subscription};
 
 /// A subscription, with the fields of the contract's `Webhook` and ours after them.
 #[derive(Serialize)]
@@ -21,6 +21,38 @@ pub struct SubscriptionView {
     /// Until when the previous secret still signs too (after a rotation).
     previous_secret_expires_at: Option<String>,
     disabled_reason: Option<String>,
+    /// `concurrent` (the default) or `fifo`.
+    ordering: Ordering,
+    /// For a FIFO subscription whose next delivery has failed: the lane waits on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocked_by: Option<BlockedView>,
+}
+
+/// The delivery a FIFO lane waits on.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedView {
+    delivery_id: String,
+    event_id: String,
+    attempt_count: u32,
+    next_attempt_at: Option<String>,
+    last_status_code: Option<u16>,
+    last_error: Option<String>,
+}
+
+impl SubscriptionView {
+    /// Adds the delivery a FIFO lane is blocked on, if any.
+    pub fn blocked_by(mut self, head: Option<Delivery>) -> Self {
+        self.blocked_by = head.map(|d| BlockedView {
+            delivery_id: d.id,
+            event_id: d.event_id,
+            attempt_count: d.attempts,
+            next_attempt_at: d.next_attempt_ms.map(format_ms),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+        });
+        self
+    }
 }
 
 impl From<&Subscription> for SubscriptionView {
@@ -39,6 +71,8 @@ impl From<&Subscription> for SubscriptionView {
             mode: s.scope.mode.as_str(),
             previous_secret_expires_at: s.previous_secret_until_ms.filter(|t| *t > now).map(format_ms),
             disabled_reason: s.disabled_reason.clone(),
+            ordering: s.ordering,
+            blocked_by: None,
         }
     }
 }

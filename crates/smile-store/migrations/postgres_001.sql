@@ -67,7 +67,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_subscription ON deliveries(subscription_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_ms) WHERE status = 'PENDING';
 
 CREATE TABLE IF NOT EXISTS attempts (
     seq BIGSERIAL PRIMARY KEY,

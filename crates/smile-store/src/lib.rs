@@ -92,18 +92,30 @@ pub trait Store: Send + Sync + 'static {
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>>;
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>>;
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
-    /// Records attempt outcomes and releases their leases. A lost outcome only means the
-    /// delivery is sent again once its lease runs out (at least once).
+    /// Records attempt outcomes: each attempt row, and the delivery's new status only where
+    /// it is still PENDING (see [`DeliveryStatus::may_become`]). A delivery that finished
+    /// makes the next one of its order key due. A lost outcome only means the delivery is
+    /// sent again (at least once).
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects>;
-    /// Leases up to `limit` pending deliveries that are due and that no live lease holds.
-    /// Concurrent claims by several nodes never return the same delivery.
-    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>>;
-    /// Extends the lease of these deliveries, where `lease.owner` still holds them.
-    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()>;
-    /// Ends every lease and makes leased pending deliveries due: only for a store that one
-    /// node owns alone, on start (the previous process is gone).
-    async fn release_all_leases(&self, now_ms: i64) -> Result<()>;
-    /// Whether only one node can use this store (then `release_all_leases` is safe on start).
+
+    // ---- lanes: a subscription's pending deliveries, sent by one node at a time ----
+
+    /// Due deliveries of one subscription, earliest due first, at most `limit`, leaving out
+    /// those whose `seq` is in `held` (already in the caller's memory); bodies included.
+    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch>;
+    /// Active subscriptions with due deliveries whose lane nobody else holds.
+    async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>>;
+    /// Takes the lanes that are free, expired or already `lease.owner`'s; returns those taken.
+    async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>>;
+    /// Extends the lanes `lease.owner` still holds; returns those.
+    async fn renew_lanes(&self, lease: &Lease, subscription_ids: &[String]) -> Result<Vec<String>>;
+    /// Gives lanes up, so that another node may take them at once.
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()>;
+    /// Ends every lane lease: only for a store that one node owns alone, on start.
+    async fn release_all_lanes(&self) -> Result<()>;
+    /// The pending delivery a FIFO subscription waits on, once it has failed at least once.
+    async fn blocked_head(&self, scope: &Scope, subscription_id: &str) -> Result<Option<Delivery>>;
+    /// Whether only one node can use this store.
     fn single_node(&self) -> bool;
     /// Counts one request of `client` in the one-second window `window_s` and returns the
     /// window's count so far, across every node sharing the store.

@@ -46,6 +46,8 @@ pub struct Subscription {
     pub previous_secret: Option<String>,
     pub previous_secret_until_ms: Option<i64>,
     pub include_payload: bool,
+    /// Whether its deliveries go one at a time, in publish order.
+    pub ordering: Ordering,
     /// Why the engine disabled it (410 Gone, failing too long), if it did.
     pub disabled_reason: Option<String>,
     /// Start of the current run of failures, cleared by a success.
@@ -53,6 +55,20 @@ pub struct Subscription {
     pub created_ms: i64,
     pub updated_ms: i64,
 }
+
+/// How a subscription's deliveries are sequenced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// Many in flight at once; a failing delivery does not hold up the next (the default).
+    #[default]
+    Concurrent,
+    /// Strict FIFO: the next delivery waits until the previous one succeeded or finally failed.
+    Fifo,
+}
+
+/// The order key every delivery of a FIFO subscription carries: one sequence for all of them.
+pub const FIFO_KEY: &str = "";
 
 /// One event to persist and fan out.
 #[derive(Debug, Clone)]
@@ -67,47 +83,62 @@ pub struct NewEvent {
     pub lean_body: Option<String>,
     /// Deliver to this subscription only (test sends), whatever its event types.
     pub only_subscription: Option<String>,
-    pub delivery_created_ms: i64,
-    /// The node that publishes holds the new deliveries and sends them at once.
-    pub lease: Lease,
+    /// Deliveries with the same key to the same subscription go one at a time, in publish
+    /// order: a later one is parked (not due) while an earlier one is pending.
+    pub order_key: Option<String>,
 }
 
-/// A node's claim on deliveries: nobody else sends them until it runs out.
+/// A node's claim on lanes (a subscription's deliveries): nobody else sends them until it
+/// runs out.
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub owner: String,
     pub until_ms: i64,
 }
 
-/// A delivery a node claimed, with the exact body to send.
+/// A due delivery read into a lane, with the exact body to send.
 #[derive(Debug, Clone)]
-pub struct ClaimedDelivery {
-    pub delivery: Delivery,
+pub struct LaneDelivery {
+    pub seq: i64,
+    pub id: String,
+    pub event_id: String,
+    /// Attempts already made.
+    pub attempts: u32,
+    pub order_key: Option<String>,
     pub body: String,
+}
+
+/// What one read of a lane found.
+#[derive(Debug, Clone, Default)]
+pub struct LaneBatch {
+    /// Due deliveries, earliest due first.
+    pub deliveries: Vec<LaneDelivery>,
+    /// When the earliest pending delivery that is not due yet becomes due.
+    pub next_due_ms: Option<i64>,
 }
 
 /// What one node tells the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
-    /// Deliveries may be due at this time: claim them then.
-    Due { at_ms: i64 },
     /// A subscription changed: drop what you cached of it.
     SubscriptionChanged { id: String },
+    /// These lanes have new due work: their owner should read them.
+    LaneWork { subscription_ids: Vec<String> },
 }
 
 impl Signal {
     /// The text sent over the wire (PostgreSQL NOTIFY payload).
     pub fn encode(&self) -> String {
         match self {
-            Signal::Due { at_ms } => format!("due:{at_ms}"),
             Signal::SubscriptionChanged { id } => format!("subscription:{id}"),
+            Signal::LaneWork { subscription_ids } => format!("lanes:{}", subscription_ids.join(",")),
         }
     }
 
     pub fn decode(text: &str) -> Option<Signal> {
         match text.split_once(':')? {
-            ("due", at) => Some(Signal::Due { at_ms: at.parse().ok()? }),
             ("subscription", id) => Some(Signal::SubscriptionChanged { id: id.to_owned() }),
+            ("lanes", ids) => Some(Signal::LaneWork { subscription_ids: ids.split(',').map(str::to_owned).collect() }),
             _ => None,
         }
     }
@@ -118,14 +149,20 @@ impl Signal {
 pub struct OutcomeEffects {
     /// Subscriptions disabled by these outcomes.
     pub disabled: Vec<String>,
+    /// Subscriptions whose next delivery in order was made due (unparked).
+    pub unparked: Vec<String>,
 }
 
-/// A delivery the publish created, handed straight to the scheduler.
+/// A delivery the publish created, handed straight to its lane when it is due.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
+    pub seq: i64,
     pub id: String,
     pub subscription_id: String,
     pub lean: bool,
+    /// False when it waits behind an earlier delivery of its order key (parked).
+    pub due: bool,
+    pub order_key: Option<String>,
 }
 
 /// A persisted event.
@@ -145,6 +182,9 @@ pub struct EventFilter {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
 }
+
+/// The SQL form of [`DeliveryStatus::may_change`], the guard of every automatic transition.
+pub const OPEN_DELIVERY: &str = "status = 'PENDING'";
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +206,14 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "FAILED",
             DeliveryStatus::Cancelled => "CANCELLED",
         }
+    }
+
+    /// Whether an outcome, a disable or a delete may still change a delivery in this status:
+    /// the one rule of the state machine. Only PENDING moves (to SUCCEEDED, FAILED or
+    /// CANCELLED); FAILED and CANCELLED come back only by an explicit retry or recover.
+    /// Both stores write it as [`OPEN_DELIVERY`].
+    pub fn may_change(self) -> bool {
+        self == DeliveryStatus::Pending
     }
 
     pub fn parse(s: &str) -> Self {
@@ -219,25 +267,26 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// What an attempt changes besides its own record.
+/// An attempt and what the engine decided it means; the store only writes it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub attempt: Attempt,
     pub subscription_id: String,
+    /// PENDING (retry at `next_attempt_ms`), SUCCEEDED or FAILED; written only over PENDING.
     pub status: DeliveryStatus,
     pub next_attempt_ms: Option<i64>,
     pub subscription_effect: SubscriptionEffect,
 }
 
-/// How an attempt changes its subscription's health. The store decides, so that every node
-/// sees the same run of failures.
+/// How an attempt changes its subscription, as the engine decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionEffect {
-    /// A success ends any run of failures.
-    Healthy,
-    /// A failure starts a run of failures if none is running, and disables the subscription
-    /// if its run started at or before `disable_if_since_before_ms`.
-    Failing { now_ms: i64, disable_if_since_before_ms: i64 },
+    /// Nothing to write.
+    None,
+    /// A success ended a run of failures.
+    Recovered,
+    /// A failure started a run of failures at this time.
+    FailingSince(i64),
     /// The subscription is disabled at once, its pending deliveries failed.
     Disable { reason: String },
 }

@@ -1,21 +1,23 @@
 //! The PostgreSQL store: several `smile serve` nodes share one database.
 //!
 //! Each call runs on a pooled connection; concurrent commits are grouped by PostgreSQL itself.
-//! Claims take due deliveries with `FOR UPDATE SKIP LOCKED`, so two nodes never claim the
-//! same one; signals between nodes travel with `LISTEN/NOTIFY` on one channel.
+//! A node sends a subscription's deliveries only while it holds that lane's lease (the `lanes`
+//! table), so two nodes never send the same lane; signals between nodes travel with
+//! `LISTEN/NOTIFY` on one channel.
 
 use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use smile_core::ids;
-use smile_core::timefmt::format_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-const MIGRATION: &str = include_str!("../migrations/postgres_001.sql");
+/// The schema's versions in order; `schema_version` records those applied.
+const MIGRATIONS: [&str; 2] =
+    [include_str!("../migrations/postgres_001.sql"), include_str!("../migrations/postgres_002.sql")];
 /// The NOTIFY channel every node listens on.
 const CHANNEL: &str = "smile_signals";
 /// Serialises migrations when several nodes start at once.
@@ -57,17 +59,30 @@ impl PostgresStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-        let migrated = client.batch_execute(MIGRATION).await;
+        let migrated = apply_migrations(&mut client).await;
         client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
-        Ok(migrated?)
+        migrated
     }
+}
+
+/// Applies the migrations not applied yet, each in its own transaction.
+async fn apply_migrations(client: &mut deadpool_postgres::Client) -> Result<()> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)").await?;
+    let applied: i32 = client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[]).await?.get(0);
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(version as i32 + 1)]).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
     previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
-    created_ms, updated_ms";
+    created_ms, updated_ms, fifo";
 
 fn subscription_row(row: &Row) -> (i64, Subscription) {
     (
@@ -87,6 +102,7 @@ fn subscription_row(row: &Row) -> (i64, Subscription) {
             failing_since_ms: row.get(13),
             created_ms: row.get(14),
             updated_ms: row.get(15),
+            ordering: if row.get(16) { Ordering::Fifo } else { Ordering::Concurrent },
         },
     )
 }
@@ -141,12 +157,48 @@ fn event_row(row: &Row) -> StoredEvent {
 
 async fn fail_pending(c: &impl GenericClient, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
     c.execute(
-        "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3, \
-         lease_owner = NULL, lease_until_ms = NULL WHERE subscription_id = $4 AND status = 'PENDING'",
+        &format!(
+            "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3 \
+             WHERE subscription_id = $4 AND {OPEN_DELIVERY}"
+        ),
         &[&status.as_str(), &why, &now(), &subscription_id],
     )
     .await?;
     Ok(())
+}
+
+/// The advisory lock of one order key on one subscription. A publish that parks behind a
+/// pending delivery and the outcome that ends it take it, so neither misses the other
+/// (under READ COMMITTED each could otherwise not see the other's uncommitted row).
+fn order_lock(subscription_id: &str, order_key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(subscription_id).chain_update([0]).chain_update(order_key).finalize();
+    i64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+/// Takes the order locks of these keys until the transaction ends, in one order to avoid deadlocks.
+async fn lock_order_keys<'a>(c: &impl GenericClient, keys: impl Iterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    let mut locks: Vec<i64> = keys.map(|(sub, key)| order_lock(sub, key)).collect();
+    if locks.is_empty() {
+        return Ok(());
+    }
+    locks.sort_unstable();
+    locks.dedup();
+    c.execute("SELECT pg_advisory_xact_lock(l) FROM UNNEST($1::bigint[]) AS l", &[&locks]).await?;
+    Ok(())
+}
+
+/// Makes the next parked delivery of an order key due, unless one of the key is due already.
+async fn unpark(c: &impl GenericClient, subscription_id: &str, order_key: &str, now_ms: i64) -> Result<bool> {
+    let changed = c
+        .execute(
+            "UPDATE deliveries SET next_attempt_ms = $3 WHERE seq = (SELECT seq FROM deliveries \
+             WHERE subscription_id = $1 AND order_key = $2 AND status = 'PENDING' ORDER BY seq LIMIT 1) \
+             AND next_attempt_ms IS NULL",
+            &[&subscription_id, &order_key, &now_ms],
+        )
+        .await?;
+    Ok(changed > 0)
 }
 
 /// Turns a disable decision into a disabled subscription; true if this call disabled it.
@@ -198,17 +250,17 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
     }
 }
 
-/// Subscription ids an event goes to, each with its `includePayload`.
-type Targets = Vec<(String, bool)>;
+/// A subscription an event goes to: its id, `includePayload`, and whether it is FIFO.
+type Target = (String, bool, bool);
 
-/// The active subscriptions an event goes to.
-async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Targets> {
+/// The subscriptions an event goes to.
+async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<Target>> {
     let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
     let rows = match &e.only_subscription {
         Some(id) => {
             let statement = c
                 .prepare_cached(
-                    "SELECT id, include_payload FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                    "SELECT id, include_payload, fifo FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
                 )
                 .await?;
             c.query(&statement, &[id, &tenant, &mode]).await?
@@ -216,22 +268,21 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Targets> {
         None => {
             let statement = c
                 .prepare_cached(
-                    "SELECT id, include_payload FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
+                    "SELECT id, include_payload, fifo FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
                      AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
                 )
                 .await?;
             c.query(&statement, &[&tenant, &mode, &format!("%,{},%", e.event_type)]).await?
         }
     };
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDelivery>>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Events of one tenant, mode and type share their matching subscriptions.
-    let mut matching: HashMap<(&str, Mode, &str), Targets> = HashMap::new();
-    let mut created = Vec::with_capacity(events.len());
+    let mut matching: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
     let mut d = DeliveryColumns::default();
     for e in events {
         let found = match (
@@ -247,14 +298,11 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
                 found
             }
         };
-        let mut mine = Vec::with_capacity(found.len());
-        for (subscription_id, include_payload) in found {
+        for (subscription_id, include_payload, fifo) in found {
             let lean = e.lean_body.is_some() && !include_payload;
-            let id = ids::new_id(ids::DELIVERY);
-            d.push(e, &id, &subscription_id, lean);
-            mine.push(NewDelivery { id, subscription_id, lean });
+            let key = if fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
+            d.push(e, &subscription_id, lean, key);
         }
-        created.push(mine);
     }
     let insert_events = tx
         .prepare_cached(
@@ -276,26 +324,45 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
         ],
     )
     .await?;
+    let mut created: HashMap<String, Vec<NewDelivery>> = HashMap::new();
+    let keyed = d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)));
+    lock_order_keys(&tx, keyed).await?;
     if !d.id.is_empty() {
-        // Due when the lease runs out: if the publishing node dies, another takes over then.
+        // A delivery behind a pending one of its order key (in the store or earlier in this
+        // batch) is parked: not due until that one ends.
         let insert = tx
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
-                 next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
-                 SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, u.until, u.lean, \
-                 u.created, u.created, u.owner, u.until FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::bigint[], $8::bool[], $9::bigint[], $10::text[]) \
-                 AS u(id, event_id, event_type, sub, tenant, mode, until, lean, created, owner)",
+                 next_attempt_ms, lean, created_ms, updated_ms, order_key) \
+                 SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, \
+                 CASE WHEN u.k IS NOT NULL AND (ROW_NUMBER() OVER (PARTITION BY u.sub, u.k ORDER BY u.ord) > 1 \
+                 OR EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = u.sub AND p.order_key = u.k \
+                 AND p.status = 'PENDING')) THEN NULL ELSE u.created END, u.lean, u.created, u.created, u.k \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
+                 $8::bigint[], $9::text[]) WITH ORDINALITY AS u(id, event_id, event_type, sub, tenant, mode, lean, \
+                 created, k, ord) \
+                 RETURNING seq, id, event_id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key",
             )
             .await?;
-        tx.execute(
-            &insert,
-            &[&d.id, &d.event_id, &d.event_type, &d.sub, &d.tenant, &d.mode, &d.until, &d.lean, &d.created, &d.owner],
-        )
-        .await?;
+        let rows = tx
+            .query(
+                &insert,
+                &[&d.id, &d.event_id, &d.event_type, &d.sub, &d.tenant, &d.mode, &d.lean, &d.created, &d.key],
+            )
+            .await?;
+        for r in rows {
+            created.entry(r.get(2)).or_default().push(NewDelivery {
+                seq: r.get(0),
+                id: r.get(1),
+                subscription_id: r.get(3),
+                lean: r.get(4),
+                due: r.get(5),
+                order_key: r.get(6),
+            });
+        }
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(events.iter().map(|e| created.remove(&e.id).unwrap_or_default()).collect())
 }
 
 /// New deliveries of a batch, column by column, for one bulk insert.
@@ -307,24 +374,22 @@ struct DeliveryColumns {
     sub: Vec<String>,
     tenant: Vec<String>,
     mode: Vec<&'static str>,
-    until: Vec<i64>,
     lean: Vec<bool>,
     created: Vec<i64>,
-    owner: Vec<String>,
+    key: Vec<Option<String>>,
 }
 
 impl DeliveryColumns {
-    fn push(&mut self, e: &NewEvent, id: &str, subscription_id: &str, lean: bool) {
-        self.id.push(id.to_owned());
+    fn push(&mut self, e: &NewEvent, subscription_id: &str, lean: bool, key: Option<String>) {
+        self.id.push(ids::new_id(ids::DELIVERY));
         self.event_id.push(e.id.clone());
         self.event_type.push(e.event_type.clone());
         self.sub.push(subscription_id.to_owned());
         self.tenant.push(e.scope.tenant_id.clone());
         self.mode.push(e.scope.mode.as_str());
-        self.until.push(e.lease.until_ms);
         self.lean.push(lean);
-        self.created.push(e.delivery_created_ms);
-        self.owner.push(e.lease.owner.clone());
+        self.created.push(e.created_ms);
+        self.key.push(key);
     }
 }
 
@@ -432,7 +497,7 @@ impl Store for PostgresStore {
             .execute(
                 "INSERT INTO subscriptions (id, tenant_id, mode, name, url, event_types, active, secret, \
                  previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
-                 created_ms, updated_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+                 created_ms, updated_ms, fifo) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
                 &[
                     &s.id,
                     &s.scope.tenant_id,
@@ -449,6 +514,7 @@ impl Store for PostgresStore {
                     &s.failing_since_ms,
                     &s.created_ms,
                     &s.updated_ms,
+                    &(s.ordering == Ordering::Fifo),
                 ],
             )
             .await?;
@@ -497,12 +563,12 @@ impl Store for PostgresStore {
         let changed = tx
             .execute(
                 "UPDATE subscriptions SET name=$1, url=$2, event_types=$3, active=$4, secret=$5, previous_secret=$6, \
-                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11 \
-                 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
+                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11, \
+                 fifo=$15 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
                 &[
                     &s.name, &s.url, &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
                     &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
-                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(),
+                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &(s.ordering == Ordering::Fifo),
                 ],
             )
             .await?;
@@ -524,6 +590,7 @@ impl Store for PostgresStore {
             .await?;
         if deleted > 0 {
             fail_pending(&tx, id, DeliveryStatus::Cancelled, "subscription deleted").await?;
+            tx.execute("DELETE FROM lanes WHERE subscription_id = $1", &[&id]).await?;
         }
         tx.commit().await?;
         Ok(deleted > 0)
@@ -647,102 +714,154 @@ impl Store for PostgresStore {
             )
             .await?;
         tx.execute(&insert, &[&ids, &delivery_ids, &numbers, &times, &codes, &latencies, &bodies, &errors]).await?;
-        // A delivery that was cancelled or already succeeded keeps that status.
         let update = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE deliveries d SET status = u.status, attempts = GREATEST(d.attempts, u.attempt), \
-                 next_attempt_ms = u.next, updated_ms = u.at, last_status_code = u.code, last_error = u.error, \
-                 lease_owner = NULL, lease_until_ms = NULL \
+                 next_attempt_ms = u.next, updated_ms = u.at, last_status_code = u.code, last_error = u.error \
                  FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], $7::text[]) \
                  AS u(id, status, attempt, next, at, code, error) \
-                 WHERE d.id = u.id AND d.status IN ('PENDING', 'FAILED')",
-            )
+                 WHERE d.id = u.id AND d.{OPEN_DELIVERY} \
+                 RETURNING d.subscription_id, d.order_key, d.status, d.updated_ms"
+            ))
             .await?;
-        tx.execute(&update, &[&delivery_ids, &statuses, &numbers, &nexts, &times, &codes, &errors]).await?;
-
+        let changed = tx.query(&update, &[&delivery_ids, &statuses, &numbers, &nexts, &times, &codes, &errors]).await?;
         let mut effects = OutcomeEffects::default();
-        let mut healthy: Vec<&str> = Vec::new();
-        for o in &outcomes {
-            let reason = match &o.subscription_effect {
-                SubscriptionEffect::Healthy => {
-                    if !healthy.contains(&o.subscription_id.as_str()) {
-                        healthy.push(&o.subscription_id);
-                    }
-                    None
-                }
-                SubscriptionEffect::Failing { now_ms, disable_if_since_before_ms } => tx
-                    .query_opt(
-                        "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, $1) \
-                         WHERE id = $2 AND active RETURNING failing_since_ms",
-                        &[now_ms, &o.subscription_id],
-                    )
-                    .await?
-                    .map(|r| r.get::<_, i64>(0))
-                    .filter(|since| since <= disable_if_since_before_ms)
-                    .map(|since| format!("failing without a success since {}", format_ms(since))),
-                SubscriptionEffect::Disable { reason } => Some(reason.clone()),
-            };
-            if let Some(reason) = reason
-                && disable(&tx, &o.subscription_id, &reason).await?
-            {
-                effects.disabled.push(o.subscription_id.clone());
+        let ended: Vec<(String, String, i64)> = changed
+            .iter()
+            .filter(|row| DeliveryStatus::parse(row.get(2)) != DeliveryStatus::Pending)
+            .filter_map(|row| Some((row.get(0), row.get::<_, Option<String>>(1)?, row.get(3))))
+            .collect();
+        lock_order_keys(&tx, ended.iter().map(|(sub, key, _)| (sub.as_str(), key.as_str()))).await?;
+        for (subscription_id, key, at) in ended {
+            if unpark(&tx, &subscription_id, &key, at).await? {
+                effects.unparked.push(subscription_id);
             }
         }
-        if !healthy.is_empty() {
-            tx.execute(
-                "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ANY($1) AND failing_since_ms IS NOT NULL",
-                &[&healthy],
-            )
-            .await?;
+        for o in &outcomes {
+            match &o.subscription_effect {
+                SubscriptionEffect::None => {}
+                SubscriptionEffect::Recovered => {
+                    tx.execute("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = $1", &[&o.subscription_id])
+                        .await?;
+                }
+                SubscriptionEffect::FailingSince(since) => {
+                    tx.execute(
+                        "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, $1) WHERE id = $2",
+                        &[since, &o.subscription_id],
+                    )
+                    .await?;
+                }
+                SubscriptionEffect::Disable { reason } => {
+                    if disable(&tx, &o.subscription_id, reason).await? {
+                        effects.disabled.push(o.subscription_id.clone());
+                    }
+                }
+            }
         }
         tx.commit().await?;
         Ok(effects)
     }
 
-    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>> {
-        let sql = format!(
-            "WITH due AS (SELECT seq FROM deliveries WHERE status = 'PENDING' AND next_attempt_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY next_attempt_ms LIMIT $4 \
-             FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET lease_owner = $1, lease_until_ms = $2 FROM due WHERE d.seq = due.seq \
-             RETURNING {DELIVERY_COLUMNS}, (SELECT CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body \
-             ELSE e.body END FROM events e WHERE e.id = d.event_id)"
-        );
+    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&sql).await?;
-        let rows = client.query(&statement, &[&lease.owner, &lease.until_ms, &now_ms, &i64::from(limit)]).await?;
-        Ok(rows
+        let statement = client
+            .prepare_cached(
+                "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
+                 CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+                 FROM deliveries d JOIN events e ON e.id = d.event_id \
+                 WHERE d.subscription_id = $1 AND d.status = 'PENDING' AND d.next_attempt_ms <= $2 \
+                 AND NOT (d.seq = ANY($3)) ORDER BY d.next_attempt_ms, d.seq LIMIT $4",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&subscription_id, &now_ms, &held, &i64::from(limit)]).await?;
+        let deliveries = rows
             .iter()
-            .filter_map(|r| {
-                let body: Option<String> = r.get(15);
-                body.map(|body| ClaimedDelivery { delivery: delivery_row(r).1, body })
+            .map(|r| LaneDelivery {
+                seq: r.get(0),
+                id: r.get(1),
+                event_id: r.get(2),
+                attempts: r.get::<_, i32>(3).max(0) as u32,
+                order_key: r.get(4),
+                body: r.get(5),
             })
-            .collect())
+            .collect();
+        let next = client
+            .prepare_cached(
+                "SELECT MIN(next_attempt_ms) FROM deliveries \
+                 WHERE subscription_id = $1 AND status = 'PENDING' AND next_attempt_ms > $2",
+            )
+            .await?;
+        let next_due_ms = client.query_one(&next, &[&subscription_id, &now_ms]).await?.get(0);
+        Ok(LaneBatch { deliveries, next_due_ms })
     }
 
-    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()> {
+    async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
+                 WHERE s.active AND (l.owner IS NULL OR l.owner = $1 OR l.until_ms <= $2) \
+                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id AND d.status = 'PENDING' \
+                 AND d.next_attempt_ms <= $2) LIMIT $3",
+                &[&node, &now_ms, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "INSERT INTO lanes (subscription_id, owner, until_ms) SELECT u, $2, $3 FROM UNNEST($1::text[]) AS u \
+                 ON CONFLICT (subscription_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+                 WHERE lanes.owner = excluded.owner OR lanes.until_ms <= $4 RETURNING subscription_id",
+                &[&subscription_ids, &lease.owner, &lease.until_ms, &now_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn renew_lanes(&self, lease: &Lease, subscription_ids: &[String]) -> Result<Vec<String>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "UPDATE lanes SET until_ms = $1 WHERE subscription_id = ANY($2) AND owner = $3 RETURNING subscription_id",
+                &[&lease.until_ms, &subscription_ids, &lease.owner],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()> {
         self.pool
             .get()
             .await?
-            .execute(
-                "UPDATE deliveries SET lease_until_ms = $1 WHERE id = ANY($2) AND lease_owner = $3 AND status = 'PENDING'",
-                &[&lease.until_ms, &delivery_ids, &lease.owner],
-            )
+            .execute("DELETE FROM lanes WHERE subscription_id = ANY($1) AND owner = $2", &[&subscription_ids, &owner])
             .await?;
         Ok(())
     }
 
-    async fn release_all_leases(&self, now_ms: i64) -> Result<()> {
-        self.pool
-            .get()
-            .await?
-            .execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL, next_attempt_ms = LEAST(next_attempt_ms, $1) \
-                 WHERE status = 'PENDING' AND lease_owner IS NOT NULL",
-                &[&now_ms],
-            )
-            .await?;
+    async fn release_all_lanes(&self) -> Result<()> {
+        self.pool.get().await?.execute("DELETE FROM lanes", &[]).await?;
         Ok(())
+    }
+
+    async fn blocked_head(&self, scope: &Scope, subscription_id: &str) -> Result<Option<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.subscription_id = $1 AND d.tenant_id = $2 \
+             AND d.mode = $3 AND d.status = 'PENDING' AND d.order_key = '{FIFO_KEY}' \
+             AND d.next_attempt_ms IS NOT NULL AND d.attempts > 0 ORDER BY d.seq LIMIT 1"
+        );
+        let row =
+            self.pool.get().await?.query_opt(&sql, &[&subscription_id, &scope.tenant_id, &scope.mode.as_str()]).await?;
+        Ok(row.map(|r| delivery_row(&r).1))
     }
 
     fn single_node(&self) -> bool {
@@ -871,8 +990,7 @@ impl Store for PostgresStore {
         let sql = format!(
             "UPDATE deliveries d SET status = CASE WHEN d.status = 'CANCELLED' THEN d.status ELSE 'PENDING' END, \
              next_attempt_ms = CASE WHEN d.status = 'CANCELLED' THEN d.next_attempt_ms ELSE $1 END, \
-             updated_ms = $1, lease_owner = NULL, lease_until_ms = NULL \
-             WHERE d.id = $2 AND d.tenant_id = $3 AND d.mode = $4 RETURNING {DELIVERY_COLUMNS}"
+             updated_ms = $1 WHERE d.id = $2 AND d.tenant_id = $3 AND d.mode = $4 RETURNING {DELIVERY_COLUMNS}"
         );
         let row =
             self.pool.get().await?.query_opt(&sql, &[&now_ms, &id, &scope.tenant_id, &scope.mode.as_str()]).await?;
@@ -887,8 +1005,8 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> Result<Vec<Delivery>> {
         let sql = format!(
-            "UPDATE deliveries d SET status = 'PENDING', next_attempt_ms = $1, updated_ms = $1, lease_owner = NULL, \
-             lease_until_ms = NULL WHERE d.subscription_id = $2 AND d.tenant_id = $3 AND d.mode = $4 \
+            "UPDATE deliveries d SET status = 'PENDING', next_attempt_ms = $1, updated_ms = $1 \
+             WHERE d.subscription_id = $2 AND d.tenant_id = $3 AND d.mode = $4 \
              AND d.status = 'FAILED' AND d.created_ms >= $5 RETURNING {DELIVERY_COLUMNS}"
         );
         let rows = self

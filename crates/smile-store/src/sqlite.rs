@@ -8,13 +8,14 @@ use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, typ
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use smile_core::ids;
-use smile_core::timefmt::format_ms;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATION: &str = include_str!("../migrations/sqlite_001.sql");
+/// The schema's versions in order; `PRAGMA user_version` says how many are applied.
+const MIGRATIONS: [&str; 2] =
+    [include_str!("../migrations/sqlite_001.sql"), include_str!("../migrations/sqlite_002.sql")];
 /// The most writes one commit takes, so a huge backlog still commits in bounded steps.
 const MAX_BATCH: usize = 8192;
 
@@ -47,8 +48,8 @@ fn open(path: &Path) -> Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies the migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = open(path)?;
-        conn.execute_batch(MIGRATION)?;
+        let mut conn = open(path)?;
+        migrate(&mut conn)?;
         let (writer, jobs) = mpsc::channel::<Job>(65_536);
         std::thread::Builder::new()
             .name("smile-sqlite-writer".into())
@@ -105,6 +106,18 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
     }
+}
+
+/// Applies the migrations not applied yet, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
@@ -176,7 +189,7 @@ fn conn_for_error() -> &'static Connection {
 
 const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
     previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
-    created_ms, updated_ms";
+    created_ms, updated_ms, fifo";
 
 fn subscription_row(row: &Row) -> rusqlite::Result<(i64, Subscription)> {
     Ok((
@@ -196,6 +209,7 @@ fn subscription_row(row: &Row) -> rusqlite::Result<(i64, Subscription)> {
             failing_since_ms: row.get(13)?,
             created_ms: row.get(14)?,
             updated_ms: row.get(15)?,
+            ordering: if row.get(16)? { Ordering::Fifo } else { Ordering::Concurrent },
         },
     ))
 }
@@ -234,13 +248,26 @@ fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+/// Ends every open delivery of a subscription (disabled: FAILED; deleted: CANCELLED).
 fn fail_pending(conn: &Connection, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "UPDATE deliveries SET status = ?1, next_attempt_ms = NULL, last_error = ?2, updated_ms = ?3 \
-         WHERE subscription_id = ?4 AND status = 'PENDING'",
-    )?
+         WHERE subscription_id = ?4 AND {OPEN_DELIVERY}"
+    ))?
     .execute(params![status.as_str(), why, now(), subscription_id])?;
     Ok(())
+}
+
+/// Makes the next parked delivery of an order key due, unless one of the key is due already.
+fn unpark(conn: &Connection, subscription_id: &str, order_key: &str, now_ms: i64) -> Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET next_attempt_ms = ?3 WHERE seq = (SELECT seq FROM deliveries \
+             WHERE subscription_id = ?1 AND order_key = ?2 AND status = 'PENDING' ORDER BY seq LIMIT 1) \
+             AND next_attempt_ms IS NULL",
+        )?
+        .execute(params![subscription_id, order_key, now_ms])?;
+    Ok(changed > 0)
 }
 
 #[async_trait]
@@ -315,7 +342,7 @@ impl Store for SqliteStore {
             c.execute(
                 "INSERT INTO subscriptions (id, tenant_id, mode, name, url, event_types, active, secret, \
                  previous_secret, previous_secret_until_ms, include_payload, disabled_reason, failing_since_ms, \
-                 created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                 created_ms, updated_ms, fifo) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
                 params![
                     s.id,
                     s.scope.tenant_id,
@@ -331,7 +358,8 @@ impl Store for SqliteStore {
                     s.disabled_reason,
                     s.failing_since_ms,
                     s.created_ms,
-                    s.updated_ms
+                    s.updated_ms,
+                    s.ordering == Ordering::Fifo
                 ],
             )?;
             Ok(())
@@ -386,7 +414,7 @@ impl Store for SqliteStore {
             let changed = c.execute(
                 "UPDATE subscriptions SET name=?1, url=?2, event_types=?3, active=?4, secret=?5, \
                  previous_secret=?6, previous_secret_until_ms=?7, include_payload=?8, disabled_reason=?9, \
-                 failing_since_ms=?10, updated_ms=?11 WHERE id=?12 AND tenant_id=?13 AND mode=?14",
+                 failing_since_ms=?10, updated_ms=?11, fifo=?15 WHERE id=?12 AND tenant_id=?13 AND mode=?14",
                 params![
                     s.name,
                     s.url,
@@ -401,7 +429,8 @@ impl Store for SqliteStore {
                     s.updated_ms,
                     s.id,
                     s.scope.tenant_id,
-                    s.scope.mode.as_str()
+                    s.scope.mode.as_str(),
+                    s.ordering == Ordering::Fifo
                 ],
             )?;
             if changed > 0 && !s.active {
@@ -421,6 +450,7 @@ impl Store for SqliteStore {
             )?;
             if deleted > 0 {
                 fail_pending(c, &id, DeliveryStatus::Cancelled, "subscription deleted")?;
+                c.execute("DELETE FROM lanes WHERE subscription_id = ?1", [&id])?;
             }
             Ok(deleted > 0)
         })
@@ -430,43 +460,56 @@ impl Store for SqliteStore {
     async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
         self.write(move |c| {
             let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
-            let targets: Vec<(String, bool)> = match &e.only_subscription {
-                Some(id) => c
-                    .prepare_cached(
-                        "SELECT id, include_payload FROM subscriptions WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3",
-                    )?
-                    .query_map(params![id, tenant, mode], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()?,
-                None => c
-                    .prepare_cached(
-                        "SELECT id, include_payload FROM subscriptions WHERE tenant_id = ?1 AND mode = ?2 \
-                         AND active = 1 AND (event_types LIKE ?3 OR event_types LIKE '%,ALL_EVENTS,%')",
-                    )?
-                    .query_map(params![tenant, mode, format!("%,{},%", e.event_type)], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?,
-            };
             c.prepare_cached(
                 "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             )?
             .execute(params![e.id, tenant, mode, e.event_type, e.created_ms, e.body, e.lean_body])?;
-            // Due when the lease runs out: if the publishing node dies, another takes over then.
-            let mut insert = c.prepare_cached(
-                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, \
-                 attempts, next_attempt_ms, lean, created_ms, updated_ms, lease_owner, lease_until_ms) \
-                 VALUES (?1,?2,?3,?4,?5,?6,'PENDING',0,?7,?8,?9,?9,?10,?7)",
-            )?;
-            let mut created = Vec::with_capacity(targets.len());
-            for (subscription_id, include_payload) in targets {
-                let lean = e.lean_body.is_some() && !include_payload;
-                let id = ids::new_id(ids::DELIVERY);
-                insert.execute(params![
-                    id, e.id, e.event_type, subscription_id, tenant, mode, e.lease.until_ms, lean,
-                    e.delivery_created_ms, e.lease.owner
-                ])?;
-                created.push(NewDelivery { id, subscription_id, lean });
-            }
+            // One statement for the whole fan-out. A delivery id is the event's time-ordered
+            // id with the subscription's number, so new rows append to the indexes.
+            let id_stem = e.id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
+            let matching = match e.only_subscription {
+                Some(_) => "s.id = ?6 AND s.tenant_id = ?2 AND s.mode = ?3",
+                None => "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 \
+                         AND (s.event_types LIKE ?7 OR s.event_types LIKE '%,ALL_EVENTS,%')",
+            };
+            let sql = format!(
+                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
+                 next_attempt_ms, lean, created_ms, updated_ms, order_key) \
+                 SELECT 'dlv-' || ?8 || printf('%08x', t.seq), ?1, ?4, t.id, ?2, ?3, 'PENDING', 0, \
+                 CASE WHEN t.k IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = t.id \
+                 AND p.order_key = t.k AND p.status = 'PENDING') THEN NULL ELSE ?5 END, \
+                 ?9 AND NOT t.include_payload, ?5, ?5, t.k \
+                 FROM (SELECT s.seq, s.id, s.include_payload, CASE WHEN s.fifo THEN '{FIFO_KEY}' ELSE ?10 END AS k \
+                 FROM subscriptions s WHERE {matching}) t \
+                 RETURNING seq, id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key"
+            );
+            let created = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        e.id,
+                        tenant,
+                        mode,
+                        e.event_type,
+                        e.created_ms,
+                        e.only_subscription,
+                        format!("%,{},%", e.event_type),
+                        id_stem,
+                        e.lean_body.is_some(),
+                        e.order_key
+                    ],
+                    |r| {
+                        Ok(NewDelivery {
+                            seq: r.get(0)?,
+                            id: r.get(1)?,
+                            subscription_id: r.get(2)?,
+                            lean: r.get(3)?,
+                            due: r.get(4)?,
+                            order_key: r.get(5)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(created)
         })
         .await
@@ -583,13 +626,10 @@ impl Store for SqliteStore {
                 "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
                  VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
             )?;
-            // A delivery that was cancelled or already succeeded keeps that status.
-            let mut delivery = c.prepare_cached(
+            let mut delivery = c.prepare_cached(&format!(
                 "UPDATE deliveries SET status = ?1, attempts = MAX(attempts, ?2), next_attempt_ms = ?3, updated_ms = ?4, \
-                 last_status_code = ?5, last_error = ?6, lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = ?7 AND status IN ('PENDING', 'FAILED')",
-            )?;
-            let mut healthy: Vec<&str> = Vec::new();
+                 last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND {OPEN_DELIVERY} RETURNING order_key"
+            ))?;
             let mut effects = OutcomeEffects::default();
             for o in &outcomes {
                 let a = &o.attempt;
@@ -597,101 +637,164 @@ impl Store for SqliteStore {
                     a.id, a.delivery_id, a.attempt, a.attempted_ms, a.status_code, a.latency_ms as i64,
                     a.response_body, a.error
                 ])?;
-                delivery.execute(params![
-                    o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error,
-                    a.delivery_id
-                ])?;
-                let disable_reason = match &o.subscription_effect {
-                    SubscriptionEffect::Healthy => {
-                        if !healthy.contains(&o.subscription_id.as_str()) {
-                            healthy.push(&o.subscription_id);
-                        }
-                        None
+                let changed: Option<Option<String>> = delivery
+                    .query_row(
+                        params![
+                            o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error,
+                            a.delivery_id
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(Some(key)) = changed
+                    && o.status != DeliveryStatus::Pending
+                    && unpark(c, &o.subscription_id, &key, a.attempted_ms)?
+                {
+                    effects.unparked.push(o.subscription_id.clone());
+                }
+                match &o.subscription_effect {
+                    SubscriptionEffect::None => {}
+                    SubscriptionEffect::Recovered => {
+                        c.prepare_cached("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1")?
+                            .execute([&o.subscription_id])?;
                     }
-                    SubscriptionEffect::Failing { now_ms, disable_if_since_before_ms } => {
-                        let since: Option<i64> = c
-                            .prepare_cached(
-                                "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, ?1) \
-                                 WHERE id = ?2 AND active = 1 RETURNING failing_since_ms",
-                            )?
-                            .query_row(params![now_ms, o.subscription_id], |r| r.get(0))
-                            .optional()?;
-                        since
-                            .filter(|since| since <= disable_if_since_before_ms)
-                            .map(|since| format!("failing without a success since {}", format_ms(since)))
-                    }
-                    SubscriptionEffect::Disable { reason } => Some(reason.clone()),
-                };
-                if let Some(reason) = disable_reason {
-                    let changed = c
-                        .prepare_cached(
-                            "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3 AND active = 1",
+                    SubscriptionEffect::FailingSince(since) => {
+                        c.prepare_cached(
+                            "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, ?1) WHERE id = ?2",
                         )?
-                        .execute(params![reason, now(), o.subscription_id])?;
-                    if changed > 0 {
-                        fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, &reason)?;
-                        effects.disabled.push(o.subscription_id.clone());
+                        .execute(params![since, o.subscription_id])?;
+                    }
+                    SubscriptionEffect::Disable { reason } => {
+                        let changed = c
+                            .prepare_cached(
+                                "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3 AND active = 1",
+                            )?
+                            .execute(params![reason, now(), o.subscription_id])?;
+                        if changed > 0 {
+                            fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, reason)?;
+                            effects.disabled.push(o.subscription_id.clone());
+                        }
                     }
                 }
-            }
-            // One statement per subscription, not per success: it almost never changes a row.
-            for id in healthy {
-                c.prepare_cached(
-                    "UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1 AND failing_since_ms IS NOT NULL",
-                )?
-                .execute([id])?;
             }
             Ok(effects)
         })
         .await
     }
 
-    async fn claim_due(&self, lease: &Lease, now_ms: i64, limit: u32) -> Result<Vec<ClaimedDelivery>> {
-        let lease = lease.clone();
-        self.write(move |c| {
-            let sql = format!(
-                "UPDATE deliveries SET lease_owner = ?1, lease_until_ms = ?2 WHERE seq IN (\
-                 SELECT seq FROM deliveries WHERE status = 'PENDING' AND next_attempt_ms <= ?3 \
-                 AND (lease_until_ms IS NULL OR lease_until_ms <= ?3) ORDER BY next_attempt_ms LIMIT ?4) \
-                 RETURNING {DELIVERY_COLUMNS}, (SELECT CASE WHEN deliveries.lean AND e.lean_body IS NOT NULL \
-                 THEN e.lean_body ELSE e.body END FROM events e WHERE e.id = deliveries.event_id)"
-            );
-            let claimed = c
-                .prepare_cached(&sql)?
-                .query_map(params![lease.owner, lease.until_ms, now_ms, limit], |r| {
-                    let (_, delivery) = delivery_row(r)?;
-                    let body: Option<String> = r.get(15)?;
-                    Ok(body.map(|body| ClaimedDelivery { delivery, body }))
+    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
+        let subscription_id = subscription_id.to_owned();
+        let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.read(move |c| {
+            let deliveries = c
+                .prepare_cached(
+                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
+                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+                     FROM deliveries d JOIN events e ON e.id = d.event_id \
+                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
+                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
+                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
+                )?
+                .query_map(params![subscription_id, now_ms, held, limit], |r| {
+                    Ok(LaneDelivery {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        attempts: r.get(3)?,
+                        order_key: r.get(4)?,
+                        body: r.get(5)?,
+                    })
                 })?
-                .filter_map(|r| r.transpose())
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next_due_ms = c
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_ms) FROM deliveries \
+                     WHERE subscription_id = ?1 AND status = 'PENDING' AND next_attempt_ms > ?2",
+                )?
+                .query_row(params![subscription_id, now_ms], |r| r.get(0))?;
+            Ok(LaneBatch { deliveries, next_due_ms })
+        })
+        .await
+    }
+
+    async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {
+        let node = node.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
+                 WHERE s.active = 1 AND (l.owner IS NULL OR l.owner = ?1 OR l.until_ms <= ?2) \
+                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id AND d.status = 'PENDING' \
+                 AND d.next_attempt_ms <= ?2) LIMIT ?3",
+            )?
+            .query_map(params![node, now_ms, limit], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>> {
+        let (lease, ids) = (lease.clone(), subscription_ids.to_vec());
+        self.write(move |c| {
+            let mut claim = c.prepare_cached(
+                "INSERT INTO lanes (subscription_id, owner, until_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (subscription_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+                 WHERE lanes.owner = excluded.owner OR lanes.until_ms <= ?4",
+            )?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                if claim.execute(params![id, lease.owner, lease.until_ms, now_ms])? > 0 {
+                    claimed.push(id);
+                }
+            }
             Ok(claimed)
         })
         .await
     }
 
-    async fn renew_leases(&self, lease: &Lease, delivery_ids: &[String]) -> Result<()> {
-        let (lease, ids) = (lease.clone(), delivery_ids.to_vec());
+    async fn renew_lanes(&self, lease: &Lease, subscription_ids: &[String]) -> Result<Vec<String>> {
+        let (lease, ids) = (lease.clone(), subscription_ids.to_vec());
         self.write(move |c| {
-            let mut renew = c.prepare_cached(
-                "UPDATE deliveries SET lease_until_ms = ?1 WHERE id = ?2 AND lease_owner = ?3 AND status = 'PENDING'",
-            )?;
-            for id in &ids {
-                renew.execute(params![lease.until_ms, id, lease.owner])?;
+            let mut renew =
+                c.prepare_cached("UPDATE lanes SET until_ms = ?1 WHERE subscription_id = ?2 AND owner = ?3")?;
+            let mut held = Vec::with_capacity(ids.len());
+            for id in ids {
+                if renew.execute(params![lease.until_ms, id, lease.owner])? > 0 {
+                    held.push(id);
+                }
+            }
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()> {
+        let (owner, ids) = (owner.to_owned(), subscription_ids.to_vec());
+        self.write(move |c| {
+            let mut release = c.prepare_cached("DELETE FROM lanes WHERE subscription_id = ?1 AND owner = ?2")?;
+            for id in ids {
+                release.execute(params![id, owner])?;
             }
             Ok(())
         })
         .await
     }
 
-    async fn release_all_leases(&self, now_ms: i64) -> Result<()> {
-        self.write(move |c| {
-            c.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL, \
-                 next_attempt_ms = MIN(next_attempt_ms, ?1) WHERE status = 'PENDING' AND lease_owner IS NOT NULL",
-                [now_ms],
-            )?;
-            Ok(())
+    async fn release_all_lanes(&self) -> Result<()> {
+        self.write(|c| Ok(c.execute("DELETE FROM lanes", []).map(|_| ())?)).await
+    }
+
+    async fn blocked_head(&self, scope: &Scope, subscription_id: &str) -> Result<Option<Delivery>> {
+        let (scope, id) = (scope.clone(), subscription_id.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription_id = ?1 AND tenant_id = ?2 AND mode = ?3 \
+                 AND status = 'PENDING' AND order_key = '{FIFO_KEY}' AND next_attempt_ms IS NOT NULL AND attempts > 0 \
+                 ORDER BY seq LIMIT 1"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
+                .optional()?
+                .map(|(_, d)| d))
         })
         .await
     }
@@ -822,8 +925,7 @@ impl Store for SqliteStore {
         let (scope, id) = (scope.clone(), id.to_owned());
         self.write(move |c| {
             c.execute(
-                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1, lease_owner = NULL, \
-                 lease_until_ms = NULL WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 WHERE id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status != 'CANCELLED'",
                 params![now_ms, id, scope.tenant_id, scope.mode.as_str()],
             )?;
             let sql =
@@ -846,8 +948,7 @@ impl Store for SqliteStore {
         let (scope, subscription_id) = (scope.clone(), subscription_id.to_owned());
         self.write(move |c| {
             let sql = format!(
-                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1, lease_owner = NULL, \
-                 lease_until_ms = NULL WHERE subscription_id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status = 'FAILED' \
+                "UPDATE deliveries SET status = 'PENDING', next_attempt_ms = ?1, updated_ms = ?1 WHERE subscription_id = ?2 AND tenant_id = ?3 AND mode = ?4 AND status = 'FAILED' \
                  AND created_ms >= ?5 RETURNING {DELIVERY_COLUMNS}"
             );
             Ok(c.prepare_cached(&sql)?

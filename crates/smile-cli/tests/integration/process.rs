@@ -158,7 +158,7 @@ async fn a_killed_server_delivers_everything_it_acknowledged_after_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
     // Slow answers and two connections at a time: most deliveries are still pending at the kill.
-    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(100)); 40]).await;
+    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(100)); 150]).await;
     // A short lease: on PostgreSQL the restarted node takes over the dead one's work when it runs out.
     let args = [
         "--max-in-flight",

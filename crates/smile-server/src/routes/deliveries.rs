@@ -71,6 +71,6 @@ pub async fn retry(
     if delivery.status == smile_store::DeliveryStatus::Cancelled {
         return Err(Error(ApiError::invalid("the delivery was cancelled with its webhook")));
     }
-    state.engine.deliveries_due_now().await;
+    state.engine.deliveries_due_now(&delivery.subscription_id).await;
     Ok(Data(view(&state, &scope, &id).await?))
 }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use smile_core::catalog::ALL_EVENTS;
 use smile_core::{ApiError, Event, EventType, Mode, ids, timefmt};
-use smile_store::{Scope, Subscription};
+use smile_store::{Ordering, Scope, Subscription};
 
 const MAX_NAME: usize = 200;
 const MAX_URL: usize = 500;
@@ -28,6 +28,9 @@ struct CreateRequest {
     secret: String,
     #[serde(default)]
     include_payload: bool,
+    /// `fifo`: one delivery at a time, in publish order; default `concurrent`.
+    #[serde(default)]
+    ordering: Ordering,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +42,7 @@ struct UpdateRequest {
     active: Option<bool>,
     secret: Option<String>,
     include_payload: Option<bool>,
+    ordering: Option<Ordering>,
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -137,6 +141,7 @@ pub async fn create(
         previous_secret: None,
         previous_secret_until_ms: None,
         include_payload: r.include_payload,
+        ordering: r.ordering,
         disabled_reason: None,
         failing_since_ms: None,
         created_ms: now,
@@ -165,7 +170,12 @@ pub async fn get(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Data<SubscriptionView>> {
-    Ok(Data(SubscriptionView::from(&find(&state, &scope, &id).await?)))
+    let sub = find(&state, &scope, &id).await?;
+    let blocked = match sub.ordering {
+        Ordering::Fifo => state.store.blocked_head(&scope, &id).await?,
+        Ordering::Concurrent => None,
+    };
+    Ok(Data(SubscriptionView::from(&sub).blocked_by(blocked)))
 }
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given. Activating clears a disable.
@@ -194,6 +204,9 @@ pub async fn update(
     }
     if let Some(include) = r.include_payload {
         sub.include_payload = include;
+    }
+    if let Some(ordering) = r.ordering {
+        sub.ordering = ordering;
     }
     if let Some(active) = r.active {
         if active && !sub.active {
@@ -289,6 +302,6 @@ pub async fn recover(
     }
     let recovered = state.store.recover_deliveries(&scope, &id, since, timefmt::now_ms()).await?;
     let count = recovered.len();
-    state.engine.deliveries_due_now().await;
+    state.engine.deliveries_due_now(&id).await;
     Ok(Data(serde_json::json!({ "recovered": count })))
 }

@@ -1,0 +1,675 @@
+//! Lanes: the bounded window of the store's queue that this node sends.
+//!
+//! A lane is one subscription's pending deliveries. A node sends a lane only while it holds
+//! the lane's lease, so FIFO needs no other lock and two nodes never send the same delivery.
+//! In memory a lane holds at most `lane_window` deliveries and all lanes at most `window`;
+//! the rest wait in the store and are read in batches, earliest due first, as the lane
+//! drains. Fresh deliveries go straight into their lane when it has room and nothing older
+//! waits in the store. Each lane has its own in-flight cap, and a lane that keeps failing
+//! sends one probe at a time, so a bad endpoint never takes capacity from a good one.
+//!
+//! Everything here runs in one task that owns the lanes; attempts, reads and writes run in
+//! tasks of their own and report back as messages.
+
+use crate::config::DeliveryConfig;
+use crate::outcomes::{self, Committed, Recording};
+use crate::sender::{AttemptResult, Sender, Signing};
+use crate::verdict;
+use bytes::Bytes;
+use smile_core::{Mode, ids, timefmt};
+use smile_store::{
+    Attempt, LaneBatch, Lease, NewDelivery, Outcome, Signal, Store, StoreError, Subscription, SubscriptionEffect,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the lanes hear: from the engine, from the tasks they start, and from other nodes.
+pub(crate) enum Msg {
+    /// Deliveries a publish on this node just committed, with the bodies they send.
+    Fresh {
+        event_id: String,
+        body: Bytes,
+        lean_body: Option<Bytes>,
+        deliveries: Vec<NewDelivery>,
+    },
+    /// These lanes have due work in the store (a replay, a recovery, another node's publish).
+    Work(Vec<String>),
+    /// A subscription changed or went away.
+    Changed(String),
+    Reloaded(String, Option<Subscription>),
+    Claimed {
+        claimed: Vec<(String, Option<Subscription>)>,
+        refused: Vec<String>,
+    },
+    Loaded {
+        subscription_id: String,
+        asked: u32,
+        batch: Result<LaneBatch, StoreError>,
+    },
+    Attempted {
+        subscription_id: String,
+        job: Job,
+        result: AttemptResult,
+    },
+    Committed(Committed),
+    Renewed {
+        held: Vec<String>,
+        asked: Vec<String>,
+        until_ms: i64,
+    },
+    Found(Vec<String>),
+}
+
+/// One attempt to make: a delivery and the exact body it sends.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    seq: i64,
+    delivery_id: String,
+    event_id: String,
+    /// Attempts already made (the next one is this plus one).
+    attempts_made: u32,
+    body: Bytes,
+}
+
+/// What an attempt needs to know of its subscription.
+struct Target {
+    url: String,
+    guarded: bool,
+    secret: String,
+    previous: Option<(String, i64)>,
+    active: bool,
+}
+
+impl Target {
+    fn of(sub: &Subscription) -> Self {
+        Target {
+            url: sub.url.clone(),
+            guarded: sub.scope.mode == Mode::Production,
+            secret: sub.secret.clone(),
+            previous: sub.previous_secret.clone().zip(sub.previous_secret_until_ms),
+            active: sub.active,
+        }
+    }
+}
+
+/// One subscription's window.
+struct Lane {
+    target: Arc<Target>,
+    /// Loaded and due, not sent yet.
+    queue: VecDeque<Job>,
+    /// Seqs of the deliveries in memory: queued, in flight, or waiting for their outcome's commit.
+    held: HashSet<i64>,
+    in_flight: usize,
+    /// The store may hold due deliveries of this lane that are not in memory.
+    more: bool,
+    loading: bool,
+    /// Fresh work arrived while a read was under way (the read may not have seen it).
+    missed: bool,
+    failing_since: Option<i64>,
+    /// Consecutive failed attempts, for the breaker.
+    failures: u32,
+    /// No attempt starts before this (the breaker's pause).
+    paused_until: i64,
+    lease_until: i64,
+}
+
+impl Lane {
+    fn new(sub: &Subscription, lease_until: i64) -> Self {
+        Lane {
+            target: Arc::new(Target::of(sub)),
+            queue: VecDeque::new(),
+            held: HashSet::new(),
+            in_flight: 0,
+            more: true,
+            loading: false,
+            missed: false,
+            failing_since: sub.failing_since_ms,
+            failures: 0,
+            paused_until: 0,
+            lease_until,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.held.is_empty() && !self.more && !self.loading
+    }
+}
+
+/// The lanes of this node and what they share.
+struct Lanes {
+    store: Arc<dyn Store>,
+    config: DeliveryConfig,
+    sender: Arc<Sender>,
+    node: String,
+    tx: mpsc::UnboundedSender<Msg>,
+    outcomes: mpsc::UnboundedSender<Recording>,
+    lanes: HashMap<String, Lane>,
+    /// Lanes being claimed.
+    claiming: HashSet<String>,
+    /// Lanes another node holds, and until when we believe it.
+    foreign: HashMap<String, i64>,
+    /// Deliveries held by all lanes.
+    held: usize,
+    /// Lanes waiting for room in the global window, in arrival order.
+    starved: VecDeque<String>,
+    timers: BinaryHeap<Reverse<(i64, String)>>,
+}
+
+/// Starts the lanes of a node; returns where to send them work.
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    config: DeliveryConfig,
+    sender: Arc<Sender>,
+    node: String,
+    signals: mpsc::UnboundedReceiver<Signal>,
+) -> mpsc::UnboundedSender<Msg> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let report = tx.clone();
+    let outcomes = outcomes::spawn(store.clone(), move |committed| {
+        let _ = report.send(Msg::Committed(committed));
+    });
+    let lanes = Lanes {
+        store,
+        config,
+        sender,
+        node,
+        tx: tx.clone(),
+        outcomes,
+        lanes: HashMap::new(),
+        claiming: HashSet::new(),
+        foreign: HashMap::new(),
+        held: 0,
+        starved: VecDeque::new(),
+        timers: BinaryHeap::new(),
+    };
+    tokio::spawn(lanes.run(rx, signals));
+    tx
+}
+
+impl Lanes {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, mut signals: mpsc::UnboundedReceiver<Signal>) {
+        let mut poll = tokio::time::interval(self.config.poll_interval.max(Duration::from_millis(50)));
+        let mut renew = tokio::time::interval((self.config.lease / 3).max(Duration::from_millis(50)));
+        renew.reset();
+        let mut signals_open = true;
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sleep_ms = next_timer.map_or(3_600_000, |at| (at - timefmt::now_ms()).max(0) as u64);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                signal = signals.recv(), if signals_open => match signal {
+                    Some(Signal::SubscriptionChanged { id }) => self.handle(Msg::Changed(id)),
+                    Some(Signal::LaneWork { subscription_ids }) => self.work(subscription_ids, false),
+                    None => signals_open = false,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)), if next_timer.is_some() => self.fire_timers(),
+                _ = poll.tick() => self.poll(),
+                _ = renew.tick() => self.renew(),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Fresh { event_id, body, lean_body, deliveries } => self.fresh(&event_id, body, lean_body, deliveries),
+            Msg::Work(ids) => self.work(ids, true),
+            Msg::Changed(id) => {
+                let (store, tx) = (self.store.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let sub = store.subscription_by_id(&id).await.ok().flatten();
+                    let _ = tx.send(Msg::Reloaded(id, sub));
+                });
+            }
+            Msg::Reloaded(id, sub) => self.reloaded(id, sub),
+            Msg::Claimed { claimed, refused } => self.claimed(claimed, refused),
+            Msg::Loaded { subscription_id, asked, batch } => self.loaded(subscription_id, asked, batch),
+            Msg::Attempted { subscription_id, job, result } => self.attempted(subscription_id, job, result),
+            Msg::Committed(committed) => self.committed(committed),
+            Msg::Renewed { held, asked, until_ms } => self.renewed(held, asked, until_ms),
+            Msg::Found(ids) => self.work(ids, false),
+        }
+    }
+
+    // ---- work arriving ----
+
+    fn fresh(&mut self, event_id: &str, body: Bytes, lean_body: Option<Bytes>, deliveries: Vec<NewDelivery>) {
+        let mut unknown = Vec::new();
+        for d in deliveries.into_iter().filter(|d| d.due) {
+            let Some(lane) = self.lanes.get_mut(&d.subscription_id) else {
+                unknown.push(d.subscription_id);
+                continue;
+            };
+            let room = lane.held.len() < self.config.lane_window && self.held < self.config.window;
+            if lane.more || lane.loading || !room || !lane.target.active {
+                lane.more = true;
+                lane.missed |= lane.loading;
+            } else {
+                let body = match (&lean_body, d.lean) {
+                    (Some(lean), true) => lean.clone(),
+                    _ => body.clone(),
+                };
+                lane.held.insert(d.seq);
+                lane.queue.push_back(Job {
+                    seq: d.seq,
+                    delivery_id: d.id,
+                    event_id: event_id.to_owned(),
+                    attempts_made: 0,
+                    body,
+                });
+                self.held += 1;
+            }
+            self.pump(&d.subscription_id);
+        }
+        if !unknown.is_empty() {
+            self.work(unknown, true);
+        }
+    }
+
+    /// Lanes with due work in the store: read the ones held here, claim the others.
+    /// `tell_owner`: when another node holds a lane, signal it.
+    fn work(&mut self, ids: Vec<String>, tell_owner: bool) {
+        let now = timefmt::now_ms();
+        let (mut claim, mut foreign) = (Vec::new(), Vec::new());
+        for id in ids {
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.more = true;
+                lane.missed |= lane.loading;
+                self.pump(&id);
+            } else if self.foreign.get(&id).is_some_and(|until| *until > now) {
+                foreign.push(id);
+            } else if self.claiming.insert(id.clone()) {
+                claim.push(id);
+            }
+        }
+        if tell_owner && !foreign.is_empty() {
+            self.tell_others(foreign);
+        }
+        if !claim.is_empty() {
+            self.claim(claim);
+        }
+    }
+
+    fn claim(&mut self, ids: Vec<String>) {
+        let (store, tx) = (self.store.clone(), self.tx.clone());
+        let lease = self.lease();
+        tokio::spawn(async move {
+            let taken = match store.claim_lanes(&lease, &ids, timefmt::now_ms()).await {
+                Ok(taken) => taken,
+                Err(error) => {
+                    tracing::error!(%error, "could not claim lanes; the poller will try again");
+                    Vec::new()
+                }
+            };
+            let mut claimed = Vec::with_capacity(taken.len());
+            for id in &taken {
+                claimed.push((id.clone(), store.subscription_by_id(id).await.ok().flatten()));
+            }
+            let refused = ids.into_iter().filter(|id| !taken.contains(id)).collect();
+            let _ = tx.send(Msg::Claimed { claimed, refused });
+        });
+    }
+
+    fn claimed(&mut self, claimed: Vec<(String, Option<Subscription>)>, refused: Vec<String>) {
+        let lease_until = self.lease().until_ms;
+        let mut release = Vec::new();
+        for (id, sub) in claimed {
+            self.claiming.remove(&id);
+            match sub {
+                Some(sub) if sub.active => {
+                    self.foreign.remove(&id);
+                    self.lanes.insert(id.clone(), Lane::new(&sub, lease_until));
+                    self.pump(&id);
+                }
+                _ => release.push(id),
+            }
+        }
+        let guess = timefmt::now_ms() + self.config.poll_interval.as_millis() as i64;
+        for id in &refused {
+            self.claiming.remove(id);
+            self.foreign.insert(id.clone(), guess);
+        }
+        if !refused.is_empty() {
+            // Another node holds them: tell it there is work.
+            self.tell_others(refused);
+        }
+        self.release(release);
+    }
+
+    fn reloaded(&mut self, id: String, sub: Option<Subscription>) {
+        let Some(lane) = self.lanes.get_mut(&id) else { return };
+        match sub {
+            Some(sub) if sub.active => {
+                lane.target = Arc::new(Target::of(&sub));
+                lane.failing_since = sub.failing_since_ms;
+                lane.more = true;
+                self.pump(&id);
+            }
+            _ => self.stop(&id),
+        }
+    }
+
+    // ---- the window ----
+
+    /// Starts what the lane may send now, and reads more from the store when it runs low.
+    fn pump(&mut self, id: &str) {
+        let Some(lane) = self.lanes.get_mut(id) else { return };
+        if !lane.target.active {
+            return;
+        }
+        let now = timefmt::now_ms();
+        // Fencing: never send on a lease that may have run out.
+        let margin = self.config.lease.as_millis() as i64 / 6;
+        if now >= lane.lease_until - margin {
+            return;
+        }
+        let cap = if lane.failures >= self.config.breaker_after { 1 } else { self.config.max_in_flight_per_endpoint };
+        while lane.in_flight < cap.max(1) && now >= lane.paused_until {
+            let Some(job) = lane.queue.pop_front() else { break };
+            lane.in_flight += 1;
+            attempt(self.sender.clone(), lane.target.clone(), id.to_owned(), job, self.tx.clone());
+        }
+        if lane.paused_until > now && !lane.queue.is_empty() {
+            self.timers.push(Reverse((lane.paused_until, id.to_owned())));
+        }
+        if !lane.more || lane.loading || lane.queue.len() > self.config.lane_window / 2 {
+            return;
+        }
+        let room =
+            self.config.lane_window.saturating_sub(lane.held.len()).min(self.config.window.saturating_sub(self.held));
+        if room == 0 {
+            if lane.held.len() < self.config.lane_window && !self.starved.iter().any(|s| s == id) {
+                self.starved.push_back(id.to_owned());
+            }
+            return;
+        }
+        lane.loading = true;
+        lane.missed = false;
+        let held: Vec<i64> = lane.held.iter().copied().collect();
+        let (store, tx, id) = (self.store.clone(), self.tx.clone(), id.to_owned());
+        let asked = room.min(1000) as u32;
+        tokio::spawn(async move {
+            let batch = store.load_lane(&id, timefmt::now_ms(), &held, asked).await;
+            let _ = tx.send(Msg::Loaded { subscription_id: id, asked, batch });
+        });
+    }
+
+    fn loaded(&mut self, id: String, asked: u32, batch: Result<LaneBatch, StoreError>) {
+        let Some(lane) = self.lanes.get_mut(&id) else { return };
+        lane.loading = false;
+        match batch {
+            Ok(batch) => {
+                lane.more = batch.deliveries.len() as u32 >= asked || lane.missed;
+                lane.missed = false;
+                if lane.target.active {
+                    for d in batch.deliveries {
+                        if lane.held.insert(d.seq) {
+                            self.held += 1;
+                            lane.queue.push_back(Job {
+                                seq: d.seq,
+                                delivery_id: d.id,
+                                event_id: d.event_id,
+                                attempts_made: d.attempts,
+                                body: Bytes::from(d.body),
+                            });
+                        }
+                    }
+                }
+                if let Some(at) = batch.next_due_ms {
+                    self.timers.push(Reverse((at, id.clone())));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, subscription = %id, "could not read a lane; trying again in a second");
+                self.timers.push(Reverse((timefmt::now_ms() + 1000, id.clone())));
+            }
+        }
+        self.pump(&id);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = timefmt::now_ms();
+        while let Some(Reverse((at, _))) = self.timers.peek()
+            && *at <= now
+        {
+            let Some(Reverse((_, id))) = self.timers.pop() else { break };
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.more = true;
+                lane.missed |= lane.loading;
+            }
+            self.pump(&id);
+        }
+    }
+
+    // ---- attempts and their outcomes ----
+
+    fn attempted(&mut self, id: String, job: Job, result: AttemptResult) {
+        let finished = timefmt::now_ms();
+        let attempt_no = job.attempts_made + 1;
+        // A lane lost meanwhile still gets its attempt logged.
+        let failing_since = self.lanes.get(&id).and_then(|lane| lane.failing_since);
+        let verdict = verdict::decide(&self.config, &result, attempt_no, failing_since, finished);
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            match &verdict.effect {
+                SubscriptionEffect::Recovered => lane.failing_since = None,
+                SubscriptionEffect::FailingSince(since) => lane.failing_since = Some(*since),
+                SubscriptionEffect::Disable { .. } | SubscriptionEffect::None => {}
+            }
+            if result.succeeded() {
+                lane.failures = 0;
+                lane.paused_until = 0;
+            } else {
+                lane.failures += 1;
+                if let Some(over) = lane.failures.checked_sub(self.config.breaker_after) {
+                    let pause = Duration::from_secs(1u64 << over.min(16)).min(self.config.breaker_max_pause);
+                    lane.paused_until = finished + pause.as_millis() as i64;
+                }
+            }
+        }
+        let outcome = Outcome {
+            attempt: Attempt {
+                id: ids::new_id(ids::ATTEMPT),
+                delivery_id: job.delivery_id,
+                attempt: attempt_no,
+                attempted_ms: finished,
+                status_code: result.status,
+                latency_ms: result.latency.as_millis() as u64,
+                response_body: result.response_body,
+                error: result.error,
+            },
+            subscription_id: id.clone(),
+            status: verdict.status,
+            next_attempt_ms: verdict.next_attempt_ms,
+            subscription_effect: verdict.effect,
+        };
+        let _ = self.outcomes.send(Recording { outcome, seq: job.seq });
+        self.pump(&id);
+    }
+
+    fn committed(&mut self, committed: Committed) {
+        let mut touched = HashSet::new();
+        for (id, seq, due_again) in committed.deliveries {
+            if let Some(lane) = self.lanes.get_mut(&id)
+                && lane.held.remove(&seq)
+            {
+                self.held -= 1;
+                if let Some(at) = due_again {
+                    self.timers.push(Reverse((at, id.clone())));
+                }
+            }
+            touched.insert(id);
+        }
+        for id in committed.effects.unparked {
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.more = true;
+                lane.missed |= lane.loading;
+            }
+            touched.insert(id);
+        }
+        for id in &committed.effects.disabled {
+            self.stop(id);
+            self.tell_changed(id.clone());
+        }
+        for id in touched {
+            self.pump(&id);
+        }
+        while self.held < self.config.window
+            && let Some(id) = self.starved.pop_front()
+        {
+            self.pump(&id);
+        }
+    }
+
+    /// The subscription is inactive or gone: drop what the lane holds but has not sent.
+    fn stop(&mut self, id: &str) {
+        let Some(lane) = self.lanes.get_mut(id) else { return };
+        if lane.target.active {
+            lane.target = Arc::new(Target { active: false, ..clone_target(&lane.target) });
+        }
+        for job in lane.queue.drain(..) {
+            if lane.held.remove(&job.seq) {
+                self.held -= 1;
+            }
+        }
+        lane.more = false;
+    }
+
+    // ---- leases ----
+
+    fn lease(&self) -> Lease {
+        Lease { owner: self.node.clone(), until_ms: timefmt::now_ms() + self.config.lease.as_millis() as i64 }
+    }
+
+    /// Renews the lanes in use, and gives up those idle or stopped.
+    fn renew(&mut self) {
+        let idle: Vec<String> = self
+            .lanes
+            .iter()
+            .filter(|(_, lane)| lane.idle() || (!lane.target.active && lane.held.is_empty()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let waiting: HashSet<&String> = self.timers.iter().map(|Reverse((_, id))| id).collect();
+        let idle: Vec<String> = idle.into_iter().filter(|id| !waiting.contains(id)).collect();
+        for id in &idle {
+            self.lanes.remove(id);
+        }
+        self.release(idle);
+        let asked: Vec<String> = self.lanes.keys().cloned().collect();
+        if asked.is_empty() {
+            return;
+        }
+        let (store, tx, lease) = (self.store.clone(), self.tx.clone(), self.lease());
+        tokio::spawn(async move {
+            let held = match store.renew_lanes(&lease, &asked).await {
+                Ok(held) => held,
+                Err(error) => {
+                    tracing::error!(%error, "could not renew lane leases; their sends stop before the leases run out");
+                    return;
+                }
+            };
+            let _ = tx.send(Msg::Renewed { held, asked, until_ms: lease.until_ms });
+        });
+    }
+
+    fn renewed(&mut self, held: Vec<String>, asked: Vec<String>, until_ms: i64) {
+        let held: HashSet<String> = held.into_iter().collect();
+        for id in asked {
+            if held.contains(&id) {
+                if let Some(lane) = self.lanes.get_mut(&id) {
+                    lane.lease_until = until_ms;
+                }
+                self.pump(&id);
+            } else if let Some(lane) = self.lanes.remove(&id) {
+                tracing::warn!(subscription = %id, "lost a lane's lease; another node sends it now");
+                self.held -= lane.held.len();
+            }
+        }
+    }
+
+    fn release(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let (store, node) = (self.store.clone(), self.node.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.release_lanes(&node, &ids).await {
+                tracing::warn!(%error, "could not release lanes; they free up when their leases run out");
+            }
+        });
+    }
+
+    /// Looks for lanes with due work that no live node holds.
+    fn poll(&self) {
+        let (store, tx, node) = (self.store.clone(), self.tx.clone(), self.node.clone());
+        tokio::spawn(async move {
+            match store.lanes_with_work(&node, timefmt::now_ms(), 1000).await {
+                Ok(ids) if !ids.is_empty() => {
+                    let _ = tx.send(Msg::Found(ids));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "could not look for due work"),
+            }
+        });
+    }
+
+    // ---- other nodes ----
+
+    fn tell_others(&self, subscription_ids: Vec<String>) {
+        if self.store.single_node() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            // NOTIFY payloads are limited to 8000 bytes.
+            for chunk in subscription_ids.chunks(200) {
+                let signal = Signal::LaneWork { subscription_ids: chunk.to_vec() };
+                if let Err(error) = store.notify(signal).await {
+                    tracing::warn!(%error, "could not signal the other nodes; they will poll");
+                }
+            }
+        });
+    }
+
+    fn tell_changed(&self, id: String) {
+        if self.store.single_node() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let _ = store.notify(Signal::SubscriptionChanged { id }).await;
+        });
+    }
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        url: t.url.clone(),
+        guarded: t.guarded,
+        secret: t.secret.clone(),
+        previous: t.previous.clone(),
+        active: t.active,
+    }
+}
+
+/// Makes one attempt in a task of its own and reports what it saw.
+fn attempt(
+    sender: Arc<Sender>,
+    target: Arc<Target>,
+    subscription_id: String,
+    job: Job,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    tokio::spawn(async move {
+        let now = timefmt::now_ms();
+        let previous = target.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.as_str());
+        let signing = Signing { secret: &target.secret, previous };
+        let result = sender.send(&target.url, target.guarded, &job.event_id, job.body.clone(), signing).await;
+        let _ = tx.send(Msg::Attempted { subscription_id, job, result });
+    });
+}

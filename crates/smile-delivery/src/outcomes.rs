@@ -1,0 +1,67 @@
+//! The attempt log writer: outcomes queued while the last batch committed are written
+//! together in one transaction, then reported back to the lanes.
+
+use smile_store::{Outcome, OutcomeEffects, Store};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// An outcome on its way to the store, with the lane position of its delivery.
+#[derive(Debug)]
+pub(crate) struct Recording {
+    pub outcome: Outcome,
+    pub seq: i64,
+}
+
+/// What one batch did, for the lanes: which deliveries left memory, and what changed.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    /// (subscription, delivery seq, when it is due again if it is)
+    pub deliveries: Vec<(String, i64, Option<i64>)>,
+    pub effects: OutcomeEffects,
+}
+
+/// The most outcomes one transaction takes.
+const MAX_BATCH: usize = 4096;
+
+/// Starts the writer; `report` hears of every batch, written or not (a lost outcome only
+/// means the delivery is read and sent again).
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    report: impl Fn(Committed) + Send + 'static,
+) -> mpsc::UnboundedSender<Recording> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Recording>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let deliveries =
+                batch.iter().map(|r| (r.outcome.subscription_id.clone(), r.seq, r.outcome.next_attempt_ms)).collect();
+            let outcomes: Vec<Outcome> = batch.into_iter().map(|r| r.outcome).collect();
+            let effects = match record(&*store, outcomes).await {
+                Ok(effects) => effects,
+                Err(error) => {
+                    tracing::error!(%error, "could not record attempt outcomes; those deliveries will be sent again");
+                    OutcomeEffects::default()
+                }
+            };
+            report(Committed { deliveries, effects });
+        }
+    });
+    tx
+}
+
+/// Records a batch, trying once more after a transient failure (a deadlock, a lost connection).
+async fn record(store: &dyn Store, outcomes: Vec<Outcome>) -> smile_store::Result<OutcomeEffects> {
+    match store.record_outcomes(outcomes.clone()).await {
+        Ok(effects) => Ok(effects),
+        Err(error) => {
+            tracing::warn!(%error, "recording attempt outcomes failed; trying again");
+            store.record_outcomes(outcomes).await
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The store as the queue, on both backends: lane leases (the multi-node contract), lane
+//! reads, order keys, and the state machine's guard.
+
+use smile_core::{Mode, timefmt::now_ms};
+use smile_store::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite: Arc<dyn Store> = Arc::new(sqlite::SqliteStore::open(&dir.path().join("s.db")).expect("sqlite"));
+    let mut all = vec![("sqlite", sqlite, Some(dir))];
+    if let Some(url) = testing::fresh_postgres_schema().await {
+        let pg: Arc<dyn Store> = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
+        all.push(("postgres", pg, None));
+    }
+    all
+}
+
+fn scope() -> Scope {
+    Scope { tenant_id: "t".into(), mode: Mode::Sandbox }
+}
+
+async fn subscribe_with(store: &dyn Store, ordering: Ordering) -> String {
+    let now = now_ms();
+    let sub = Subscription {
+        id: smile_core::ids::new_subscription_id(),
+        scope: scope(),
+        name: "n".into(),
+        url: "http://127.0.0.1:9/".into(),
+        event_types: vec!["ALL_EVENTS".into()],
+        active: true,
+        secret: "s".into(),
+        previous_secret: None,
+        previous_secret_until_ms: None,
+        include_payload: false,
+        ordering,
+        disabled_reason: None,
+        failing_since_ms: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    store.insert_subscription(sub.clone()).await.expect("insert");
+    sub.id
+}
+
+async fn subscribe(store: &dyn Store) -> String {
+    subscribe_with(store, Ordering::Concurrent).await
+}
+
+async fn publish_keyed(store: &dyn Store, order_key: Option<&str>) -> Vec<NewDelivery> {
+    let id = smile_core::ids::new_id("et-");
+    store
+        .publish(NewEvent {
+            id: id.clone(),
+            scope: scope(),
+            event_type: "USER_CREATED".into(),
+            created_ms: now_ms(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+            lean_body: None,
+            only_subscription: None,
+            order_key: order_key.map(str::to_owned),
+        })
+        .await
+        .expect("publish")
+}
+
+async fn publish(store: &dyn Store) -> NewDelivery {
+    let mut created = publish_keyed(store, None).await;
+    assert_eq!(created.len(), 1);
+    created.remove(0)
+}
+
+fn lease(owner: &str, until_ms: i64) -> Lease {
+    Lease { owner: owner.into(), until_ms }
+}
+
+fn outcome(d: &NewDelivery, status: DeliveryStatus, next: Option<i64>, effect: SubscriptionEffect) -> Outcome {
+    Outcome {
+        attempt: Attempt {
+            id: smile_core::ids::new_id("att-"),
+            delivery_id: d.id.clone(),
+            attempt: 1,
+            attempted_ms: now_ms(),
+            status_code: Some(if status == DeliveryStatus::Succeeded { 200 } else { 500 }),
+            latency_ms: 3,
+            response_body: None,
+            error: None,
+        },
+        subscription_id: d.subscription_id.clone(),
+        status,
+        next_attempt_ms: next,
+        subscription_effect: effect,
+    }
+}
+
+async fn status(store: &dyn Store, d: &NewDelivery) -> DeliveryStatus {
+    store.get_delivery(&scope(), &d.id).await.expect("read").expect("there").status
+}
+
+#[tokio::test]
+async fn concurrent_claims_give_each_lane_to_one_node() {
+    for (name, store, _dir) in stores().await {
+        let mut lanes = Vec::new();
+        for _ in 0..40 {
+            lanes.push(subscribe(store.as_ref()).await);
+        }
+        let mut claimers = Vec::new();
+        for n in 0..4 {
+            let (store, lanes) = (store.clone(), lanes.clone());
+            claimers.push(tokio::spawn(async move {
+                let now = now_ms();
+                store.claim_lanes(&lease(&format!("node-{n}"), now + 60_000), &lanes, now).await.expect("claim")
+            }));
+        }
+        let mut seen = HashSet::new();
+        for claimer in claimers {
+            for id in claimer.await.expect("join") {
+                assert!(seen.insert(id), "{name}: a lane was given to two nodes");
+            }
+        }
+        assert_eq!(seen.len(), lanes.len(), "{name}: every free lane was taken");
+    }
+}
+
+#[tokio::test]
+async fn live_lane_leases_hold_renewals_extend_and_expired_ones_are_taken_over() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe(store.as_ref()).await;
+        publish(store.as_ref()).await;
+        let now = now_ms();
+        let ids = std::slice::from_ref(&sub);
+        assert_eq!(store.claim_lanes(&lease("a", now + 1_000), ids, now).await.expect("claim"), ids, "{name}");
+        assert!(store.claim_lanes(&lease("b", now + 9_000), ids, now + 500).await.expect("claim").is_empty());
+        assert!(store.lanes_with_work("b", now + 500, 10).await.expect("find").is_empty(), "{name}: held by a");
+        assert_eq!(store.lanes_with_work("a", now + 500, 10).await.expect("find"), ids, "{name}: a's own");
+        // Only the holder renews.
+        assert!(store.renew_lanes(&lease("b", now + 9_000), ids).await.expect("renew").is_empty());
+        assert_eq!(store.renew_lanes(&lease("a", now + 5_000), ids).await.expect("renew"), ids);
+        assert!(store.claim_lanes(&lease("b", now + 9_000), ids, now + 2_000).await.expect("claim").is_empty());
+        assert_eq!(store.lanes_with_work("b", now + 5_000, 10).await.expect("find"), ids, "{name}: expired");
+        assert_eq!(store.claim_lanes(&lease("b", now + 9_000), ids, now + 5_000).await.expect("claim"), ids);
+        assert!(store.renew_lanes(&lease("a", now + 9_000), ids).await.expect("renew").is_empty(), "{name}: lost");
+        store.release_lanes("b", ids).await.expect("release");
+        assert_eq!(store.claim_lanes(&lease("c", now + 9_000), ids, now).await.expect("claim"), ids, "{name}: free");
+    }
+}
+
+#[tokio::test]
+async fn a_lane_reads_due_deliveries_in_order_leaving_out_what_it_holds() {
+    for (name, store, _dir) in stores().await {
+        subscribe(store.as_ref()).await;
+        let mut published = Vec::new();
+        for _ in 0..5 {
+            published.push(publish(store.as_ref()).await);
+        }
+        let sub = published[0].subscription_id.clone();
+        let now = now_ms();
+        let batch = store.load_lane(&sub, now, &[], 3).await.expect("load");
+        let seqs: Vec<i64> = batch.deliveries.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, published[..3].iter().map(|d| d.seq).collect::<Vec<_>>(), "{name}: earliest first");
+        assert!(batch.deliveries[0].body.contains(&batch.deliveries[0].event_id), "{name}: with its body");
+        let rest = store.load_lane(&sub, now, &seqs, 10).await.expect("load");
+        assert_eq!(rest.deliveries.len(), 2, "{name}: what it holds is left out");
+        // A retry later is not due yet, and the read says when it will be.
+        let retry = outcome(&published[0], DeliveryStatus::Pending, Some(now + 60_000), SubscriptionEffect::None);
+        store.record_outcomes(vec![retry]).await.expect("record");
+        let after = store.load_lane(&sub, now, &[], 10).await.expect("load");
+        assert_eq!(after.deliveries.len(), 4, "{name}");
+        assert_eq!(after.next_due_ms, Some(now + 60_000), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn order_keys_park_later_deliveries_until_the_earlier_one_ends() {
+    for (name, store, _dir) in stores().await {
+        let concurrent = subscribe(store.as_ref()).await;
+        let fifo = subscribe_with(store.as_ref(), Ordering::Fifo).await;
+        let mut rounds = Vec::new();
+        for key in [Some("acct-1"), Some("acct-1"), None, Some("acct-2")] {
+            rounds.push(publish_keyed(store.as_ref(), key).await);
+        }
+        let of = |round: &Vec<NewDelivery>, sub: &str| {
+            round.iter().find(|d| d.subscription_id == sub).cloned().expect("a delivery")
+        };
+        let due = |sub: &str| rounds.iter().map(|r| of(r, sub).due).collect::<Vec<_>>();
+        assert_eq!(due(&concurrent), vec![true, false, true, true], "{name}: per account on a concurrent lane");
+        assert_eq!(due(&fifo), vec![true, false, false, false], "{name}: everything in order on a FIFO lane");
+        // A retry keeps the order; the end of the first makes the next one due.
+        let first = of(&rounds[0], &fifo);
+        let retry = outcome(&first, DeliveryStatus::Pending, Some(now_ms()), SubscriptionEffect::None);
+        let effects = store.record_outcomes(vec![retry]).await.expect("record");
+        assert!(effects.unparked.is_empty(), "{name}");
+        let blocked = store.blocked_head(&scope(), &fifo).await.expect("head").expect("blocked after a failure");
+        assert_eq!(blocked.id, first.id, "{name}");
+        let failed = outcome(&first, DeliveryStatus::Failed, None, SubscriptionEffect::None);
+        let effects = store.record_outcomes(vec![failed]).await.expect("record");
+        assert_eq!(effects.unparked, vec![fifo.clone()], "{name}");
+        let next = store.load_lane(&fifo, now_ms(), &[], 10).await.expect("load");
+        assert_eq!(next.deliveries.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![of(&rounds[1], &fifo).seq]);
+        assert!(store.blocked_head(&scope(), &fifo).await.expect("head").is_none(), "{name}: new head not failed");
+    }
+}
+
+#[tokio::test]
+async fn finished_deliveries_never_come_back_by_themselves() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe(store.as_ref()).await;
+        let (a, b, c) = (publish(store.as_ref()).await, publish(store.as_ref()).await, publish(store.as_ref()).await);
+        // A disable fails every pending delivery of the subscription at once.
+        let disable = SubscriptionEffect::Disable { reason: "the endpoint answered 410 Gone".into() };
+        let effects = store.record_outcomes(vec![outcome(&a, DeliveryStatus::Failed, None, disable)]).await;
+        assert_eq!(effects.expect("record").disabled, vec![sub.clone()], "{name}");
+        assert_eq!(status(store.as_ref(), &b).await, DeliveryStatus::Failed, "{name}");
+        // Late outcomes of attempts that were in flight change nothing.
+        let late = vec![
+            outcome(&b, DeliveryStatus::Pending, Some(now_ms()), SubscriptionEffect::None),
+            outcome(&c, DeliveryStatus::Succeeded, None, SubscriptionEffect::Recovered),
+        ];
+        store.record_outcomes(late).await.expect("record");
+        assert_eq!(status(store.as_ref(), &b).await, DeliveryStatus::Failed, "{name}: no way back from FAILED");
+        assert_eq!(status(store.as_ref(), &c).await, DeliveryStatus::Failed, "{name}");
+        assert!(store.lanes_with_work("x", now_ms(), 10).await.expect("find").is_empty(), "{name}: none pending");
+        // A delete cancels; an explicit retry may not revive a cancelled delivery.
+        let other = subscribe(store.as_ref()).await;
+        let created = publish_keyed(store.as_ref(), None).await;
+        let d = created.into_iter().find(|d| d.subscription_id == other).expect("a delivery");
+        assert!(store.delete_subscription(&scope(), &other).await.expect("delete"));
+        let late = outcome(&d, DeliveryStatus::Succeeded, None, SubscriptionEffect::None);
+        store.record_outcomes(vec![late]).await.expect("record");
+        assert_eq!(status(store.as_ref(), &d).await, DeliveryStatus::Cancelled, "{name}");
+        store.retry_delivery(&scope(), &d.id, now_ms()).await.expect("retry");
+        assert_eq!(status(store.as_ref(), &d).await, DeliveryStatus::Cancelled, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn health_decisions_are_written_as_the_engine_gives_them() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe(store.as_ref()).await;
+        let (a, b) = (publish(store.as_ref()).await, publish(store.as_ref()).await);
+        let since = now_ms() - 5;
+        let failing = outcome(&a, DeliveryStatus::Pending, Some(since), SubscriptionEffect::FailingSince(since));
+        store.record_outcomes(vec![failing]).await.expect("record");
+        assert_eq!(store.subscription_by_id(&sub).await.expect("read").expect("sub").failing_since_ms, Some(since));
+        let recovered = outcome(&b, DeliveryStatus::Succeeded, None, SubscriptionEffect::Recovered);
+        store.record_outcomes(vec![recovered]).await.expect("record");
+        let healthy = store.subscription_by_id(&sub).await.expect("read").expect("sub");
+        assert_eq!(healthy.failing_since_ms, None, "{name}");
+        assert!(healthy.active);
+    }
+}
+
+#[tokio::test]
+async fn nodes_connecting_at_once_migrate_safely() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let connects: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { postgres::PostgresStore::connect(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for connect in connects {
+        connect.await.expect("join").expect("every node migrates or finds the migration done");
+    }
+}
+
+#[tokio::test]
+async fn a_publish_racing_the_end_of_its_predecessor_is_never_left_parked() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe_with(store.as_ref(), Ordering::Fifo).await;
+        let mut head = publish(store.as_ref()).await;
+        for round in 0..60 {
+            let ended = outcome(&head, DeliveryStatus::Succeeded, None, SubscriptionEffect::None);
+            let (writer, publisher) = (store.clone(), store.clone());
+            let end = tokio::spawn(async move { writer.record_outcomes(vec![ended]).await.expect("record") });
+            let next = tokio::spawn(async move { publish(publisher.as_ref()).await });
+            let (_, next) = (end.await.expect("join"), next.await.expect("join"));
+            let due = store.load_lane(&sub, now_ms() + 1, &[], 10).await.expect("load");
+            let seqs: Vec<i64> = due.deliveries.iter().map(|d| d.seq).collect();
+            assert_eq!(seqs, vec![next.seq], "{name}: round {round}: the next delivery is due, alone");
+            head = next;
+        }
+    }
+}
