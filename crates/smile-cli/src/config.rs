@@ -27,7 +27,7 @@ pub struct ServeArgs {
     /// postgres://user@host:port/db: share a PostgreSQL database with other nodes instead.
     #[arg(long, env = "SMILE_DATABASE_URL")]
     database_url: Option<String>,
-    /// How long a node's claim on a delivery lasts unless renewed [default: 30s].
+    /// How long a node's claim on a lane (a subscription's deliveries) lasts unless renewed [default: 30s].
     #[arg(long, env = "SMILE_LEASE")]
     lease: Option<String>,
     /// How often a node looks for work whose lease ran out [default: 2s].
@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// Concurrent attempts per subscription [default: 32].
     #[arg(long, env = "SMILE_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// Deliveries one subscription holds in memory at most; the rest wait on disk [default: 1024].
+    #[arg(long, env = "SMILE_LANE_WINDOW")]
+    lane_window: Option<usize>,
+    /// Deliveries all subscriptions hold in memory at most [default: 20000].
+    #[arg(long, env = "SMILE_WINDOW")]
+    window: Option<usize>,
     /// Largest accepted request body in bytes [default: 262144].
     #[arg(long, env = "SMILE_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -107,6 +113,8 @@ impl ServeArgs {
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            lane_window: self.lane_window.or(file.lane_window),
+            window: self.window.or(file.window),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
             rate_limit: self.rate_limit.or(file.rate_limit),
             client_ip_header: self.client_ip_header.or(file.client_ip_header),
@@ -160,6 +168,12 @@ impl ServeArgs {
         }
         if let Some(n) = a.max_in_flight {
             d.max_in_flight_per_endpoint = n.max(1);
+        }
+        if let Some(n) = a.lane_window {
+            d.lane_window = n.max(1);
+        }
+        if let Some(n) = a.window {
+            d.window = n.max(1);
         }
         if let Some(n) = a.max_body_bytes {
             options.max_body_bytes = n;

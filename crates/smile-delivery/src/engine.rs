@@ -4,7 +4,7 @@
 
 use crate::config::DeliveryConfig;
 use crate::error::EngineError;
-use crate::lanes::{self, Msg};
+use crate::lanes::{self, Msg, WindowStats};
 use crate::sender::Sender;
 use bytes::Bytes;
 use serde_json::Value;
@@ -46,6 +46,13 @@ impl Engine {
     /// This node's name in leases.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// How much of the queue this node holds in memory now.
+    pub async fn window(&self) -> WindowStats {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let _ = self.inner.lanes.send(Msg::Window(reply));
+        answer.await.unwrap_or_default()
     }
 
     /// The egress IPs receivers should allow.

@@ -24,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// What the lanes hear: from the engine, from the tasks they start, and from other nodes.
 pub(crate) enum Msg {
@@ -61,6 +61,20 @@ pub(crate) enum Msg {
         until_ms: i64,
     },
     Found(Vec<String>),
+    /// How full the window is, for tests and metrics.
+    Window(oneshot::Sender<WindowStats>),
+}
+
+/// How much of the store's queue this node holds in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Lanes this node holds.
+    pub lanes: usize,
+    /// Deliveries in memory: queued, in flight, or waiting for their outcome's commit.
+    pub held: usize,
+    /// The most any one lane holds.
+    pub largest_lane: usize,
+    pub in_flight: usize,
 }
 
 /// One attempt to make: a delivery and the exact body it sends.
@@ -233,6 +247,14 @@ impl Lanes {
             Msg::Committed(committed) => self.committed(committed),
             Msg::Renewed { held, asked, until_ms } => self.renewed(held, asked, until_ms),
             Msg::Found(ids) => self.work(ids, false),
+            Msg::Window(reply) => {
+                let _ = reply.send(WindowStats {
+                    lanes: self.lanes.len(),
+                    held: self.held,
+                    largest_lane: self.lanes.values().map(|l| l.held.len()).max().unwrap_or(0),
+                    in_flight: self.lanes.values().map(|l| l.in_flight).sum(),
+                });
+            }
         }
     }
 
@@ -338,7 +360,7 @@ impl Lanes {
             // Another node holds them: tell it there is work.
             self.tell_others(refused);
         }
-        self.release(release);
+        self.release(release, lease_until);
     }
 
     fn reloaded(&mut self, id: String, sub: Option<Subscription>) {
@@ -404,10 +426,15 @@ impl Lanes {
         lane.loading = false;
         match batch {
             Ok(batch) => {
-                lane.more = batch.deliveries.len() as u32 >= asked || lane.missed;
+                let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
                 lane.missed = false;
                 if lane.target.active {
                     for d in batch.deliveries {
+                        // Other lanes may have taken room since the read was asked for.
+                        if lane.held.len() >= self.config.lane_window || self.held >= self.config.window {
+                            more = true;
+                            break;
+                        }
                         if lane.held.insert(d.seq) {
                             self.held += 1;
                             lane.queue.push_back(Job {
@@ -420,6 +447,7 @@ impl Lanes {
                         }
                     }
                 }
+                lane.more = more;
                 if let Some(at) = batch.next_due_ms {
                     self.timers.push(Reverse((at, id.clone())));
                 }
@@ -488,7 +516,12 @@ impl Lanes {
             next_attempt_ms: verdict.next_attempt_ms,
             subscription_effect: verdict.effect,
         };
+        let disabled = matches!(outcome.subscription_effect, SubscriptionEffect::Disable { .. });
         let _ = self.outcomes.send(Recording { outcome, seq: job.seq });
+        if disabled {
+            // Stop now, not when the disable commits: nothing more goes to a 410.
+            self.stop(&id);
+        }
         self.pump(&id);
     }
 
@@ -498,7 +531,7 @@ impl Lanes {
             if let Some(lane) = self.lanes.get_mut(&id)
                 && lane.held.remove(&seq)
             {
-                self.held -= 1;
+                self.held = self.held.saturating_sub(1);
                 if let Some(at) = due_again {
                     self.timers.push(Reverse((at, id.clone())));
                 }
@@ -534,7 +567,7 @@ impl Lanes {
         }
         for job in lane.queue.drain(..) {
             if lane.held.remove(&job.seq) {
-                self.held -= 1;
+                self.held = self.held.saturating_sub(1);
             }
         }
         lane.more = false;
@@ -556,10 +589,8 @@ impl Lanes {
             .collect();
         let waiting: HashSet<&String> = self.timers.iter().map(|Reverse((_, id))| id).collect();
         let idle: Vec<String> = idle.into_iter().filter(|id| !waiting.contains(id)).collect();
-        for id in &idle {
-            self.lanes.remove(id);
-        }
-        self.release(idle);
+        let until = idle.iter().filter_map(|id| self.lanes.remove(id)).map(|lane| lane.lease_until).max();
+        self.release(idle, until.unwrap_or(0));
         let asked: Vec<String> = self.lanes.keys().cloned().collect();
         if asked.is_empty() {
             return;
@@ -587,18 +618,19 @@ impl Lanes {
                 self.pump(&id);
             } else if let Some(lane) = self.lanes.remove(&id) {
                 tracing::warn!(subscription = %id, "lost a lane's lease; another node sends it now");
-                self.held -= lane.held.len();
+                self.held = self.held.saturating_sub(lane.held.len());
             }
         }
     }
 
-    fn release(&self, ids: Vec<String>) {
+    /// Gives lanes up, unless this node claimed them again since (a lease past `until_ms`).
+    fn release(&self, ids: Vec<String>, until_ms: i64) {
         if ids.is_empty() {
             return;
         }
         let (store, node) = (self.store.clone(), self.node.clone());
         tokio::spawn(async move {
-            if let Err(error) = store.release_lanes(&node, &ids).await {
+            if let Err(error) = store.release_lanes(&node, &ids, until_ms).await {
                 tracing::warn!(%error, "could not release lanes; they free up when their leases run out");
             }
         });

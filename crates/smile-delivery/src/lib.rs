@@ -36,3 +36,4 @@ mod verdict;
 pub use config::{DeliveryConfig, EgressConfig};
 pub use engine::Engine;
 pub use error::EngineError;
+pub use lanes::WindowStats;

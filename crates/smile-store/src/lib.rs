@@ -109,8 +109,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>>;
     /// Extends the lanes `lease.owner` still holds; returns those.
     async fn renew_lanes(&self, lease: &Lease, subscription_ids: &[String]) -> Result<Vec<String>>;
-    /// Gives lanes up, so that another node may take them at once.
-    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()>;
+    /// Gives lanes up, so that another node may take them at once; a lane whose lease runs
+    /// past `until_ms` was claimed again since, and is kept.
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String], until_ms: i64) -> Result<()>;
     /// Ends every lane lease: only for a store that one node owns alone, on start.
     async fn release_all_lanes(&self) -> Result<()>;
     /// The pending delivery a FIFO subscription waits on, once it has failed at least once.

@@ -839,11 +839,14 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()> {
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String], until_ms: i64) -> Result<()> {
         self.pool
             .get()
             .await?
-            .execute("DELETE FROM lanes WHERE subscription_id = ANY($1) AND owner = $2", &[&subscription_ids, &owner])
+            .execute(
+                "DELETE FROM lanes WHERE subscription_id = ANY($1) AND owner = $2 AND until_ms <= $3",
+                &[&subscription_ids, &owner, &until_ms],
+            )
             .await?;
         Ok(())
     }

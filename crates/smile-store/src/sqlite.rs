@@ -767,12 +767,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_lanes(&self, owner: &str, subscription_ids: &[String]) -> Result<()> {
+    async fn release_lanes(&self, owner: &str, subscription_ids: &[String], until_ms: i64) -> Result<()> {
         let (owner, ids) = (owner.to_owned(), subscription_ids.to_vec());
         self.write(move |c| {
-            let mut release = c.prepare_cached("DELETE FROM lanes WHERE subscription_id = ?1 AND owner = ?2")?;
+            let mut release =
+                c.prepare_cached("DELETE FROM lanes WHERE subscription_id = ?1 AND owner = ?2 AND until_ms <= ?3")?;
             for id in ids {
-                release.execute(params![id, owner])?;
+                release.execute(params![id, owner, until_ms])?;
             }
             Ok(())
         })

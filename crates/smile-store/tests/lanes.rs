@@ -141,7 +141,9 @@ async fn live_lane_leases_hold_renewals_extend_and_expired_ones_are_taken_over()
         assert_eq!(store.lanes_with_work("b", now + 5_000, 10).await.expect("find"), ids, "{name}: expired");
         assert_eq!(store.claim_lanes(&lease("b", now + 9_000), ids, now + 5_000).await.expect("claim"), ids);
         assert!(store.renew_lanes(&lease("a", now + 9_000), ids).await.expect("renew").is_empty(), "{name}: lost");
-        store.release_lanes("b", ids).await.expect("release");
+        store.release_lanes("b", ids, now + 8_000).await.expect("release");
+        assert!(store.claim_lanes(&lease("c", now + 9_000), ids, now).await.expect("claim").is_empty(), "{name}: kept");
+        store.release_lanes("b", ids, now + 9_000).await.expect("release");
         assert_eq!(store.claim_lanes(&lease("c", now + 9_000), ids, now).await.expect("claim"), ids, "{name}: free");
     }
 }

@@ -1,5 +1,6 @@
 //! Several `smile serve` nodes on one PostgreSQL database, one of them killed mid-run.
 
+use crate::lanes::{arrival_order, fifo_subscription};
 use crate::process::{keys_create, serve};
 use crate::support::*;
 use serde_json::json;
@@ -145,4 +146,41 @@ async fn start_together() {
         let (status, body) = Api::new(node.addr, &key, &secret).get("/v1/webhooks").await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_fifo_lane_keeps_its_order_when_its_node_dies() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url).run(fifo_failover()).await
+}
+
+async fn fifo_failover() {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = ["--lease", "2s", "--poll-interval", "300ms", "--retry-schedule", "100ms,100ms"];
+    let holder = serve(&dir.path().join("n0"), &args, &[]);
+    let (key, secret) = holder.key.clone().expect("the first node creates the sandbox keys");
+    let survivor = serve(&dir.path().join("n1"), &args, &[]);
+    let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
+    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(30)); 400]).await;
+    fifo_subscription(&Api::new(holder.addr, &key, &secret), &receiver.url()).await;
+    // Publishing through the first node makes it the lane's holder.
+    let operator = Api::new(holder.addr, &ok, &os);
+    let mut published = Vec::new();
+    for i in 0..60 {
+        let data = json!({"userId": format!("u{i}")});
+        published.push(publish(&operator, "default", "SANDBOX", "USER_CREATED", data).await);
+    }
+    let mut holder = holder;
+    holder.child.kill().expect("SIGKILL");
+    holder.child.wait().expect("reaped");
+    assert!(receiver.hits().len() < 60, "the kill came mid-way");
+    eventually(Duration::from_secs(30), "the survivor sends the rest, in publish order", || async {
+        let order = arrival_order(&receiver);
+        assert!(published.starts_with(&order), "out of order: {order:?}");
+        (order.len() == published.len()).then_some(())
+    })
+    .await;
+    drop(survivor);
 }

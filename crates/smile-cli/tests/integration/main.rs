@@ -3,6 +3,7 @@
 mod api;
 mod cluster;
 mod delivery;
+mod lanes;
 mod process;
 mod sandbox;
 mod security;

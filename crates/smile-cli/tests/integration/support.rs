@@ -286,6 +286,8 @@ pub enum Reply {
     Redirect(String),
     /// This status with a `Retry-After` of this many seconds.
     RetryAfter(u16, u64),
+    /// Waits this long, then answers this status.
+    Late(Duration, u16),
 }
 
 /// One request a receiver got.
@@ -340,6 +342,10 @@ async fn hook(
             (StatusCode::OK, "late").into_response()
         }
         Some(Reply::Redirect(to)) => (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response(),
+        Some(Reply::Late(wait, code)) => {
+            tokio::time::sleep(wait).await;
+            (StatusCode::from_u16(code).expect("status"), "late").into_response()
+        }
         Some(Reply::RetryAfter(code, secs)) => {
             let status = StatusCode::from_u16(code).expect("status");
             (status, [("retry-after", secs.to_string())], "later").into_response()

@@ -1,0 +1,193 @@
+//! The engine's invariants: a bounded window, nothing left pending after a disable or a
+//! delete, finished deliveries that stay finished, and FIFO subscriptions.
+
+use crate::process::{keys_create, serve};
+use crate::support::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Event ids in the order they reached `receiver`, with back-to-back repeats (a retry, or a
+/// resend after a crash) collapsed.
+pub(crate) fn arrival_order(receiver: &Receiver) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for hit in receiver.hits() {
+        let id = hit.header("webhook-id").to_owned();
+        if order.last() != Some(&id) {
+            order.push(id);
+        }
+    }
+    order
+}
+
+async fn statuses(api: &Api, delivery_ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in delivery_ids {
+        let (status, body) = api.get(&format!("/v1/deliveries/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        out.push(body["data"]["status"].as_str().expect("status").to_owned());
+    }
+    out
+}
+
+/// Checks `holds` every 50 ms for `period`: for what must stay true.
+async fn stays(period: Duration, what: &str, mut holds: impl AsyncFnMut() -> bool) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert!(holds().await, "no longer true: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
+    let (status, body) = api
+        .post(
+            "/v1/webhooks",
+            json!({"name": "fifo", "url": url, "eventTypes": ["ALL_EVENTS"], "active": true,
+                   "secret": "s", "ordering": "fifo"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["ordering"], "fifo");
+    body["data"]["id"].as_str().expect("id").to_owned()
+}
+
+on_both_backends! {
+async fn the_window_never_holds_more_than_its_caps() {
+    let server = TestServer::with(|o| {
+        o.delivery.lane_window = 20;
+        o.delivery.window = 30;
+        o.delivery.max_in_flight_per_endpoint = 4;
+    })
+    .await;
+    let slow = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(50)); 400]).await;
+    let other = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(50)); 400]).await;
+    server.sandbox.subscribe(&slow.url(), &["ALL_EVENTS"], "s").await;
+    server.sandbox.subscribe(&other.url(), &["ALL_EVENTS"], "s").await;
+    let operator = server.operator().await;
+    let engine = server.running.engine.clone();
+    let watch = tokio::spawn(async move {
+        let mut most = 0;
+        loop {
+            let w = engine.window().await;
+            assert!(w.held <= 30 && w.largest_lane <= 20, "window over its caps: {w:?}");
+            most = most.max(w.held);
+            if most == 30 && w.held == 0 {
+                return most;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    for _ in 0..200 {
+        user_created(&operator).await;
+    }
+    slow.wait_hits(200).await;
+    other.wait_hits(200).await;
+    eventually(Duration::from_secs(20), "the window filled up, then drained", || async {
+        watch.is_finished().then_some(())
+    })
+    .await;
+    assert_eq!(watch.await.expect("the window stayed within its caps"), 30, "filled to its cap");
+}
+
+async fn disable_gone_and_delete_leave_nothing_pending() {
+    let server = TestServer::with(|o| {
+        o.delivery.retry_schedule = vec![Duration::from_millis(100); 30];
+        o.delivery.disable_after = Duration::from_millis(600);
+        o.delivery.max_in_flight_per_endpoint = 2;
+    })
+    .await;
+    let operator = server.operator().await;
+    let failing = Receiver::scripted(vec![Reply::Status(500); 10_000]).await;
+    // The 410 comes while the rest wait behind it.
+    let gone = Receiver::scripted(vec![Reply::Late(Duration::from_millis(500), 410); 2]).await;
+    let slow = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(300)); 100]).await;
+    let mut ids = Vec::new();
+    for url in [failing.url(), gone.url(), slow.url()] {
+        ids.push(server.sandbox.subscribe(&url, &["ALL_EVENTS"], "s").await);
+    }
+    for _ in 0..20 {
+        user_created(&operator).await;
+    }
+    let mut deliveries = Vec::new();
+    for id in &ids {
+        let listed = server.sandbox.deliveries(id).await;
+        assert_eq!(listed.len(), 20);
+        deliveries.push(listed.iter().map(|d| d["id"].as_str().expect("id").to_owned()).collect::<Vec<_>>());
+    }
+    let (status, _) = server.sandbox.delete(&format!("/v1/webhooks/{}", ids[2])).await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(15), "failing and gone subscriptions disabled", || async {
+        let (_, a) = server.sandbox.get(&format!("/v1/webhooks/{}", ids[0])).await;
+        let (_, b) = server.sandbox.get(&format!("/v1/webhooks/{}", ids[1])).await;
+        (a["data"]["active"] == false && b["data"]["active"] == false).then_some(())
+    })
+    .await;
+    let expect = [("FAILED", "disabled after failing"), ("FAILED", "410"), ("CANCELLED", "deleted")];
+    for ((want, why), ids) in expect.iter().zip(&deliveries) {
+        stays(Duration::from_millis(1500), why, async || {
+            statuses(&server.sandbox, ids).await.iter().all(|s| s == want || (*want == "CANCELLED" && s == "SUCCEEDED"))
+        })
+        .await;
+    }
+    assert_eq!(gone.hits().len(), 2, "nothing more is sent after a 410");
+}
+
+async fn a_fifo_subscription_sends_in_order_and_shows_what_blocks_it() {
+    let server = TestServer::with(|o| o.delivery.retry_schedule = vec![Duration::from_millis(400); 5]).await;
+    let receiver = Receiver::scripted(vec![Reply::Status(503), Reply::Status(503)]).await;
+    let sub = fifo_subscription(&server.sandbox, &receiver.url()).await;
+    let operator = server.operator().await;
+    let mut published = Vec::new();
+    for _ in 0..6 {
+        published.push(user_created(&operator).await);
+    }
+    let blocked = eventually(Duration::from_secs(10), "the lane shows its blocked head", || async {
+        let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
+        let blocked = body["data"]["blockedBy"].clone();
+        (!blocked.is_null()).then_some(blocked)
+    })
+    .await;
+    assert_eq!(blocked["eventId"], published[0].as_str(), "{blocked}");
+    assert_eq!(receiver.hits().iter().filter(|h| h.header("webhook-id") != published[0]).count(), 0, "nothing passes the head");
+    receiver.wait_hits(8).await;
+    eventually(Duration::from_secs(10), "all six in order", || async {
+        (arrival_order(&receiver) == published).then_some(())
+    })
+    .await;
+    let (_, body) = server.sandbox.get(&format!("/v1/webhooks/{sub}")).await;
+    assert_eq!(body["data"]["blockedBy"], Value::Null);
+    // A concurrent subscription (the default) does not wait.
+    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"ordering": "sideways"})).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+async fn a_fifo_lane_keeps_its_order_across_a_crash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let receiver = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(30)); 400]).await;
+    let args = ["--lease", "2s", "--poll-interval", "300ms", "--retry-schedule", "100ms,100ms"];
+    let first = serve(&data, &args, &[]);
+    let (key, secret) = first.key.clone().expect("keys");
+    let (ok, os) = keys_create(&data, &["--operator"]);
+    fifo_subscription(&Api::new(first.addr, &key, &secret), &receiver.url()).await;
+    let operator = Api::new(first.addr, &ok, &os);
+    let mut published = Vec::new();
+    for i in 0..60 {
+        published.push(publish(&operator, "default", "SANDBOX", "USER_CREATED", json!({"userId": format!("u{i}")})).await);
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    assert!(receiver.hits().len() < 60, "the kill came mid-way");
+    let _second = serve(&data, &args, &[]);
+    eventually(Duration::from_secs(30), "every event, in publish order", || async {
+        let order = arrival_order(&receiver);
+        assert!(published.starts_with(&order), "out of order: {order:?}");
+        (order.len() == published.len()).then_some(())
+    })
+    .await;
+    let distinct: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(distinct.len(), 60);
+}
+}
