@@ -120,8 +120,14 @@ struct Lane {
     /// The store may hold due deliveries of this lane that are not in memory.
     more: bool,
     loading: bool,
-    /// Fresh work arrived while a read was under way (the read may not have seen it).
+    /// Fresh deliveries that came while a read was under way; merged (without repeats) when
+    /// it returns, since the read may or may not have seen them.
+    arrived: Vec<Job>,
+    /// Work in the store that a read under way may not see (a retry, a made-due delivery).
     missed: bool,
+    /// Deliveries whose outcome committed while a read was under way: the read's snapshot
+    /// may predate the commit, so they are not taken from it.
+    finished: HashSet<i64>,
     failing_since: Option<i64>,
     /// Consecutive failed attempts, for the breaker.
     failures: u32,
@@ -139,7 +145,9 @@ impl Lane {
             in_flight: 0,
             more: true,
             loading: false,
+            arrived: Vec::new(),
             missed: false,
+            finished: HashSet::new(),
             failing_since: sub.failing_since_ms,
             failures: 0,
             paused_until: 0,
@@ -267,23 +275,21 @@ impl Lanes {
                 unknown.push(d.subscription_id);
                 continue;
             };
-            let room = lane.held.len() < self.config.lane_window && self.held < self.config.window;
-            if lane.more || lane.loading || !room || !lane.target.active {
+            let held = lane.held.len() + lane.arrived.len();
+            let room = held < self.config.lane_window && self.held + lane.arrived.len() < self.config.window;
+            let body = match (&lean_body, d.lean) {
+                (Some(lean), true) => lean.clone(),
+                _ => body.clone(),
+            };
+            let job = Job { seq: d.seq, delivery_id: d.id, event_id: event_id.to_owned(), attempts_made: 0, body };
+            if !room || !lane.target.active || (lane.more && !lane.loading) {
+                // The store has it; the lane reads it when it gets there.
                 lane.more = true;
-                lane.missed |= lane.loading;
+            } else if lane.loading {
+                lane.arrived.push(job);
             } else {
-                let body = match (&lean_body, d.lean) {
-                    (Some(lean), true) => lean.clone(),
-                    _ => body.clone(),
-                };
-                lane.held.insert(d.seq);
-                lane.queue.push_back(Job {
-                    seq: d.seq,
-                    delivery_id: d.id,
-                    event_id: event_id.to_owned(),
-                    attempts_made: 0,
-                    body,
-                });
+                lane.held.insert(job.seq);
+                lane.queue.push_back(job);
                 self.held += 1;
             }
             self.pump(&d.subscription_id);
@@ -428,22 +434,25 @@ impl Lanes {
             Ok(batch) => {
                 let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
                 lane.missed = false;
+                let read = batch.deliveries.into_iter().map(|d| Job {
+                    seq: d.seq,
+                    delivery_id: d.id,
+                    event_id: d.event_id,
+                    attempts_made: d.attempts,
+                    body: Bytes::from(d.body),
+                });
+                let arrived = std::mem::take(&mut lane.arrived);
+                let finished = std::mem::take(&mut lane.finished);
                 if lane.target.active {
-                    for d in batch.deliveries {
+                    for job in read.chain(arrived).filter(|job| !finished.contains(&job.seq)) {
                         // Other lanes may have taken room since the read was asked for.
                         if lane.held.len() >= self.config.lane_window || self.held >= self.config.window {
                             more = true;
                             break;
                         }
-                        if lane.held.insert(d.seq) {
+                        if lane.held.insert(job.seq) {
                             self.held += 1;
-                            lane.queue.push_back(Job {
-                                seq: d.seq,
-                                delivery_id: d.id,
-                                event_id: d.event_id,
-                                attempts_made: d.attempts,
-                                body: Bytes::from(d.body),
-                            });
+                            lane.queue.push_back(job);
                         }
                     }
                 }
@@ -531,6 +540,9 @@ impl Lanes {
             if let Some(lane) = self.lanes.get_mut(&id)
                 && lane.held.remove(&seq)
             {
+                if lane.loading {
+                    lane.finished.insert(seq);
+                }
                 self.held = self.held.saturating_sub(1);
                 if let Some(at) = due_again {
                     self.timers.push(Reverse((at, id.clone())));
