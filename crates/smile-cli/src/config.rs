@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// Concurrent attempts per subscription [default: 32].
     #[arg(long, env = "SMILE_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// Concurrent attempts of all subscriptions together [default: 1024].
+    #[arg(long, env = "SMILE_MAX_IN_FLIGHT_TOTAL")]
+    max_in_flight_total: Option<usize>,
     /// Deliveries one subscription holds in memory at most; the rest wait on disk [default: 1024].
     #[arg(long, env = "SMILE_LANE_WINDOW")]
     lane_window: Option<usize>,
@@ -113,6 +116,7 @@ impl ServeArgs {
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            max_in_flight_total: self.max_in_flight_total.or(file.max_in_flight_total),
             lane_window: self.lane_window.or(file.lane_window),
             window: self.window.or(file.window),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
@@ -168,6 +172,9 @@ impl ServeArgs {
         }
         if let Some(n) = a.max_in_flight {
             d.max_in_flight_per_endpoint = n.max(1);
+        }
+        if let Some(n) = a.max_in_flight_total {
+            d.max_in_flight = n.max(1);
         }
         if let Some(n) = a.lane_window {
             d.lane_window = n.max(1);

@@ -19,6 +19,8 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// Concurrent attempts per subscription; the rest wait in its lane.
     pub max_in_flight_per_endpoint: usize,
+    /// Concurrent attempts of all subscriptions; lanes wanting more take turns.
+    pub max_in_flight: usize,
     /// Deliveries one lane (subscription) holds in memory at most; the rest wait in the store.
     pub lane_window: usize,
     /// Deliveries all lanes of this node hold in memory at most.
@@ -76,6 +78,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             max_retry_after: Duration::from_secs(3600),
             max_in_flight_per_endpoint: 32,
+            max_in_flight: 1024,
             lane_window: 1024,
             window: 20_000,
             breaker_after: 5,

@@ -48,6 +48,11 @@ impl Engine {
         &self.inner.node
     }
 
+    /// Stops starting attempts; what is pending stays in the store for the next start.
+    pub fn stop(&self) {
+        let _ = self.inner.lanes.send(Msg::Stop);
+    }
+
     /// How much of the queue this node holds in memory now.
     pub async fn window(&self) -> WindowStats {
         let (reply, answer) = tokio::sync::oneshot::channel();

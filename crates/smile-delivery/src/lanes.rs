@@ -63,6 +63,8 @@ pub(crate) enum Msg {
     Found(Vec<String>),
     /// How full the window is, for tests and metrics.
     Window(oneshot::Sender<WindowStats>),
+    /// Start nothing more: the node is going away.
+    Stop,
 }
 
 /// How much of the store's queue this node holds in memory.
@@ -125,6 +127,10 @@ struct Lane {
     arrived: Vec<Job>,
     /// Work in the store that a read under way may not see (a retry, a made-due delivery).
     missed: bool,
+    /// The highest seq a read has returned. A fresh delivery at or below it may have been
+    /// read (and even sent) already: its notice can come after the read, so it is read again
+    /// from the store rather than taken from the notice.
+    read_high_water: i64,
     /// Deliveries whose outcome committed while a read was under way: the read's snapshot
     /// may predate the commit, so they are not taken from it.
     finished: HashSet<i64>,
@@ -133,6 +139,10 @@ struct Lane {
     failures: u32,
     /// No attempt starts before this (the breaker's pause).
     paused_until: i64,
+    /// In the queue of lanes waiting for a free attempt slot.
+    waiting_turn: bool,
+    /// The earliest time a timer will look at this lane again.
+    wake_at: Option<i64>,
     lease_until: i64,
 }
 
@@ -148,9 +158,12 @@ impl Lane {
             arrived: Vec::new(),
             missed: false,
             finished: HashSet::new(),
+            read_high_water: 0,
             failing_since: sub.failing_since_ms,
             failures: 0,
             paused_until: 0,
+            waiting_turn: false,
+            wake_at: None,
             lease_until,
         }
     }
@@ -177,6 +190,10 @@ struct Lanes {
     held: usize,
     /// Lanes waiting for room in the global window, in arrival order.
     starved: VecDeque<String>,
+    /// Attempts in flight, all lanes.
+    in_flight: usize,
+    /// Lanes with work waiting for a free attempt slot, in turn.
+    ready: VecDeque<String>,
     timers: BinaryHeap<Reverse<(i64, String)>>,
 }
 
@@ -205,6 +222,8 @@ pub(crate) fn spawn(
         foreign: HashMap::new(),
         held: 0,
         starved: VecDeque::new(),
+        in_flight: 0,
+        ready: VecDeque::new(),
         timers: BinaryHeap::new(),
     };
     tokio::spawn(lanes.run(rx, signals));
@@ -222,8 +241,8 @@ impl Lanes {
             let sleep_ms = next_timer.map_or(3_600_000, |at| (at - timefmt::now_ms()).max(0) as u64);
             tokio::select! {
                 msg = rx.recv() => match msg {
+                    Some(Msg::Stop) | None => return,
                     Some(msg) => self.handle(msg),
-                    None => return,
                 },
                 signal = signals.recv(), if signals_open => match signal {
                     Some(Signal::SubscriptionChanged { id }) => self.handle(Msg::Changed(id)),
@@ -254,13 +273,19 @@ impl Lanes {
             Msg::Attempted { subscription_id, job, result } => self.attempted(subscription_id, job, result),
             Msg::Committed(committed) => self.committed(committed),
             Msg::Renewed { held, asked, until_ms } => self.renewed(held, asked, until_ms),
-            Msg::Found(ids) => self.work(ids, false),
+            Msg::Found(ids) => {
+                // A lane already at work reads the store as it drains; only an empty one may
+                // have missed a signal.
+                let ids = ids.into_iter().filter(|id| self.lanes.get(id).is_none_or(|l| l.held.is_empty())).collect();
+                self.work(ids, false)
+            }
+            Msg::Stop => {}
             Msg::Window(reply) => {
                 let _ = reply.send(WindowStats {
                     lanes: self.lanes.len(),
                     held: self.held,
                     largest_lane: self.lanes.values().map(|l| l.held.len()).max().unwrap_or(0),
-                    in_flight: self.lanes.values().map(|l| l.in_flight).sum(),
+                    in_flight: self.in_flight,
                 });
             }
         }
@@ -282,7 +307,10 @@ impl Lanes {
                 _ => body.clone(),
             };
             let job = Job { seq: d.seq, delivery_id: d.id, event_id: event_id.to_owned(), attempts_made: 0, body };
-            if !room || !lane.target.active || (lane.more && !lane.loading) {
+            if lane.held.contains(&job.seq) {
+                continue;
+            }
+            if !room || !lane.target.active || (lane.more && !lane.loading) || job.seq <= lane.read_high_water {
                 // The store has it; the lane reads it when it gets there.
                 lane.more = true;
             } else if lane.loading {
@@ -397,14 +425,24 @@ impl Lanes {
             return;
         }
         let cap = if lane.failures >= self.config.breaker_after { 1 } else { self.config.max_in_flight_per_endpoint };
-        while lane.in_flight < cap.max(1) && now >= lane.paused_until {
+        while lane.in_flight < cap.max(1) && now >= lane.paused_until && !lane.queue.is_empty() {
+            if self.in_flight >= self.config.max_in_flight {
+                if !lane.waiting_turn {
+                    lane.waiting_turn = true;
+                    self.ready.push_back(id.to_owned());
+                }
+                break;
+            }
             let Some(job) = lane.queue.pop_front() else { break };
             lane.in_flight += 1;
+            self.in_flight += 1;
             attempt(self.sender.clone(), lane.target.clone(), id.to_owned(), job, self.tx.clone());
         }
         if lane.paused_until > now && !lane.queue.is_empty() {
-            self.timers.push(Reverse((lane.paused_until, id.to_owned())));
+            let at = lane.paused_until;
+            self.wake(id, at);
         }
+        let Some(lane) = self.lanes.get_mut(id) else { return };
         if !lane.more || lane.loading || lane.queue.len() > self.config.lane_window / 2 {
             return;
         }
@@ -434,6 +472,8 @@ impl Lanes {
             Ok(batch) => {
                 let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
                 lane.missed = false;
+                let high_water = batch.deliveries.iter().map(|d| d.seq).max().unwrap_or(0);
+                lane.read_high_water = lane.read_high_water.max(high_water);
                 let read = batch.deliveries.into_iter().map(|d| Job {
                     seq: d.seq,
                     delivery_id: d.id,
@@ -441,7 +481,10 @@ impl Lanes {
                     attempts_made: d.attempts,
                     body: Bytes::from(d.body),
                 });
-                let arrived = std::mem::take(&mut lane.arrived);
+                let (arrived, late): (Vec<Job>, Vec<Job>) = std::mem::take(&mut lane.arrived)
+                    .into_iter()
+                    .partition(|job| job.seq > high_water || lane.held.contains(&job.seq));
+                more |= late.iter().any(|job| !lane.held.contains(&job.seq));
                 let finished = std::mem::take(&mut lane.finished);
                 if lane.target.active {
                     for job in read.chain(arrived).filter(|job| !finished.contains(&job.seq)) {
@@ -458,15 +501,24 @@ impl Lanes {
                 }
                 lane.more = more;
                 if let Some(at) = batch.next_due_ms {
-                    self.timers.push(Reverse((at, id.clone())));
+                    self.wake(&id, at);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, subscription = %id, "could not read a lane; trying again in a second");
-                self.timers.push(Reverse((timefmt::now_ms() + 1000, id.clone())));
+                self.wake(&id, timefmt::now_ms() + 1000);
             }
         }
         self.pump(&id);
+    }
+
+    /// Looks at a lane again at `at`, unless a timer already does so sooner.
+    fn wake(&mut self, id: &str, at: i64) {
+        let Some(lane) = self.lanes.get_mut(id) else { return };
+        if lane.wake_at.is_none_or(|w| at < w) {
+            lane.wake_at = Some(at);
+            self.timers.push(Reverse((at, id.to_owned())));
+        }
     }
 
     fn fire_timers(&mut self) {
@@ -474,8 +526,11 @@ impl Lanes {
         while let Some(Reverse((at, _))) = self.timers.peek()
             && *at <= now
         {
-            let Some(Reverse((_, id))) = self.timers.pop() else { break };
+            let Some(Reverse((at, id))) = self.timers.pop() else { break };
             if let Some(lane) = self.lanes.get_mut(&id) {
+                if lane.wake_at.is_some_and(|w| w <= at) {
+                    lane.wake_at = None;
+                }
                 lane.more = true;
                 lane.missed |= lane.loading;
             }
@@ -491,6 +546,7 @@ impl Lanes {
         // A lane lost meanwhile still gets its attempt logged.
         let failing_since = self.lanes.get(&id).and_then(|lane| lane.failing_since);
         let verdict = verdict::decide(&self.config, &result, attempt_no, failing_since, finished);
+        self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
             match &verdict.effect {
@@ -532,6 +588,19 @@ impl Lanes {
             self.stop(&id);
         }
         self.pump(&id);
+        self.take_turns();
+    }
+
+    /// Gives free attempt slots to the lanes waiting for one, a slot each in turn.
+    fn take_turns(&mut self) {
+        while self.in_flight < self.config.max_in_flight
+            && let Some(id) = self.ready.pop_front()
+        {
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.waiting_turn = false;
+            }
+            self.pump(&id);
+        }
     }
 
     fn committed(&mut self, committed: Committed) {
@@ -545,7 +614,7 @@ impl Lanes {
                 }
                 self.held = self.held.saturating_sub(1);
                 if let Some(at) = due_again {
-                    self.timers.push(Reverse((at, id.clone())));
+                    self.wake(&id, at);
                 }
             }
             touched.insert(id);

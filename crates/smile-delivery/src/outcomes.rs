@@ -21,7 +21,7 @@ pub(crate) struct Committed {
 }
 
 /// The most outcomes one transaction takes.
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 1024;
 
 /// Starts the writer; `report` hears of every batch, written or not (a lost outcome only
 /// means the delivery is read and sent again).

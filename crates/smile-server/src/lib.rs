@@ -85,6 +85,7 @@ pub struct Running {
 impl Running {
     /// Stops accepting requests and waits for the ones in progress.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.engine.stop();
         let _ = self.shutdown.send(());
         self.served.await??;
         Ok(())

@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 /// The schema's versions in order; `PRAGMA user_version` says how many are applied.
 const MIGRATIONS: [&str; 2] =
     [include_str!("../migrations/sqlite_001.sql"), include_str!("../migrations/sqlite_002.sql")];
+/// Reads running at once (and reader connections kept).
+const MAX_READERS: usize = 8;
 /// The most writes one commit takes, so a huge backlog still commits in bounded steps.
 const MAX_BATCH: usize = 8192;
 
@@ -27,6 +29,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Reads at once: each takes a blocking thread and a connection with its own cache.
+    reading: Arc<tokio::sync::Semaphore>,
     /// One process owns the file, so signals stay in it.
     listeners: Mutex<Vec<mpsc::UnboundedSender<Signal>>>,
     /// Request counts of the current rate-limit window; one node, so memory is enough.
@@ -52,6 +56,14 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let mut conn = open(path)?;
         migrate(&mut conn)?;
+        // Checkpoints run beside the writer, not inside its commits, where a large one would
+        // hold up every publish queued behind it.
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+        let checkpointer = open(path)?;
+        std::thread::Builder::new()
+            .name("smile-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer))
+            .map_err(|e| StoreError::Database(e.to_string()))?;
         let (writer, jobs) = mpsc::channel::<Job>(65_536);
         std::thread::Builder::new()
             .name("smile-sqlite-writer".into())
@@ -61,6 +73,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer,
             readers: Arc::default(),
+            reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             listeners: Mutex::default(),
             requests: Mutex::default(),
         })
@@ -93,7 +106,9 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self.reading.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let taken = readers.lock().map_err(|_| StoreError::Closed)?.pop();
             let conn = match taken {
                 Some(conn) => conn,
@@ -107,6 +122,17 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+/// Copies committed pages from the WAL into the database file every half second, without
+/// blocking the writer (PASSIVE), for as long as the process runs.
+fn checkpoint_loop(conn: Connection) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; trying again");
+        }
     }
 }
 

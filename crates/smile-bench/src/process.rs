@@ -1,0 +1,268 @@
+//! Scenarios with `smile serve` as a process of its own, as an operator runs it: publishing
+//! over HTTP from this process, and a backlog that survives SIGKILL.
+
+use crate::load::{Published, baseline, publish_over_http};
+use crate::receiver::{self, Received};
+use crate::schema::BenchSchema;
+use crate::{BenchArgs, Report, percentile, tally};
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A running `smile serve`.
+struct Serve {
+    child: Child,
+    base: String,
+    sandbox_auth: Option<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn basic(key: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}")))
+}
+
+fn smile(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe().context("finding the smile binary")?);
+    command.args(args).arg("--data-dir").arg(data_dir).env("SMILE_LOG", "warn");
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    Ok(command)
+}
+
+impl Serve {
+    fn start(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Serve> {
+        let args = ["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--max-in-flight", "64"];
+        let mut child = smile(data_dir, database_url, &args)?.stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut key, mut secret) = (None, None);
+        let base = loop {
+            let Some(line) = lines.next() else { bail!("smile serve exited before listening") };
+            let line = line?;
+            if let Some(v) = line.strip_prefix("API key: ") {
+                key = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("API secret: ") {
+                secret = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("Listening on ") {
+                break v.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let sandbox_auth = key.zip(secret).map(|(k, s)| basic(&k, &s));
+        Ok(Serve { child, base, sandbox_auth })
+    }
+
+    fn rss_mib(&self) -> f64 {
+        rss_mib(self.child.id()).unwrap_or(0.0)
+    }
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn operator_auth(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<String> {
+    let output = smile(data_dir, database_url, &["keys", "create", "--operator"])?.output()?;
+    if !output.status.success() {
+        bail!("smile keys create: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let value = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
+    Ok(basic(&value("API key: ").context("key")?, &value("API secret: ").context("secret")?))
+}
+
+async fn subscribe(server: &Serve, url: &str) -> anyhow::Result<()> {
+    let auth = server.sandbox_auth.as_deref().context("a first start prints the sandbox keys")?;
+    let body = serde_json::json!({"name": "bench", "url": url, "eventTypes": ["ALL_EVENTS"], "active": true,
+        "secret": "bench-secret"});
+    let response = reqwest_like_post(&format!("{}/v1/webhooks", server.base), auth, body).await?;
+    if !(200..300).contains(&response) {
+        bail!("creating a subscription answered {response}");
+    }
+    Ok(())
+}
+
+async fn reqwest_like_post(url: &str, auth: &str, body: serde_json::Value) -> anyhow::Result<u16> {
+    use http_body_util::{BodyExt, Full};
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("authorization", auth)
+        .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+    let response = crate::load::http_client().request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+/// Waits until `received` has `expected` distinct events, printing progress.
+async fn wait_distinct(name: &str, received: &Received, expected: usize, args: &BenchArgs) {
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut last_report = Instant::now();
+    while received.distinct() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("[{name}] received {}/{expected}", received.distinct());
+            last_report = Instant::now();
+        }
+    }
+}
+
+async fn schema(args: &BenchArgs, name: &str) -> anyhow::Result<Option<BenchSchema>> {
+    Ok(match &args.database_url {
+        Some(url) => Some(BenchSchema::create(url, name).await?),
+        None => None,
+    })
+}
+
+/// A separate load generator publishing over HTTP into `smile serve`, a fast receiver.
+pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
+    let name = "http";
+    let dir = tempfile::tempdir()?;
+    let schema = schema(args, name).await?;
+    let url = schema.as_ref().map(|s| s.url.clone());
+    let server = Serve::start(dir.path(), url.as_deref())?;
+    let operator = operator_auth(dir.path(), url.as_deref())?;
+    let received = Arc::new(Received::default());
+    let addr = receiver::counting(received.clone()).await?;
+    let raw = baseline(&format!("http://{addr}/hook/0"), args.http_events, args.concurrency).await?;
+    eprintln!("[{name}] the generator into the receiver: {raw:.0} req/s");
+    subscribe(&server, &format!("http://{addr}/hook/0")).await?;
+    let started = Instant::now();
+    let (published, publish_rate) =
+        publish_over_http(&server.base, &operator, args.http_events, args.concurrency).await?;
+    eprintln!("[{name}] published {} events at {publish_rate:.0}/s", args.http_events);
+    wait_distinct(name, &received, args.http_events as usize, args).await;
+    let secs = started.elapsed().as_secs_f64();
+    let report = finish(name, args, &published, &received, secs, raw, publish_rate)?;
+    drop(server);
+    if let Some(schema) = schema {
+        schema.drop().await?;
+    }
+    Ok(report)
+}
+
+fn finish(
+    name: &str,
+    args: &BenchArgs,
+    published: &Published,
+    received: &Received,
+    secs: f64,
+    raw: f64,
+    publish_rate: f64,
+) -> anyhow::Result<Report> {
+    let published = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let (latencies, lost, duplicates) = tally(&published, received, 1);
+    let delivered = received.distinct() as f64 / secs;
+    Ok(Report {
+        scenario: name.to_owned(),
+        backend: args.backend(),
+        nodes: 1,
+        events: published.len() as u64,
+        fanout: 1,
+        publish_per_s: publish_rate,
+        deliveries_per_s: delivered,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        baseline_req_per_s: raw,
+        ratio: delivered / raw,
+        lost,
+        duplicates,
+        ..Report::default()
+    })
+}
+
+/// Samples a process's resident memory until told to stop; returns the peak.
+fn watch_rss(pid: u32) -> (Arc<std::sync::atomic::AtomicBool>, tokio::task::JoinHandle<f64>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let peak = tokio::spawn(async move {
+        let mut peak: f64 = 0.0;
+        while !flag.load(Ordering::Relaxed) {
+            peak = peak.max(rss_mib(pid).unwrap_or(0.0));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    });
+    (stop, peak)
+}
+
+/// A million pending deliveries for an endpoint that answers in a second; SIGKILL; restart;
+/// then the endpoint recovers and the backlog drains.
+pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
+    let name = "backlog";
+    let events = args.backlog_events;
+    let dir = tempfile::tempdir()?;
+    let schema = schema(args, name).await?;
+    let url = schema.as_ref().map(|s| s.url.clone());
+    let received = Arc::new(Received::default());
+    let addr = receiver::counting(received.clone()).await?;
+    let raw = baseline(&format!("http://{addr}/hook/0"), 50_000, args.concurrency).await?;
+    received.slow.store(true, Ordering::Relaxed);
+
+    let server = Serve::start(dir.path(), url.as_deref())?;
+    let operator = operator_auth(dir.path(), url.as_deref())?;
+    subscribe(&server, &format!("http://{addr}/hook/0")).await?;
+    let (stop, peak) = watch_rss(server.child.id());
+    let (published, publish_rate) = publish_over_http(&server.base, &operator, events, args.concurrency).await?;
+    eprintln!("[{name}] published {events} events at {publish_rate:.0}/s; RSS {:.0} MiB", server.rss_mib());
+    stop.store(true, Ordering::Relaxed);
+    let rss_peak = peak.await?;
+    drop(server); // SIGKILL
+
+    let restarted_at = Instant::now();
+    let server = Serve::start(dir.path(), url.as_deref())?;
+    let health = crate::load::http_client();
+    loop {
+        let request = hyper::Request::get(format!("{}/health", server.base)).body(Default::default())?;
+        if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(1), health.request(request)).await
+            && response.status().is_success()
+        {
+            break;
+        }
+        if restarted_at.elapsed() > Duration::from_secs(60) {
+            bail!("/health did not answer within a minute of the restart");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let health_ms = restarted_at.elapsed().as_secs_f64() * 1000.0;
+    let (stop, peak) = watch_rss(server.child.id());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let rss_restart = peak.await?;
+    eprintln!("[{name}] restarted: /health after {health_ms:.0} ms, RSS {rss_restart:.0} MiB");
+
+    let before = received.distinct();
+    received.slow.store(false, Ordering::Relaxed);
+    let drain_started = Instant::now();
+    wait_distinct(name, &received, events as usize, args).await;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+    let drain = (received.distinct() - before) as f64 / drain_secs;
+    let mut report = finish(name, args, &published, &received, drain_secs, raw, publish_rate)?;
+    drop(server);
+    if let Some(schema) = schema {
+        schema.drop().await?;
+    }
+    report.deliveries_per_s = drain;
+    report.ratio = drain / raw;
+    report.rss_peak_mib = Some(rss_peak);
+    report.rss_after_restart_mib = Some(rss_restart);
+    report.health_after_restart_ms = Some(health_ms);
+    report.drain_per_s = Some(drain);
+    Ok(report)
+}
