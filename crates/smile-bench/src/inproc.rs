@@ -4,7 +4,7 @@
 use crate::load::{Published, baseline, http_client};
 use crate::receiver::{self, Hostile, Received};
 use crate::schema::BenchSchema;
-use crate::{BenchArgs, Report, percentile, tally};
+use crate::{BenchArgs, Measured, Report, measured, percentile, tally};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -151,8 +151,7 @@ pub async fn burst(name: &str, events: u64, fanout: u64, args: &BenchArgs) -> an
     for _ in 0..fanout {
         receivers.push(receiver::counting(received.clone()).await?);
     }
-    let baseline_rate =
-        measure_baseline(name, &format!("http://{}/hook/0", receivers[0]), events * fanout, args).await?;
+    let baseline = measure_baseline(name, &format!("http://{}/hook/0", receivers[0]), events * fanout, args).await?;
     for (i, addr) in receivers.iter().enumerate() {
         bench.subscribe(&format!("http://{addr}/hook/{i}")).await?;
     }
@@ -160,21 +159,10 @@ pub async fn burst(name: &str, events: u64, fanout: u64, args: &BenchArgs) -> an
     let (published, publish_secs) = bench.publish(events, args.concurrency).await?;
     eprintln!("[{name}] published {events} events in {publish_secs:.2}s");
     let secs = wait_for(name, &received, events * fanout, started, args).await;
-    let published = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let (latencies, lost, duplicates) = tally(&published, &received, fanout);
-    let delivered = received.total.load(Ordering::Relaxed).min(events * fanout) as f64 / secs;
     bench.stop().await?;
-    Ok(Report {
-        publish_per_s: events as f64 / publish_secs,
-        deliveries_per_s: delivered,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
-        baseline_req_per_s: baseline_rate,
-        ratio: delivered / baseline_rate,
-        lost,
-        duplicates,
-        ..report(name, args, events, fanout)
-    })
+    let publish_per_s = events as f64 / publish_secs;
+    let m = Measured { name, published: &published, received: &received, fanout, secs, baseline, publish_per_s };
+    measured(args, m)
 }
 
 /// 100 events published one after another, each to 1,000 subscriptions.
@@ -185,7 +173,7 @@ pub async fn fanout_1000(args: &BenchArgs) -> anyhow::Result<Report> {
     let bench = Bench::start(args, name).await?;
     let received = Arc::new(Received::default());
     let addr = receiver::counting(received.clone()).await?;
-    let baseline_rate = measure_baseline(name, &format!("http://{addr}/hook/0"), 50_000, args).await?;
+    let baseline = measure_baseline(name, &format!("http://{addr}/hook/0"), 50_000, args).await?;
     for i in 0..SUBSCRIPTIONS {
         bench.subscribe(&format!("http://{addr}/hook/{i}")).await?;
     }
@@ -200,23 +188,19 @@ pub async fn fanout_1000(args: &BenchArgs) -> anyhow::Result<Report> {
     eprintln!("[{name}] published {EVENTS} events in {publish_secs:.2}s");
     let expected = EVENTS * SUBSCRIPTIONS;
     let secs = wait_for(name, &received, expected, started, args).await;
-    let published = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let (latencies, lost, duplicates) = tally(&published, &received, SUBSCRIPTIONS);
-    let delivered = received.total.load(Ordering::Relaxed).min(expected) as f64 / secs;
     publish_ms.sort_by(f64::total_cmp);
     bench.stop().await?;
-    Ok(Report {
-        publish_per_s: EVENTS as f64 / publish_secs,
-        deliveries_per_s: delivered,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
-        baseline_req_per_s: baseline_rate,
-        ratio: delivered / baseline_rate,
-        lost,
-        duplicates,
-        publish_p99_ms: Some(percentile(&publish_ms, 0.99)),
-        ..report(name, args, EVENTS, SUBSCRIPTIONS)
-    })
+    let publish_per_s = EVENTS as f64 / publish_secs;
+    let m = Measured {
+        name,
+        published: &published,
+        received: &received,
+        fanout: SUBSCRIPTIONS,
+        secs,
+        baseline,
+        publish_per_s,
+    };
+    Ok(Report { publish_p99_ms: Some(percentile(&publish_ms, 0.99)), ..measured(args, m)? })
 }
 
 /// One healthy endpoint's deliveries/s for `events` events, with the hostile endpoints
@@ -272,7 +256,7 @@ pub async fn latency(args: &BenchArgs, max_rate: Option<f64>) -> anyhow::Result<
     let bench = Bench::start(args, name).await?;
     let received = Arc::new(Received::default());
     let addr = receiver::counting(received.clone()).await?;
-    let baseline_rate = measure_baseline(name, &format!("http://{addr}/hook/0"), events, args).await?;
+    let baseline = measure_baseline(name, &format!("http://{addr}/hook/0"), events, args).await?;
     bench.subscribe(&format!("http://{addr}/hook/0")).await?;
     let published: Published = Arc::default();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -287,20 +271,8 @@ pub async fn latency(args: &BenchArgs, max_rate: Option<f64>) -> anyhow::Result<
         task.await??;
     }
     let secs = wait_for(name, &received, events, started, args).await;
-    let published: std::collections::HashMap<_, _> = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let (latencies, lost, duplicates) = tally(&published, &received, 1);
-    let delivered = received.total.load(Ordering::Relaxed).min(events) as f64 / secs;
     bench.stop().await?;
-    Ok(Report {
-        publish_per_s: rate,
-        deliveries_per_s: delivered,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
-        baseline_req_per_s: baseline_rate,
-        ratio: delivered / baseline_rate,
-        lost,
-        duplicates,
-        rate_per_s: Some(rate),
-        ..report(name, args, events, 1)
-    })
+    let m =
+        Measured { name, published: &published, received: &received, fanout: 1, secs, baseline, publish_per_s: rate };
+    Ok(Report { rate_per_s: Some(rate), ..measured(args, m)? })
 }

@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: u64,
     /// Give up waiting for deliveries after this many seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
     /// Run on PostgreSQL (a fresh schema in this database, dropped afterwards) instead of SQLite.
     #[arg(long)]
@@ -93,6 +93,42 @@ pub struct Report {
     pub isolation_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
+}
+
+/// What a scenario measured, before it becomes its report line.
+struct Measured<'a> {
+    name: &'a str,
+    published: &'a load::Published,
+    received: &'a Received,
+    fanout: u64,
+    /// From the first publish to the last arrival.
+    secs: f64,
+    baseline: f64,
+    publish_per_s: f64,
+}
+
+/// The report line of a scenario: rates, latencies, losses and repeats.
+fn measured(args: &BenchArgs, m: Measured) -> anyhow::Result<Report> {
+    let published = m.published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let (latencies, lost, duplicates) = tally(&published, m.received, m.fanout);
+    let expected = published.len() as u64 * m.fanout;
+    let delivered = m.received.total.load(std::sync::atomic::Ordering::Relaxed).min(expected) as f64 / m.secs;
+    Ok(Report {
+        scenario: m.name.to_owned(),
+        backend: args.backend(),
+        nodes: if args.database_url.is_some() { args.nodes.max(1) } else { 1 },
+        events: published.len() as u64,
+        fanout: m.fanout,
+        publish_per_s: m.publish_per_s,
+        deliveries_per_s: delivered,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        baseline_req_per_s: m.baseline,
+        ratio: delivered / m.baseline,
+        lost,
+        duplicates,
+        ..Report::default()
+    })
 }
 
 /// Latencies (sorted, ms) of first arrivals, events some receiver missed, extra arrivals.

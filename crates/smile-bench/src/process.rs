@@ -1,10 +1,10 @@
 //! Scenarios with `smile serve` as a process of its own, as an operator runs it: publishing
 //! over HTTP from this process, and a backlog that survives SIGKILL.
 
-use crate::load::{Published, baseline, publish_over_http};
+use crate::load::{baseline, publish_over_http};
 use crate::receiver::{self, Received};
 use crate::schema::BenchSchema;
-use crate::{BenchArgs, Report, percentile, tally};
+use crate::{BenchArgs, Measured, Report, measured};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use std::io::{BufRead, BufReader};
@@ -149,42 +149,21 @@ pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
     eprintln!("[{name}] published {} events at {publish_rate:.0}/s", args.http_events);
     wait_distinct(name, &received, args.http_events as usize, args).await;
     let secs = started.elapsed().as_secs_f64();
-    let report = finish(name, args, &published, &received, secs, raw, publish_rate)?;
+    let m = Measured {
+        name,
+        published: &published,
+        received: &received,
+        fanout: 1,
+        secs,
+        baseline: raw,
+        publish_per_s: publish_rate,
+    };
+    let report = measured(args, m)?;
     drop(server);
     if let Some(schema) = schema {
         schema.drop().await?;
     }
     Ok(report)
-}
-
-fn finish(
-    name: &str,
-    args: &BenchArgs,
-    published: &Published,
-    received: &Received,
-    secs: f64,
-    raw: f64,
-    publish_rate: f64,
-) -> anyhow::Result<Report> {
-    let published = published.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let (latencies, lost, duplicates) = tally(&published, received, 1);
-    let delivered = received.distinct() as f64 / secs;
-    Ok(Report {
-        scenario: name.to_owned(),
-        backend: args.backend(),
-        nodes: 1,
-        events: published.len() as u64,
-        fanout: 1,
-        publish_per_s: publish_rate,
-        deliveries_per_s: delivered,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
-        baseline_req_per_s: raw,
-        ratio: delivered / raw,
-        lost,
-        duplicates,
-        ..Report::default()
-    })
 }
 
 /// Samples a process's resident memory until told to stop; returns the peak.
@@ -253,7 +232,16 @@ pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
     wait_distinct(name, &received, events as usize, args).await;
     let drain_secs = drain_started.elapsed().as_secs_f64();
     let drain = (received.distinct() - before) as f64 / drain_secs;
-    let mut report = finish(name, args, &published, &received, drain_secs, raw, publish_rate)?;
+    let m = Measured {
+        name,
+        published: &published,
+        received: &received,
+        fanout: 1,
+        secs: drain_secs,
+        baseline: raw,
+        publish_per_s: publish_rate,
+    };
+    let mut report = measured(args, m)?;
     drop(server);
     if let Some(schema) = schema {
         schema.drop().await?;

@@ -127,10 +127,10 @@ struct Lane {
     arrived: Vec<Job>,
     /// Work in the store that a read under way may not see (a retry, a made-due delivery).
     missed: bool,
-    /// The highest seq a read has returned. A fresh delivery at or below it may have been
-    /// read (and even sent) already: its notice can come after the read, so it is read again
-    /// from the store rather than taken from the notice.
-    read_high_water: i64,
+    /// Seqs the last two reads returned. A publish's notice can come after a read that
+    /// already returned (and even sent) that delivery; such a notice is ignored.
+    read_last: HashSet<i64>,
+    read_before: HashSet<i64>,
     /// Deliveries whose outcome committed while a read was under way: the read's snapshot
     /// may predate the commit, so they are not taken from it.
     finished: HashSet<i64>,
@@ -158,7 +158,8 @@ impl Lane {
             arrived: Vec::new(),
             missed: false,
             finished: HashSet::new(),
-            read_high_water: 0,
+            read_last: HashSet::new(),
+            read_before: HashSet::new(),
             failing_since: sub.failing_since_ms,
             failures: 0,
             paused_until: 0,
@@ -307,10 +308,11 @@ impl Lanes {
                 _ => body.clone(),
             };
             let job = Job { seq: d.seq, delivery_id: d.id, event_id: event_id.to_owned(), attempts_made: 0, body };
-            if lane.held.contains(&job.seq) {
+            if lane.held.contains(&job.seq) || lane.read_last.contains(&job.seq) || lane.read_before.contains(&job.seq)
+            {
                 continue;
             }
-            if !room || !lane.target.active || (lane.more && !lane.loading) || job.seq <= lane.read_high_water {
+            if !room || !lane.target.active || (lane.more && !lane.loading) {
                 // The store has it; the lane reads it when it gets there.
                 lane.more = true;
             } else if lane.loading {
@@ -472,8 +474,8 @@ impl Lanes {
             Ok(batch) => {
                 let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
                 lane.missed = false;
-                let high_water = batch.deliveries.iter().map(|d| d.seq).max().unwrap_or(0);
-                lane.read_high_water = lane.read_high_water.max(high_water);
+                lane.read_before =
+                    std::mem::replace(&mut lane.read_last, batch.deliveries.iter().map(|d| d.seq).collect());
                 let read = batch.deliveries.into_iter().map(|d| Job {
                     seq: d.seq,
                     delivery_id: d.id,
@@ -481,10 +483,10 @@ impl Lanes {
                     attempts_made: d.attempts,
                     body: Bytes::from(d.body),
                 });
-                let (arrived, late): (Vec<Job>, Vec<Job>) = std::mem::take(&mut lane.arrived)
+                let arrived: Vec<Job> = std::mem::take(&mut lane.arrived)
                     .into_iter()
-                    .partition(|job| job.seq > high_water || lane.held.contains(&job.seq));
-                more |= late.iter().any(|job| !lane.held.contains(&job.seq));
+                    .filter(|job| !lane.read_before.contains(&job.seq))
+                    .collect();
                 let finished = std::mem::take(&mut lane.finished);
                 if lane.target.active {
                     for job in read.chain(arrived).filter(|job| !finished.contains(&job.seq)) {

@@ -627,27 +627,29 @@ impl Platform {
         };
         archive["state"] =
             json!({"status": status, "errorCode": code, "errorMessage": message, "updatedAt": format_ms(now_ms())});
-        self.put(vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())]).await?;
+        let mut documents = vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())];
         let ids = json!({"userId": user_id, "archiveId": archive_id});
         if !recognised {
+            self.put(documents).await?;
             let mut data = ids;
             data["errorCode"] = json!(code);
             data["errorMessage"] = json!(message);
             return self.publish(scope, EventType::ArchiveFailed, data, &archive_id).await;
         }
-        self.publish(scope, EventType::ArchiveAnalyzed, ids, &archive_id).await?;
         let now = format_ms(now_ms());
         let metadata = json!({"createdAt": now, "itemCreatedAt": now, "sourceId": archive_id, "sourceType": "ARCHIVE",
             "userId": user_id, "providerId": "user-provided"});
         let person = &people::PEOPLE[0];
-        let mut documents = Vec::new();
         for sample in &samples {
             let income = data::payslip_income(person, sample.month, metadata.clone());
             documents.push(item(kinds::INCOME, income, scope, &user_id, &archive_id));
         }
         let employment = data::payslip_employment(person, metadata);
         documents.push(item(kinds::EMPLOYMENT, employment, scope, &user_id, &archive_id));
+        // The data is there before ARCHIVE_ANALYZED says so: a receiver acting on the event
+        // (reading, or deleting the archive) finds it.
         self.put(documents).await?;
+        self.publish(scope, EventType::ArchiveAnalyzed, ids, &archive_id).await?;
         let added = |count: usize| json!({"userId": user_id, "accountId": archive_id, "count": count, "providers": ["user-provided"]});
         self.publish(scope, EventType::EmploymentsAdded, added(1), &archive_id).await?;
         self.publish(scope, EventType::IncomesAdded, added(samples.len()), &archive_id).await

@@ -5,8 +5,14 @@
 //!   that a caller can reach takes a [`Scope`] (tenant and mode) and sees nothing outside it.
 //! - [`sqlite::SqliteStore`]: the embedded default. One writer thread batches concurrent
 //!   writes into one transaction (group commit); readers use their own connections (WAL).
-//! - [`postgres::PostgresStore`]: for several nodes on one database. Claims use
-//!   `FOR UPDATE SKIP LOCKED`; nodes signal each other with `LISTEN/NOTIFY`.
+//! - [`postgres::PostgresStore`]: for several nodes on one database. A lane (one
+//!   subscription's deliveries) is leased whole to one node; nodes signal each other with
+//!   `LISTEN/NOTIFY`.
+//!
+//! The store is the delivery queue: deliveries are rows, read into memory a batch at a time
+//! ([`Store::load_lane`]). Backends only speak SQL: every decision (a transition, a disable, a
+//! retry time) is the engine's, and transitions are written only over a delivery that
+//! [`DeliveryStatus::may_change`].
 
 mod common;
 pub mod model;

@@ -335,19 +335,30 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
                 "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
                  next_attempt_ms, lean, created_ms, updated_ms, order_key) \
                  SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, \
-                 CASE WHEN u.k IS NOT NULL AND (ROW_NUMBER() OVER (PARTITION BY u.sub, u.k ORDER BY u.ord) > 1 \
-                 OR EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = u.sub AND p.order_key = u.k \
-                 AND p.status = 'PENDING')) THEN NULL ELSE u.created END, u.lean, u.created, u.created, u.k \
+                 CASE WHEN u.k IS NOT NULL AND (u.behind OR EXISTS (SELECT 1 FROM deliveries p \
+                 WHERE p.subscription_id = u.sub AND p.order_key = u.k AND p.status = 'PENDING')) \
+                 THEN NULL ELSE u.created END, u.lean, u.created, u.created, u.k \
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
-                 $8::bigint[], $9::text[]) WITH ORDINALITY AS u(id, event_id, event_type, sub, tenant, mode, lean, \
-                 created, k, ord) \
+                 $8::bigint[], $9::text[], $10::bool[]) AS u(id, event_id, event_type, sub, tenant, mode, lean, \
+                 created, k, behind) \
                  RETURNING seq, id, event_id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key",
             )
             .await?;
         let rows = tx
             .query(
                 &insert,
-                &[&d.id, &d.event_id, &d.event_type, &d.sub, &d.tenant, &d.mode, &d.lean, &d.created, &d.key],
+                &[
+                    &d.id,
+                    &d.event_id,
+                    &d.event_type,
+                    &d.sub,
+                    &d.tenant,
+                    &d.mode,
+                    &d.lean,
+                    &d.created,
+                    &d.key,
+                    &d.behind,
+                ],
             )
             .await?;
         for r in rows {
@@ -377,6 +388,9 @@ struct DeliveryColumns {
     lean: Vec<bool>,
     created: Vec<i64>,
     key: Vec<Option<String>>,
+    /// Behind an earlier delivery of the same subscription and key in this batch.
+    behind: Vec<bool>,
+    keys_seen: std::collections::HashSet<(String, String)>,
 }
 
 impl DeliveryColumns {
@@ -389,6 +403,8 @@ impl DeliveryColumns {
         self.mode.push(e.scope.mode.as_str());
         self.lean.push(lean);
         self.created.push(e.created_ms);
+        let behind = key.as_ref().is_some_and(|k| !self.keys_seen.insert((subscription_id.to_owned(), k.clone())));
+        self.behind.push(behind);
         self.key.push(key);
     }
 }
