@@ -91,6 +91,7 @@ pub(crate) struct Job {
 }
 
 /// What an attempt needs to know of its subscription.
+#[derive(Clone)]
 struct Target {
     url: String,
     guarded: bool,
@@ -646,7 +647,7 @@ impl Lanes {
     fn stop(&mut self, id: &str) {
         let Some(lane) = self.lanes.get_mut(id) else { return };
         if lane.target.active {
-            lane.target = Arc::new(Target { active: false, ..clone_target(&lane.target) });
+            lane.target = Arc::new(Target { active: false, ..Target::clone(&lane.target) });
         }
         for job in lane.queue.drain(..) {
             if lane.held.remove(&job.seq) {
@@ -759,16 +760,6 @@ impl Lanes {
         tokio::spawn(async move {
             let _ = store.notify(Signal::SubscriptionChanged { id }).await;
         });
-    }
-}
-
-fn clone_target(t: &Target) -> Target {
-    Target {
-        url: t.url.clone(),
-        guarded: t.guarded,
-        secret: t.secret.clone(),
-        previous: t.previous.clone(),
-        active: t.active,
     }
 }
 
