@@ -142,6 +142,8 @@ struct Lane {
     paused_until: i64,
     /// In the queue of lanes waiting for a free attempt slot.
     waiting_turn: bool,
+    /// In the queue of lanes waiting for room in the global window.
+    waiting_room: bool,
     /// The earliest time a timer will look at this lane again.
     wake_at: Option<i64>,
     lease_until: i64,
@@ -165,6 +167,7 @@ impl Lane {
             failures: 0,
             paused_until: 0,
             waiting_turn: false,
+            waiting_room: false,
             wake_at: None,
             lease_until,
         }
@@ -452,7 +455,8 @@ impl Lanes {
         let room =
             self.config.lane_window.saturating_sub(lane.held.len()).min(self.config.window.saturating_sub(self.held));
         if room == 0 {
-            if lane.held.len() < self.config.lane_window && !self.starved.iter().any(|s| s == id) {
+            if lane.held.len() < self.config.lane_window && !lane.waiting_room {
+                lane.waiting_room = true;
                 self.starved.push_back(id.to_owned());
             }
             return;
@@ -639,6 +643,9 @@ impl Lanes {
         while self.held < self.config.window
             && let Some(id) = self.starved.pop_front()
         {
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.waiting_room = false;
+            }
             self.pump(&id);
         }
     }

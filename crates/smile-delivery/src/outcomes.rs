@@ -41,7 +41,7 @@ pub(crate) fn spawn(
             }
             let deliveries =
                 batch.iter().map(|r| (r.outcome.subscription_id.clone(), r.seq, r.outcome.next_attempt_ms)).collect();
-            let outcomes: Vec<Outcome> = batch.into_iter().map(|r| r.outcome).collect();
+            let outcomes: Arc<[Outcome]> = batch.into_iter().map(|r| r.outcome).collect();
             let effects = match record(&*store, outcomes).await {
                 Ok(effects) => effects,
                 Err(error) => {
@@ -56,7 +56,7 @@ pub(crate) fn spawn(
 }
 
 /// Records a batch, trying once more after a transient failure (a deadlock, a lost connection).
-async fn record(store: &dyn Store, outcomes: Vec<Outcome>) -> smile_store::Result<OutcomeEffects> {
+async fn record(store: &dyn Store, outcomes: Arc<[Outcome]>) -> smile_store::Result<OutcomeEffects> {
     match store.record_outcomes(outcomes.clone()).await {
         Ok(effects) => Ok(effects),
         Err(error) => {

@@ -102,7 +102,8 @@ pub trait Store: Send + Sync + 'static {
     /// it is still PENDING (see [`DeliveryStatus::may_become`]). A delivery that finished
     /// makes the next one of its order key due. A lost outcome only means the delivery is
     /// sent again (at least once).
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects>;
+    /// Shared, so that a caller may try a failed batch again without copying it.
+    async fn record_outcomes(&self, outcomes: std::sync::Arc<[Outcome]>) -> Result<OutcomeEffects>;
 
     // ---- lanes: a subscription's pending deliveries, sent by one node at a time ----
 

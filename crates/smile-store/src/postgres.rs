@@ -708,7 +708,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects> {
+    async fn record_outcomes(&self, outcomes: Arc<[Outcome]>) -> Result<OutcomeEffects> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Whole columns at once: one round trip for the attempts, one for the deliveries.
@@ -753,7 +753,7 @@ impl Store for PostgresStore {
                 effects.unparked.push(subscription_id);
             }
         }
-        for o in &outcomes {
+        for o in outcomes.iter() {
             match &o.subscription_effect {
                 SubscriptionEffect::None => {}
                 SubscriptionEffect::Recovered => {

@@ -650,7 +650,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<OutcomeEffects> {
+    async fn record_outcomes(&self, outcomes: Arc<[Outcome]>) -> Result<OutcomeEffects> {
         self.write(move |c| {
             let mut attempt = c.prepare_cached(
                 "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
@@ -661,7 +661,7 @@ impl Store for SqliteStore {
                  last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND {OPEN_DELIVERY} RETURNING order_key"
             ))?;
             let mut effects = OutcomeEffects::default();
-            for o in &outcomes {
+            for o in outcomes.iter() {
                 let a = &o.attempt;
                 attempt.execute(params![
                     a.id, a.delivery_id, a.attempt, a.attempted_ms, a.status_code, a.latency_ms as i64,

@@ -166,7 +166,7 @@ async fn a_lane_reads_due_deliveries_in_order_leaving_out_what_it_holds() {
         assert_eq!(rest.deliveries.len(), 2, "{name}: what it holds is left out");
         // A retry later is not due yet, and the read says when it will be.
         let retry = outcome(&published[0], DeliveryStatus::Pending, Some(now + 60_000), SubscriptionEffect::None);
-        store.record_outcomes(vec![retry]).await.expect("record");
+        store.record_outcomes(vec![retry].into()).await.expect("record");
         let after = store.load_lane(&sub, now, &[], 10).await.expect("load");
         assert_eq!(after.deliveries.len(), 4, "{name}");
         assert_eq!(after.next_due_ms, Some(now + 60_000), "{name}");
@@ -191,12 +191,12 @@ async fn order_keys_park_later_deliveries_until_the_earlier_one_ends() {
         // A retry keeps the order; the end of the first makes the next one due.
         let first = of(&rounds[0], &fifo);
         let retry = outcome(&first, DeliveryStatus::Pending, Some(now_ms()), SubscriptionEffect::None);
-        let effects = store.record_outcomes(vec![retry]).await.expect("record");
+        let effects = store.record_outcomes(vec![retry].into()).await.expect("record");
         assert!(effects.unparked.is_empty(), "{name}");
         let blocked = store.blocked_head(&scope(), &fifo).await.expect("head").expect("blocked after a failure");
         assert_eq!(blocked.id, first.id, "{name}");
         let failed = outcome(&first, DeliveryStatus::Failed, None, SubscriptionEffect::None);
-        let effects = store.record_outcomes(vec![failed]).await.expect("record");
+        let effects = store.record_outcomes(vec![failed].into()).await.expect("record");
         assert_eq!(effects.unparked, vec![fifo.clone()], "{name}");
         let next = store.load_lane(&fifo, now_ms(), &[], 10).await.expect("load");
         assert_eq!(next.deliveries.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![of(&rounds[1], &fifo).seq]);
@@ -211,7 +211,7 @@ async fn finished_deliveries_never_come_back_by_themselves() {
         let (a, b, c) = (publish(store.as_ref()).await, publish(store.as_ref()).await, publish(store.as_ref()).await);
         // A disable fails every pending delivery of the subscription at once.
         let disable = SubscriptionEffect::Disable { reason: "the endpoint answered 410 Gone".into() };
-        let effects = store.record_outcomes(vec![outcome(&a, DeliveryStatus::Failed, None, disable)]).await;
+        let effects = store.record_outcomes(vec![outcome(&a, DeliveryStatus::Failed, None, disable)].into()).await;
         assert_eq!(effects.expect("record").disabled, vec![sub.clone()], "{name}");
         assert_eq!(status(store.as_ref(), &b).await, DeliveryStatus::Failed, "{name}");
         // Late outcomes of attempts that were in flight change nothing.
@@ -219,7 +219,7 @@ async fn finished_deliveries_never_come_back_by_themselves() {
             outcome(&b, DeliveryStatus::Pending, Some(now_ms()), SubscriptionEffect::None),
             outcome(&c, DeliveryStatus::Succeeded, None, SubscriptionEffect::Recovered),
         ];
-        store.record_outcomes(late).await.expect("record");
+        store.record_outcomes(late.into()).await.expect("record");
         assert_eq!(status(store.as_ref(), &b).await, DeliveryStatus::Failed, "{name}: no way back from FAILED");
         assert_eq!(status(store.as_ref(), &c).await, DeliveryStatus::Failed, "{name}");
         assert!(store.lanes_with_work("x", now_ms(), 10).await.expect("find").is_empty(), "{name}: none pending");
@@ -229,7 +229,7 @@ async fn finished_deliveries_never_come_back_by_themselves() {
         let d = created.into_iter().find(|d| d.subscription_id == other).expect("a delivery");
         assert!(store.delete_subscription(&scope(), &other).await.expect("delete"));
         let late = outcome(&d, DeliveryStatus::Succeeded, None, SubscriptionEffect::None);
-        store.record_outcomes(vec![late]).await.expect("record");
+        store.record_outcomes(vec![late].into()).await.expect("record");
         assert_eq!(status(store.as_ref(), &d).await, DeliveryStatus::Cancelled, "{name}");
         store.retry_delivery(&scope(), &d.id, now_ms()).await.expect("retry");
         assert_eq!(status(store.as_ref(), &d).await, DeliveryStatus::Cancelled, "{name}");
@@ -243,10 +243,10 @@ async fn health_decisions_are_written_as_the_engine_gives_them() {
         let (a, b) = (publish(store.as_ref()).await, publish(store.as_ref()).await);
         let since = now_ms() - 5;
         let failing = outcome(&a, DeliveryStatus::Pending, Some(since), SubscriptionEffect::FailingSince(since));
-        store.record_outcomes(vec![failing]).await.expect("record");
+        store.record_outcomes(vec![failing].into()).await.expect("record");
         assert_eq!(store.subscription_by_id(&sub).await.expect("read").expect("sub").failing_since_ms, Some(since));
         let recovered = outcome(&b, DeliveryStatus::Succeeded, None, SubscriptionEffect::Recovered);
-        store.record_outcomes(vec![recovered]).await.expect("record");
+        store.record_outcomes(vec![recovered].into()).await.expect("record");
         let healthy = store.subscription_by_id(&sub).await.expect("read").expect("sub");
         assert_eq!(healthy.failing_since_ms, None, "{name}");
         assert!(healthy.active);
@@ -277,7 +277,7 @@ async fn a_publish_racing_the_end_of_its_predecessor_is_never_left_parked() {
         for round in 0..60 {
             let ended = outcome(&head, DeliveryStatus::Succeeded, None, SubscriptionEffect::None);
             let (writer, publisher) = (store.clone(), store.clone());
-            let end = tokio::spawn(async move { writer.record_outcomes(vec![ended]).await.expect("record") });
+            let end = tokio::spawn(async move { writer.record_outcomes(vec![ended].into()).await.expect("record") });
             let next = tokio::spawn(async move { publish(publisher.as_ref()).await });
             let (_, next) = (end.await.expect("join"), next.await.expect("join"));
             let due = store.load_lane(&sub, now_ms() + 1, &[], 10).await.expect("load");
