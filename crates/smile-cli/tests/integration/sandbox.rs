@@ -218,7 +218,7 @@ async fn revoking_an_account_removes_its_data() {
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["data"]["connectionStatus"], "DISCONNECTED");
     let got = wait_for_event(&receiver, "ACCOUNT_DISCONNECTED").await;
-    assert_eq!(got.last().expect("event").1["accountId"], id.as_str());
+    assert_eq!(last_event(&got, "ACCOUNT_DISCONNECTED")["accountId"], id.as_str());
     for path in ["contributions", "identities", "employments", "tasks"] {
         let (_, left) = server.sandbox.get(&format!("/v1/{path}?sourceId={id}")).await;
         assert_eq!(left["data"]["items"], json!([]), "{path} removed");
@@ -241,7 +241,7 @@ async fn continuous_sync_providers_resync() {
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["data"]["type"], "UPDATE_ACCOUNT");
     let got = wait_for_event(&receiver, "ACCOUNT_SYNC_TASK_FINISHED").await;
-    let synced = &got.last().expect("event").1;
+    let synced = &last_event(&got, "ACCOUNT_SYNC_TASK_FINISHED");
     assert_eq!(synced["monitorStatus"], "ACTIVE");
     assert_eq!(synced["datapoints"], json!(["IDENTITIES", "EMPLOYMENTS", "CONTRIBUTIONS"]));
     let (_, contributions) = server.sandbox.get(&format!("/v1/contributions?sourceId={id}&size=150")).await;
@@ -371,7 +371,7 @@ async fn uploading_the_sample_payslips_analyses_them_and_adds_their_data() {
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["data"]["state"]["status"], "REVOKED");
     let revoked = wait_for_event(&receiver, "ARCHIVE_REVOKED").await;
-    assert_eq!(revoked.last().expect("event").1["archiveId"], archive.as_str());
+    assert_eq!(last_event(&revoked, "ARCHIVE_REVOKED")["archiveId"], archive.as_str());
     let (_, left) = server.sandbox.get(&format!("/v1/incomes?sourceId={archive}")).await;
     assert_eq!(left["data"]["items"], json!([]));
     assert!(!server.running_data_dir().join("archives").join(&archive).exists(), "files removed");
@@ -458,7 +458,7 @@ async fn invites_are_sent_and_linked_when_the_user_connects() {
     assert_eq!(session["data"]["userId"], user);
     link.connect("abccorp", "gpalomero1234@smileapi.io", "123456").await;
     let got = wait_for_event(&receiver, "INVITE_LINKED").await;
-    assert_eq!(got.last().expect("event").1, json!({"userId": user, "inviteId": id}));
+    assert_eq!(last_event(&got, "INVITE_LINKED"), json!({"userId": user, "inviteId": id}));
     let (_, linked) = server.sandbox.get(&format!("/v1/invites/{id}")).await;
     assert_eq!(linked["data"]["status"], "LINKED");
     assert!(linked["data"]["linkedAt"].is_string());

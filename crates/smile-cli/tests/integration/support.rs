@@ -590,6 +590,12 @@ pub fn events(receiver: &Receiver) -> Vec<(String, Value)> {
 }
 
 /// Waits until the receiver has an event of `event_type` and returns the events so far.
+/// The data of the latest event of `event_type` among `events`: other events (of other order
+/// keys) may have arrived after it.
+pub fn last_event(events: &[(String, Value)], event_type: &str) -> Value {
+    events.iter().rev().find(|(t, _)| t == event_type).map(|(_, data)| data.clone()).expect("an event of that type")
+}
+
 pub async fn wait_for_event(receiver: &Receiver, event_type: &str) -> Vec<(String, Value)> {
     eventually(Duration::from_secs(15), &format!("a {event_type} webhook"), || async {
         let got = events(receiver);
