@@ -3,6 +3,7 @@
 
 use smile_store::{Outcome, OutcomeEffects, Store};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// An outcome on its way to the store, with the lane position of its delivery.
@@ -55,13 +56,23 @@ pub(crate) fn spawn(
     tx
 }
 
-/// Records a batch, trying once more after a transient failure (a deadlock, a lost connection).
+/// How long a batch is retried while the database is unreachable. Past this, its deliveries
+/// are read and sent again once the database is back: a duplicate rather than a stall.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+/// Records a batch, trying again while the failure is transient (the database restarting).
+/// Deadlocks are retried inside the store.
 async fn record(store: &dyn Store, outcomes: Arc<[Outcome]>) -> smile_store::Result<OutcomeEffects> {
-    match store.record_outcomes(outcomes.clone()).await {
-        Ok(effects) => Ok(effects),
-        Err(error) => {
-            tracing::warn!(%error, "recording attempt outcomes failed; trying again");
-            store.record_outcomes(outcomes).await
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match store.record_outcomes(outcomes.clone()).await {
+            Err(error) if error.is_transient() && started.elapsed() < GIVE_UP_AFTER => {
+                tracing::warn!(%error, "recording attempt outcomes failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            result => return result,
         }
     }
 }

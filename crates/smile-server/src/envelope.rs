@@ -1,6 +1,7 @@
 //! The Smile response envelope, for successes and errors alike.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smile_core::{ApiError, ErrorCode, ids};
@@ -52,6 +53,9 @@ impl IntoResponse for Done {
     }
 }
 
+/// How long a client should wait after a 503: about what a database restart or a failover takes.
+const RETRY_AFTER_SECS: &str = "2";
+
 /// Every handler's error: a Smile code and message in the envelope.
 #[derive(Debug)]
 pub struct Error(pub ApiError);
@@ -59,7 +63,11 @@ pub struct Error(pub ApiError);
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        respond(status, self.0.code.as_str(), &self.0.message, Some(serde_json::json!({})))
+        let mut response = respond(status, self.0.code.as_str(), &self.0.message, Some(serde_json::json!({})));
+        if self.0.code == ErrorCode::ServerUnavailable {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -71,6 +79,13 @@ impl From<ApiError> for Error {
 
 impl From<smile_store::StoreError> for Error {
     fn from(e: smile_store::StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "store unavailable");
+            return Error(ApiError::new(
+                ErrorCode::ServerUnavailable,
+                "the database is unavailable for a moment; retry after the Retry-After seconds",
+            ));
+        }
         tracing::error!(error = %e, "store failure");
         Error(ApiError::server("the request could not be completed; try again"))
     }

@@ -38,3 +38,58 @@ pub(crate) fn new_key_pair() -> (NewKey, [u8; 32]) {
 pub(crate) fn now() -> i64 {
     smile_core::timefmt::now_ms()
 }
+
+/// How often a write that loses a deadlock or a serialization conflict is tried again.
+const CONFLICT_RETRIES: u32 = 12;
+
+/// Runs `write` again while it fails with [`StoreError::Conflict`]. PostgreSQL resolves a
+/// deadlock by failing one side; that side's work (an attempt outcome, a publish) must be
+/// written anyway, not dropped. Backs off a little, with jitter, so the two sides part.
+pub(crate) async fn retry_conflicts<T, F, Fut>(what: &str, mut write: F) -> crate::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match write().await {
+            Err(crate::StoreError::Conflict(why)) if tries < CONFLICT_RETRIES => {
+                tracing::info!(what, tries, %why, "write conflicted; trying again");
+                let pause = (2u64 << tries.min(7)) + rand::random::<u64>() % 10;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreError;
+
+    #[tokio::test]
+    async fn a_conflicting_write_is_tried_again_until_it_succeeds() {
+        let mut calls = 0;
+        let result = retry_conflicts("test", || {
+            calls += 1;
+            let fails = calls < 4;
+            async move { if fails { Err(StoreError::Conflict("deadlock detected".into())) } else { Ok(calls) } }
+        })
+        .await;
+        assert_eq!(result.expect("written in the end"), 4);
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_not_retried() {
+        let mut calls = 0;
+        let result: crate::Result<()> = retry_conflicts("test", || {
+            calls += 1;
+            async { Err(StoreError::Database("unique violation".into())) }
+        })
+        .await;
+        assert!(matches!(result, Err(StoreError::Database(_))));
+        assert_eq!(calls, 1);
+    }
+}

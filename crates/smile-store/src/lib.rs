@@ -15,6 +15,7 @@
 //! [`DeliveryStatus::may_change`].
 
 mod common;
+mod migrations;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -25,33 +26,88 @@ use async_trait::async_trait;
 pub use model::*;
 use smile_core::Mode;
 
-/// A storage failure; callers show it as a server error and log it.
+/// A storage failure. Transient ones (the database is unreachable, or a write lost a deadlock)
+/// are worth retrying; callers answer those with 503 and log the rest as server errors.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused a statement (a constraint, a bad query): retrying will not help.
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot be reached, or dropped the connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A deadlock or serialization failure: the same write, tried again, can succeed.
+    #[error("database conflict: {0}")]
+    Conflict(String),
     #[error("the store is shut down")]
     Closed,
     #[error("{0}")]
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether the same call may succeed later without any change.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Closed)
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use tokio_postgres::error::SqlState;
+        let Some(db) = e.as_db_error() else {
+            // No answer from the server: the connection failed or closed. The chain says why
+            // (`db error`, the Display of the outer error, alone hides it).
+            return StoreError::Unavailable(error_chain(&e));
+        };
+        let text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        let code = db.code();
+        if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE {
+            StoreError::Conflict(text)
+        } else if code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Database(text)
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(e.to_string())
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Closed => StoreError::Closed,
+            other => StoreError::Unavailable(error_chain(&other)),
+        }
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Conflict(e.to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
     }
+}
+
+/// An error and each of its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

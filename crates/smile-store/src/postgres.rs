@@ -5,7 +5,7 @@
 //! table), so two nodes never send the same lane; signals between nodes travel with
 //! `LISTEN/NOTIFY` on one channel.
 
-use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
+use crate::common::{mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column, types_to_column};
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
@@ -15,13 +15,11 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-/// The schema's versions in order; `schema_version` records those applied.
-const MIGRATIONS: [&str; 2] =
-    [include_str!("../migrations/postgres_001.sql"), include_str!("../migrations/postgres_002.sql")];
 /// The NOTIFY channel every node listens on.
 const CHANNEL: &str = "smile_signals";
-/// Serialises migrations when several nodes start at once.
-const MIGRATION_LOCK: i64 = 0x736d_696c_6501;
+/// How long a connection, or a wait for one from the pool, may take before the call fails
+/// as unavailable (503) instead of hanging.
+const DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connections writing publishes at once; each writes every publish queued meanwhile.
 const PUBLISH_WRITERS: usize = 4;
 /// The most publishes one transaction takes.
@@ -40,12 +38,21 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`), and applies the migrations under an
     /// advisory lock so that nodes starting together do not race.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DATABASE_TIMEOUT);
+        }
+        // A database host that vanishes mid-query fails the query instead of hanging it.
+        config.tcp_user_timeout(DATABASE_TIMEOUT).keepalives_idle(DATABASE_TIMEOUT);
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(32)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(DATABASE_TIMEOUT))
+            .create_timeout(Some(DATABASE_TIMEOUT))
+            .recycle_timeout(Some(DATABASE_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
         let (publishes, jobs) = mpsc::channel(65_536);
@@ -60,24 +67,8 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<()> {
         let mut client = self.pool.get().await?;
-        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-        let migrated = apply_migrations(&mut client).await;
-        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
-        migrated
+        crate::migrations::postgres(&mut client).await
     }
-}
-
-/// Applies the migrations not applied yet, each in its own transaction.
-async fn apply_migrations(client: &mut deadpool_postgres::Client) -> Result<()> {
-    client.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)").await?;
-    let applied: i32 = client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[]).await?.get(0);
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        let tx = client.transaction().await?;
-        tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(version as i32 + 1)]).await?;
-        tx.commit().await?;
-    }
-    Ok(())
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "seq, id, tenant_id, mode, name, url, event_types, active, secret, \
@@ -234,7 +225,7 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
             batch
         };
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
-        match publish_batch(&pool, &events).await {
+        match retry_conflicts("publish", || publish_batch(&pool, &events)).await {
             Ok(created) => {
                 for (reply, deliveries) in replies.into_iter().zip(created) {
                     let _ = reply.send(Ok(deliveries));
@@ -445,9 +436,9 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
+/// Single tries of the writes that [`retry_conflicts`] repeats.
+impl PostgresStore {
+    async fn create_tenant_key_once(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
         let (key, hash) = new_key_pair();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -463,6 +454,152 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(key)
+    }
+
+    async fn update_subscription_once(&self, s: &Subscription) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE subscriptions SET name=$1, url=$2, event_types=$3, active=$4, secret=$5, previous_secret=$6, \
+                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11, \
+                 fifo=$15 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
+                &[
+                    &s.name, &s.url, &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
+                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
+                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &(s.ordering == Ordering::Fifo),
+                ],
+            )
+            .await?;
+        if changed > 0 && !s.active {
+            fail_pending(&tx, &s.id, DeliveryStatus::Failed, "subscription inactive").await?;
+        }
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn delete_subscription_once(&self, scope: &Scope, id: &str) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                &[&id, &scope.tenant_id, &scope.mode.as_str()],
+            )
+            .await?;
+        if deleted > 0 {
+            fail_pending(&tx, id, DeliveryStatus::Cancelled, "subscription deleted").await?;
+            tx.execute("DELETE FROM lanes WHERE subscription_id = $1", &[&id]).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn record_outcomes_once(&self, outcomes: &[Outcome]) -> Result<OutcomeEffects> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Whole columns at once: one round trip for the attempts, one for the deliveries.
+        let a: Vec<&Attempt> = outcomes.iter().map(|o| &o.attempt).collect();
+        let ids: Vec<&str> = a.iter().map(|a| a.id.as_str()).collect();
+        let delivery_ids: Vec<&str> = a.iter().map(|a| a.delivery_id.as_str()).collect();
+        let numbers: Vec<i32> = a.iter().map(|a| a.attempt as i32).collect();
+        let times: Vec<i64> = a.iter().map(|a| a.attempted_ms).collect();
+        let codes: Vec<Option<i32>> = a.iter().map(|a| a.status_code.map(i32::from)).collect();
+        let latencies: Vec<i64> = a.iter().map(|a| a.latency_ms as i64).collect();
+        let bodies: Vec<Option<&str>> = a.iter().map(|a| a.response_body.as_deref()).collect();
+        let errors: Vec<Option<&str>> = a.iter().map(|a| a.error.as_deref()).collect();
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        let nexts: Vec<Option<i64>> = outcomes.iter().map(|o| o.next_attempt_ms).collect();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::bigint[], $7::text[], $8::text[])",
+            )
+            .await?;
+        tx.execute(&insert, &[&ids, &delivery_ids, &numbers, &times, &codes, &latencies, &bodies, &errors]).await?;
+        let update = tx
+            .prepare_cached(&format!(
+                "UPDATE deliveries d SET status = u.status, attempts = GREATEST(d.attempts, u.attempt), \
+                 next_attempt_ms = u.next, updated_ms = u.at, last_status_code = u.code, last_error = u.error \
+                 FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], $7::text[]) \
+                 AS u(id, status, attempt, next, at, code, error) \
+                 WHERE d.id = u.id AND d.{OPEN_DELIVERY} \
+                 RETURNING d.subscription_id, d.order_key, d.status, d.updated_ms"
+            ))
+            .await?;
+        let changed = tx.query(&update, &[&delivery_ids, &statuses, &numbers, &nexts, &times, &codes, &errors]).await?;
+        let mut effects = OutcomeEffects::default();
+        let ended: Vec<(String, String, i64)> = changed
+            .iter()
+            .filter(|row| DeliveryStatus::parse(row.get(2)) != DeliveryStatus::Pending)
+            .filter_map(|row| Some((row.get(0), row.get::<_, Option<String>>(1)?, row.get(3))))
+            .collect();
+        lock_order_keys(&tx, ended.iter().map(|(sub, key, _)| (sub.as_str(), key.as_str()))).await?;
+        for (subscription_id, key, at) in ended {
+            if unpark(&tx, &subscription_id, &key, at).await? {
+                effects.unparked.push(subscription_id);
+            }
+        }
+        for o in outcomes.iter() {
+            match &o.subscription_effect {
+                SubscriptionEffect::None => {}
+                SubscriptionEffect::Recovered => {
+                    tx.execute("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = $1", &[&o.subscription_id])
+                        .await?;
+                }
+                SubscriptionEffect::FailingSince(since) => {
+                    tx.execute(
+                        "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, $1) WHERE id = $2",
+                        &[since, &o.subscription_id],
+                    )
+                    .await?;
+                }
+                SubscriptionEffect::Disable { reason } => {
+                    if disable(&tx, &o.subscription_id, reason).await? {
+                        effects.disabled.push(o.subscription_id.clone());
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(effects)
+    }
+
+    async fn put_documents_once(&self, documents: &[Document]) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let put = tx
+            .prepare_cached(
+                "INSERT INTO documents (kind, id, tenant_id, mode, user_id, source_id, created_ms, body) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (kind, id) DO UPDATE SET \
+                 user_id = excluded.user_id, source_id = excluded.source_id, body = excluded.body",
+            )
+            .await?;
+        for d in documents {
+            tx.execute(
+                &put,
+                &[
+                    &d.kind,
+                    &d.id,
+                    &d.scope.tenant_id,
+                    &d.scope.mode.as_str(),
+                    &d.user_id,
+                    &d.source_id,
+                    &d.created_ms,
+                    &d.body.to_string(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
+        retry_conflicts("create tenant key", || self.create_tenant_key_once(tenant_id, mode)).await
     }
 
     async fn create_operator_key(&self) -> Result<NewKey> {
@@ -574,42 +711,11 @@ impl Store for PostgresStore {
     }
 
     async fn update_subscription(&self, s: Subscription) -> Result<bool> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE subscriptions SET name=$1, url=$2, event_types=$3, active=$4, secret=$5, previous_secret=$6, \
-                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11, \
-                 fifo=$15 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
-                &[
-                    &s.name, &s.url, &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
-                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
-                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &(s.ordering == Ordering::Fifo),
-                ],
-            )
-            .await?;
-        if changed > 0 && !s.active {
-            fail_pending(&tx, &s.id, DeliveryStatus::Failed, "subscription inactive").await?;
-        }
-        tx.commit().await?;
-        Ok(changed > 0)
+        retry_conflicts("update subscription", || self.update_subscription_once(&s)).await
     }
 
     async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let deleted = tx
-            .execute(
-                "DELETE FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
-                &[&id, &scope.tenant_id, &scope.mode.as_str()],
-            )
-            .await?;
-        if deleted > 0 {
-            fail_pending(&tx, id, DeliveryStatus::Cancelled, "subscription deleted").await?;
-            tx.execute("DELETE FROM lanes WHERE subscription_id = $1", &[&id]).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted > 0)
+        retry_conflicts("delete subscription", || self.delete_subscription_once(scope, id)).await
     }
 
     async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
@@ -709,73 +815,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_outcomes(&self, outcomes: Arc<[Outcome]>) -> Result<OutcomeEffects> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Whole columns at once: one round trip for the attempts, one for the deliveries.
-        let a: Vec<&Attempt> = outcomes.iter().map(|o| &o.attempt).collect();
-        let ids: Vec<&str> = a.iter().map(|a| a.id.as_str()).collect();
-        let delivery_ids: Vec<&str> = a.iter().map(|a| a.delivery_id.as_str()).collect();
-        let numbers: Vec<i32> = a.iter().map(|a| a.attempt as i32).collect();
-        let times: Vec<i64> = a.iter().map(|a| a.attempted_ms).collect();
-        let codes: Vec<Option<i32>> = a.iter().map(|a| a.status_code.map(i32::from)).collect();
-        let latencies: Vec<i64> = a.iter().map(|a| a.latency_ms as i64).collect();
-        let bodies: Vec<Option<&str>> = a.iter().map(|a| a.response_body.as_deref()).collect();
-        let errors: Vec<Option<&str>> = a.iter().map(|a| a.error.as_deref()).collect();
-        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
-        let nexts: Vec<Option<i64>> = outcomes.iter().map(|o| o.next_attempt_ms).collect();
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::bigint[], $7::text[], $8::text[])",
-            )
-            .await?;
-        tx.execute(&insert, &[&ids, &delivery_ids, &numbers, &times, &codes, &latencies, &bodies, &errors]).await?;
-        let update = tx
-            .prepare_cached(&format!(
-                "UPDATE deliveries d SET status = u.status, attempts = GREATEST(d.attempts, u.attempt), \
-                 next_attempt_ms = u.next, updated_ms = u.at, last_status_code = u.code, last_error = u.error \
-                 FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[], $7::text[]) \
-                 AS u(id, status, attempt, next, at, code, error) \
-                 WHERE d.id = u.id AND d.{OPEN_DELIVERY} \
-                 RETURNING d.subscription_id, d.order_key, d.status, d.updated_ms"
-            ))
-            .await?;
-        let changed = tx.query(&update, &[&delivery_ids, &statuses, &numbers, &nexts, &times, &codes, &errors]).await?;
-        let mut effects = OutcomeEffects::default();
-        let ended: Vec<(String, String, i64)> = changed
-            .iter()
-            .filter(|row| DeliveryStatus::parse(row.get(2)) != DeliveryStatus::Pending)
-            .filter_map(|row| Some((row.get(0), row.get::<_, Option<String>>(1)?, row.get(3))))
-            .collect();
-        lock_order_keys(&tx, ended.iter().map(|(sub, key, _)| (sub.as_str(), key.as_str()))).await?;
-        for (subscription_id, key, at) in ended {
-            if unpark(&tx, &subscription_id, &key, at).await? {
-                effects.unparked.push(subscription_id);
-            }
-        }
-        for o in outcomes.iter() {
-            match &o.subscription_effect {
-                SubscriptionEffect::None => {}
-                SubscriptionEffect::Recovered => {
-                    tx.execute("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = $1", &[&o.subscription_id])
-                        .await?;
-                }
-                SubscriptionEffect::FailingSince(since) => {
-                    tx.execute(
-                        "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, $1) WHERE id = $2",
-                        &[since, &o.subscription_id],
-                    )
-                    .await?;
-                }
-                SubscriptionEffect::Disable { reason } => {
-                    if disable(&tx, &o.subscription_id, reason).await? {
-                        effects.disabled.push(o.subscription_id.clone());
-                    }
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(effects)
+        retry_conflicts("record outcomes", || self.record_outcomes_once(&outcomes)).await
     }
 
     async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
@@ -915,33 +955,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_documents(&self, documents: Vec<Document>) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let put = tx
-            .prepare_cached(
-                "INSERT INTO documents (kind, id, tenant_id, mode, user_id, source_id, created_ms, body) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (kind, id) DO UPDATE SET \
-                 user_id = excluded.user_id, source_id = excluded.source_id, body = excluded.body",
-            )
-            .await?;
-        for d in &documents {
-            tx.execute(
-                &put,
-                &[
-                    &d.kind,
-                    &d.id,
-                    &d.scope.tenant_id,
-                    &d.scope.mode.as_str(),
-                    &d.user_id,
-                    &d.source_id,
-                    &d.created_ms,
-                    &d.body.to_string(),
-                ],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        retry_conflicts("put documents", || self.put_documents_once(&documents)).await
     }
 
     async fn get_document(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>> {

@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-/// The schema's versions in order; `PRAGMA user_version` says how many are applied.
-const MIGRATIONS: [&str; 2] =
-    [include_str!("../migrations/sqlite_001.sql"), include_str!("../migrations/sqlite_002.sql")];
 /// Reads running at once (and reader connections kept).
 const MAX_READERS: usize = 8;
 /// The most writes one commit takes, so a huge backlog still commits in bounded steps.
@@ -55,7 +52,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies the migrations.
     pub fn open(path: &Path) -> Result<Self> {
         let mut conn = open(path)?;
-        migrate(&mut conn)?;
+        crate::migrations::sqlite(&mut conn)?;
         // Checkpoints run beside the writer, not inside its commits, where a large one would
         // hold up every publish queued behind it.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
@@ -134,18 +131,6 @@ fn checkpoint_loop(conn: Connection) {
             tracing::warn!(%error, "WAL checkpoint failed; trying again");
         }
     }
-}
-
-/// Applies the migrations not applied yet, each in its own transaction.
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
-        tx.commit()?;
-    }
-    Ok(())
 }
 
 fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {

@@ -1,0 +1,127 @@
+//! Schema migrations: applied once, adopted from the versioning that came before, and free
+//! of locks when there is nothing to do.
+
+use smile_store::*;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+const V1_POSTGRES: &str = include_str!("../migrations/postgres/V1__initial.sql");
+const V2_POSTGRES: &str = include_str!("../migrations/postgres/V2__lanes_and_order_keys.sql");
+const V1_SQLITE: &str = include_str!("../migrations/sqlite/V1__initial.sql");
+const V2_SQLITE: &str = include_str!("../migrations/sqlite/V2__lanes_and_order_keys.sql");
+/// The advisory lock migrations take (see `src/migrations.rs`).
+const MIGRATION_LOCK: i64 = 0x736d_696c_6501;
+
+async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn a_node_on_an_up_to_date_schema_takes_no_lock() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    postgres::PostgresStore::connect(&url).await.expect("first start migrates");
+    // What running nodes hold while they write, and a migration in progress elsewhere: any
+    // DDL (CREATE INDEX takes SHARE) or a wait for the migration lock would block here.
+    let mut other = raw(&url).await;
+    other.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.expect("advisory lock");
+    let tx = other.transaction().await.expect("begin");
+    tx.batch_execute("LOCK TABLE subscriptions, events, deliveries, attempts, lanes, api_keys IN ROW EXCLUSIVE MODE")
+        .await
+        .expect("lock tables");
+    let started = tokio::time::timeout(Duration::from_secs(10), postgres::PostgresStore::connect(&url)).await;
+    let store = started.expect("a start on an up-to-date schema must not wait for any lock").expect("start");
+    let key = tokio::time::timeout(Duration::from_secs(10), store.create_tenant_key("t", smile_core::Mode::Sandbox))
+        .await
+        .expect("keys create must not wait for a lock");
+    key.expect("key created");
+    tx.rollback().await.expect("rollback");
+}
+
+#[tokio::test]
+async fn a_postgres_schema_versioned_before_refinery_is_adopted_without_rerunning() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let db = raw(&url).await;
+    db.batch_execute(V1_POSTGRES).await.expect("v1");
+    db.batch_execute(V2_POSTGRES).await.expect("v2");
+    db.batch_execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY); INSERT INTO schema_version VALUES (1), (2)",
+    )
+    .await
+    .expect("old versioning");
+    db.execute("INSERT INTO tenants (id, created_ms) VALUES ('kept', 1)", &[]).await.expect("a tenant");
+    // Re-running V2 would fail (its ALTER TABLE ADD COLUMN has no IF NOT EXISTS).
+    let store = postgres::PostgresStore::connect(&url).await.expect("adopts the old schema");
+    assert!(store.tenant_exists("kept").await.expect("read"), "data survives");
+    let versions: Vec<i32> = db
+        .query("SELECT version FROM refinery_schema_history ORDER BY version", &[])
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    let old: bool = db.query_one("SELECT to_regclass('schema_version') IS NULL", &[]).await.expect("q").get(0);
+    assert!(old, "the old version table is gone");
+}
+
+#[tokio::test]
+async fn a_sqlite_file_versioned_before_refinery_is_adopted_without_rerunning() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("smile.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(V1_SQLITE).expect("v1");
+        conn.execute_batch(V2_SQLITE).expect("v2");
+        conn.execute_batch("PRAGMA user_version = 2; INSERT INTO tenants (id, created_ms) VALUES ('kept', 1);")
+            .expect("old versioning");
+    }
+    let store = sqlite::SqliteStore::open(&path).expect("adopts the old file");
+    assert!(store.tenant_exists("kept").await.expect("read"), "data survives");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let versions: Vec<i32> = conn
+        .prepare("SELECT version FROM refinery_schema_history ORDER BY version")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_deadlock_is_a_conflict_to_retry_and_a_lost_connection_is_unavailable() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let setup = raw(&url).await;
+    setup
+        .batch_execute("CREATE TABLE pair (id INT PRIMARY KEY, n INT); INSERT INTO pair VALUES (1, 0), (2, 0)")
+        .await
+        .expect("table");
+    let (mut a, mut b) = (raw(&url).await, raw(&url).await);
+    let ta = a.transaction().await.expect("begin a");
+    let tb = b.transaction().await.expect("begin b");
+    ta.execute("UPDATE pair SET n = 1 WHERE id = 1", &[]).await.expect("a locks 1");
+    tb.execute("UPDATE pair SET n = 1 WHERE id = 2", &[]).await.expect("b locks 2");
+    // Each now waits for the other; PostgreSQL fails one of them.
+    let (ra, rb) = tokio::join!(
+        ta.execute("UPDATE pair SET n = 2 WHERE id = 2", &[]),
+        tb.execute("UPDATE pair SET n = 2 WHERE id = 1", &[]),
+    );
+    let error = ra.err().or(rb.err()).expect("one side loses the deadlock");
+    let error = StoreError::from(error);
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(error.to_string().contains("40P01"), "the database's own words are kept: {error}");
+
+    let closed = tokio_postgres::connect("postgres://postgres@127.0.0.1:1/none", NoTls).await.err().expect("refused");
+    let error = StoreError::from(closed);
+    assert!(matches!(error, StoreError::Unavailable(_)) && error.is_transient(), "{error:?}");
+    assert!(error.to_string().contains("refused"), "the cause is kept: {error}");
+}
