@@ -89,7 +89,7 @@ impl Bench {
 
     async fn stop(self) -> anyhow::Result<()> {
         for server in self.servers {
-            server.shutdown().await?;
+            server.shutdown(std::time::Duration::from_secs(5)).await?;
         }
         if let Some(schema) = self.schema {
             schema.drop().await?;

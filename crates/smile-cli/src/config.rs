@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// How long a link token lasts [default: 30m].
     #[arg(long, env = "SMILE_TOKEN_TTL")]
     token_ttl: Option<String>,
+    /// On SIGTERM or Ctrl-C, how long attempts in flight may take to finish before their
+    /// lanes are handed to other nodes anyway [default: 10s].
+    #[arg(long, env = "SMILE_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -123,6 +127,7 @@ impl ServeArgs {
             rate_limit: self.rate_limit.or(file.rate_limit),
             client_ip_header: self.client_ip_header.or(file.client_ip_header),
             token_ttl: self.token_ttl.or(file.token_ttl),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
         }
     }
 
@@ -191,6 +196,9 @@ impl ServeArgs {
         options.rate_limit.client_header = a.client_ip_header.clone();
         if let Some(t) = &a.token_ttl {
             options.token_ttl = duration(t, "token-ttl")?;
+        }
+        if let Some(t) = &a.shutdown_grace {
+            options.shutdown_grace = duration(t, "shutdown-grace")?;
         }
         let ssrf_allow = a
             .ssrf_allow

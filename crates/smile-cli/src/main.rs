@@ -85,6 +85,7 @@ async fn keys_create(
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let options = args.resolve()?;
+    let grace = options.shutdown_grace;
     let running = smile_server::start(options).await?;
     if let Some(key) = &running.first_start_key {
         println!("Created tenant `{}` with sandbox keys (shown once; keep them):", smile_server::FIRST_TENANT);
@@ -92,7 +93,26 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     }
     println!("Listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, "serving");
-    running.wait().await
+    running.serve_until(stop_signal(), grace).await
+}
+
+/// Resolves on SIGTERM (what orchestrators send) or Ctrl-C.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops gracefully");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 #[tokio::main]

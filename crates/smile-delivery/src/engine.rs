@@ -13,6 +13,15 @@ use smile_store::{NewEvent, Scope, Signal, Store, Subscription};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every attempt in flight finished and its outcome is committed.
+    Finished,
+    /// The grace period ran out with attempts in flight; their lanes were handed back anyway.
+    HandedBackInFlight,
+}
+
 /// The delivery engine; cheap to clone, one per process (a node).
 #[derive(Clone)]
 pub struct Engine {
@@ -51,6 +60,26 @@ impl Engine {
     /// Stops starting attempts; what is pending stays in the store for the next start.
     pub fn stop(&self) {
         let _ = self.inner.lanes.send(Msg::Stop);
+    }
+
+    /// Leaves the cluster cleanly: starts no attempt, lets those in flight finish and their
+    /// outcomes commit for at most `grace`, then hands every lane back so that other nodes
+    /// take them at once. Attempts still in flight after `grace` are handed back too (another
+    /// node sends them again). Then the engine stops.
+    pub async fn drain(&self, grace: std::time::Duration) -> Drained {
+        let (reply, drained) = tokio::sync::oneshot::channel();
+        let _ = self.inner.lanes.send(Msg::Drain(reply));
+        let outcome = match tokio::time::timeout(grace, drained).await {
+            Ok(_) => Drained::Finished,
+            Err(_) => {
+                let (reply, handed_back) = tokio::sync::oneshot::channel();
+                let _ = self.inner.lanes.send(Msg::HandBack(reply));
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handed_back).await;
+                Drained::HandedBackInFlight
+            }
+        };
+        self.stop();
+        outcome
     }
 
     /// How much of the queue this node holds in memory now.

@@ -63,8 +63,22 @@ pub(crate) enum Msg {
     Found(Vec<String>),
     /// How full the window is, for tests and metrics.
     Window(oneshot::Sender<WindowStats>),
-    /// Start nothing more: the node is going away.
+    /// The node is going away: send nothing more, let the attempts in flight finish and their
+    /// outcomes commit, then hand every lane back. Answers once the lanes are handed back.
+    Drain(oneshot::Sender<()>),
+    /// Hand every lane back now, whatever is still in flight (the drain ran out of time).
+    HandBack(oneshot::Sender<()>),
+    /// Stop the task.
     Stop,
+}
+
+/// Whether this node still takes work.
+enum Phase {
+    Running,
+    /// Finishing what is in flight; the answer waits for the hand back.
+    Draining(Option<oneshot::Sender<()>>),
+    /// Every lane is handed back; nothing more is claimed.
+    HandedBack,
 }
 
 /// How much of the store's queue this node holds in memory.
@@ -200,6 +214,7 @@ struct Lanes {
     /// Lanes with work waiting for a free attempt slot, in turn.
     ready: VecDeque<String>,
     timers: BinaryHeap<Reverse<(i64, String)>>,
+    phase: Phase,
 }
 
 /// Starts the lanes of a node; returns where to send them work.
@@ -230,6 +245,7 @@ pub(crate) fn spawn(
         in_flight: 0,
         ready: VecDeque::new(),
         timers: BinaryHeap::new(),
+        phase: Phase::Running,
     };
     tokio::spawn(lanes.run(rx, signals));
     tx
@@ -284,6 +300,8 @@ impl Lanes {
                 let ids = ids.into_iter().filter(|id| self.lanes.get(id).is_none_or(|l| l.held.is_empty())).collect();
                 self.work(ids, false)
             }
+            Msg::Drain(reply) => self.drain(reply),
+            Msg::HandBack(reply) => self.hand_back(Some(reply)),
             Msg::Stop => {}
             Msg::Window(reply) => {
                 let _ = reply.send(WindowStats {
@@ -299,6 +317,10 @@ impl Lanes {
     // ---- work arriving ----
 
     fn fresh(&mut self, event_id: &str, body: Bytes, lean_body: Option<Bytes>, deliveries: Vec<NewDelivery>) {
+        if !self.running() {
+            // The store has them; the node that takes the lane over sends them.
+            return;
+        }
         let mut unknown = Vec::new();
         for d in deliveries.into_iter().filter(|d| d.due) {
             let Some(lane) = self.lanes.get_mut(&d.subscription_id) else {
@@ -336,6 +358,9 @@ impl Lanes {
     /// Lanes with due work in the store: read the ones held here, claim the others.
     /// `tell_owner`: when another node holds a lane, signal it.
     fn work(&mut self, ids: Vec<String>, tell_owner: bool) {
+        if !self.running() {
+            return;
+        }
         let now = timefmt::now_ms();
         let (mut claim, mut foreign) = (Vec::new(), Vec::new());
         for id in ids {
@@ -420,6 +445,9 @@ impl Lanes {
 
     /// Starts what the lane may send now, and reads more from the store when it runs low.
     fn pump(&mut self, id: &str) {
+        if !self.running() {
+            return;
+        }
         let Some(lane) = self.lanes.get_mut(id) else { return };
         if !lane.target.active {
             return;
@@ -475,6 +503,9 @@ impl Lanes {
     fn loaded(&mut self, id: String, asked: u32, batch: Result<LaneBatch, StoreError>) {
         let Some(lane) = self.lanes.get_mut(&id) else { return };
         lane.loading = false;
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
         match batch {
             Ok(batch) => {
                 let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
@@ -596,6 +627,7 @@ impl Lanes {
         }
         self.pump(&id);
         self.take_turns();
+        self.check_drained();
     }
 
     /// Gives free attempt slots to the lanes waiting for one, a slot each in turn.
@@ -648,6 +680,7 @@ impl Lanes {
             }
             self.pump(&id);
         }
+        self.check_drained();
     }
 
     /// The subscription is inactive or gone: drop what the lane holds but has not sent.
@@ -729,6 +762,9 @@ impl Lanes {
 
     /// Looks for lanes with due work that no live node holds.
     fn poll(&self) {
+        if !self.running() {
+            return;
+        }
         let (store, tx, node) = (self.store.clone(), self.tx.clone(), self.node.clone());
         tokio::spawn(async move {
             match store.lanes_with_work(&node, timefmt::now_ms(), 1000).await {
@@ -737,6 +773,63 @@ impl Lanes {
                 }
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "could not look for due work"),
+            }
+        });
+    }
+
+    // ---- going away ----
+
+    fn running(&self) -> bool {
+        matches!(self.phase, Phase::Running)
+    }
+
+    /// Sends nothing more and drops what waits unsent (it stays in the store); the hand back
+    /// follows once the attempts in flight have finished and their outcomes are committed.
+    fn drain(&mut self, reply: oneshot::Sender<()>) {
+        if !self.running() {
+            let _ = reply.send(());
+            return;
+        }
+        self.phase = Phase::Draining(Some(reply));
+        for lane in self.lanes.values_mut() {
+            for job in lane.queue.drain(..) {
+                if lane.held.remove(&job.seq) {
+                    self.held = self.held.saturating_sub(1);
+                }
+            }
+            lane.arrived.clear();
+        }
+        self.ready.clear();
+        self.starved.clear();
+        self.check_drained();
+    }
+
+    fn check_drained(&mut self) {
+        let Phase::Draining(reply) = &mut self.phase else { return };
+        if self.in_flight == 0 && self.lanes.values().all(|lane| lane.held.is_empty()) {
+            let reply = reply.take();
+            self.hand_back(reply);
+        }
+    }
+
+    /// Gives every lane up at once and tells the other nodes they have work, so they take
+    /// this node's lanes now instead of when the leases run out.
+    fn hand_back(&mut self, reply: Option<oneshot::Sender<()>>) {
+        self.phase = Phase::HandedBack;
+        let ids: Vec<String> = self.lanes.drain().map(|(id, _)| id).collect();
+        self.held = 0;
+        let (store, node) = (self.store.clone(), self.node.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.release_lanes(&node, &ids, i64::MAX).await {
+                tracing::warn!(%error, "could not hand lanes back; they free up when their leases run out");
+            }
+            if !store.single_node() {
+                for chunk in ids.chunks(200) {
+                    let _ = store.notify(Signal::LaneWork { subscription_ids: chunk.to_vec() }).await;
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(());
             }
         });
     }

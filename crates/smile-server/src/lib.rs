@@ -14,7 +14,7 @@ mod limits;
 mod routes;
 mod views;
 
-use smile_delivery::{DeliveryConfig, Engine};
+use smile_delivery::{DeliveryConfig, Drained, Engine};
 pub use smile_store::NewKey;
 use smile_store::Store;
 use smile_store::postgres::PostgresStore;
@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub rate_limit: RateLimit,
     /// How long a link token lasts.
     pub token_ttl: std::time::Duration,
+    /// How long a graceful shutdown lets requests and attempts in flight finish.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -55,6 +57,7 @@ impl ServeOptions {
             max_body_bytes: 256 * 1024,
             rate_limit: RateLimit::default(),
             token_ttl: std::time::Duration::from_secs(30 * 60),
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -83,17 +86,36 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting requests and waits for the ones in progress.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.engine.stop();
+    /// Leaves gracefully, within `grace` (twice at most: requests, then attempts): stops
+    /// accepting connections and lets the requests in progress finish, then drains the engine
+    /// (attempts in flight finish, their outcomes commit) and hands its lanes to the other
+    /// nodes at once.
+    pub async fn shutdown(self, grace: std::time::Duration) -> anyhow::Result<Drained> {
         let _ = self.shutdown.send(());
-        self.served.await??;
-        Ok(())
+        match tokio::time::timeout(grace, self.served).await {
+            Ok(served) => served??,
+            Err(_) => tracing::warn!(?grace, "requests still in progress after the grace period; leaving them"),
+        }
+        let drained = self.engine.drain(grace).await;
+        if drained == Drained::HandedBackInFlight {
+            tracing::warn!(?grace, "attempts still in flight after the grace period; other nodes send them again");
+        }
+        Ok(drained)
     }
 
-    /// Serves until the process is asked to stop.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.served.await??;
+    /// Serves until `stop` resolves (a signal, say), then shuts down gracefully.
+    pub async fn serve_until(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+        grace: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            served = &mut self.served => return Ok(served??),
+            _ = stop => {}
+        }
+        tracing::info!("shutting down: no new connections; finishing what is in flight");
+        let drained = self.shutdown(grace).await?;
+        tracing::info!(?drained, "shut down");
         Ok(())
     }
 }
