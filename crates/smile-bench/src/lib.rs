@@ -5,9 +5,13 @@
 //!   `isolation`, `latency`.
 //! - `process`: `smile serve` as a process of its own: `http` (a separate load generator
 //!   publishing over HTTP) and `backlog` (a million pending, SIGKILL, restart, drain).
+//! - `cluster`: nodes on one PostgreSQL database under a steady load: `restarts` (with
+//!   `keys create` between them), `rolling` (every node restarted in turn), `stall` (SIGSTOP
+//!   past the lease).
 //! - `receiver`: counting and hostile receivers; `load`: the load generators;
 //!   `schema`: a PostgreSQL schema per scenario.
 
+mod cluster;
 mod inproc;
 mod load;
 mod process;
@@ -24,7 +28,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Scenarios to run, comma-separated: single-endpoint, fanout, http, fanout-1000, backlog,
-    /// isolation, latency; or all.
+    /// isolation, latency, and on PostgreSQL restarts, rolling, stall; or all.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Events published by the in-process scenarios.
@@ -51,6 +55,15 @@ pub struct BenchArgs {
     /// Nodes sharing the PostgreSQL database in the in-process scenarios.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// Events per second of the steady load under the cluster scenarios (restarts, rolling).
+    #[arg(long, default_value_t = 250)]
+    pub rate: u64,
+    /// Node restarts (each followed by a `keys create`) in the restarts scenario.
+    #[arg(long, default_value_t = 20)]
+    pub restarts: u64,
+    /// Nodes the rolling scenario restarts one after another.
+    #[arg(long, default_value_t = 10)]
+    pub rolling_nodes: usize,
 }
 
 impl BenchArgs {
@@ -93,6 +106,28 @@ pub struct Report {
     pub isolation_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
+    /// Of the events' first deliveries, the slowest (ms after the publish began).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_within_1s_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_pct: Option<f64>,
+    /// Publishes answered with an error, or acknowledged by no node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_errors: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
+    /// Node starts that failed (and were tried again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_starts: Option<u32>,
+    /// Nodes that did not exit 0 on SIGTERM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unclean_exits: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_created: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_keys_create: Option<u32>,
 }
 
 /// What a scenario measured, before it becomes its report line.
@@ -162,15 +197,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 const SCENARIOS: [&str; 7] = ["single-endpoint", "fanout", "http", "fanout-1000", "isolation", "latency", "backlog"];
+/// Scenarios of several nodes on one PostgreSQL database.
+const CLUSTER_SCENARIOS: [&str; 3] = ["restarts", "rolling", "stall"];
 
 /// Runs the scenarios `args` names and prints one JSON line each.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let names: Vec<&str> = match args.scenario.as_str() {
+        "all" if args.database_url.is_some() => SCENARIOS.iter().chain(&CLUSTER_SCENARIOS).copied().collect(),
         "all" => SCENARIOS.to_vec(),
         list => list.split(',').map(str::trim).collect(),
     };
-    if let Some(unknown) = names.iter().find(|n| !SCENARIOS.contains(n)) {
-        bail!("unknown scenario `{unknown}`; one of {} or all", SCENARIOS.join(", "));
+    let known = |n: &&str| SCENARIOS.contains(n) || CLUSTER_SCENARIOS.contains(n);
+    if let Some(unknown) = names.iter().find(|n| !known(n)) {
+        bail!("unknown scenario `{unknown}`; one of {}, {} or all", SCENARIOS.join(", "), CLUSTER_SCENARIOS.join(", "));
     }
     let mut max_rate = None;
     for name in names {
@@ -181,6 +220,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "isolation" => inproc::isolation(&args).await?,
             "latency" => inproc::latency(&args, max_rate).await?,
             "http" => process::http(&args).await?,
+            "restarts" => cluster::operations(&args, name, cluster::Chaos::Restarts).await?,
+            "rolling" => cluster::operations(&args, name, cluster::Chaos::Rolling).await?,
+            "stall" => cluster::stall(&args).await?,
             _ => process::backlog(&args).await?,
         };
         if name == "single-endpoint" {

@@ -15,10 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// A running `smile serve`.
-struct Serve {
-    child: Child,
-    base: String,
-    sandbox_auth: Option<String>,
+pub(crate) struct Serve {
+    pub child: Child,
+    pub base: String,
+    pub sandbox_auth: Option<String>,
 }
 
 impl Drop for Serve {
@@ -28,12 +28,18 @@ impl Drop for Serve {
     }
 }
 
-fn basic(key: &str, secret: &str) -> String {
+pub(crate) fn basic(key: &str, secret: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}")))
 }
 
-fn smile(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> anyhow::Result<Command> {
-    let mut command = Command::new(std::env::current_exe().context("finding the smile binary")?);
+/// The `smile` that runs the nodes: this one, or the build `SMILE_BENCH_SERVER` names (to
+/// measure an earlier build's nodes with the same driver, in the same run).
+pub(crate) fn smile(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> anyhow::Result<Command> {
+    let binary = match std::env::var_os("SMILE_BENCH_SERVER") {
+        Some(path) => path.into(),
+        None => std::env::current_exe().context("finding the smile binary")?,
+    };
+    let mut command = Command::new(binary);
     command.args(args).arg("--data-dir").arg(data_dir).env("SMILE_LOG", "warn");
     if let Some(url) = database_url {
         command.args(["--database-url", url]);
@@ -43,7 +49,16 @@ fn smile(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> anyhow::
 
 impl Serve {
     fn start(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Serve> {
-        let args = ["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--max-in-flight", "64"];
+        Serve::start_with(data_dir, database_url, &[])
+    }
+
+    /// Starts a node with `extra` arguments; fails if it exits before listening.
+    pub(crate) fn start_with(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> anyhow::Result<Serve> {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"];
+        if !extra.contains(&"--max-in-flight") {
+            args.extend_from_slice(&["--max-in-flight", "64"]);
+        }
+        args.extend_from_slice(extra);
         let mut child = smile(data_dir, database_url, &args)?.stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -77,7 +92,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn operator_auth(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn operator_auth(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<String> {
     let output = smile(data_dir, database_url, &["keys", "create", "--operator"])?.output()?;
     if !output.status.success() {
         bail!("smile keys create: {}", String::from_utf8_lossy(&output.stderr));
@@ -87,7 +102,7 @@ fn operator_auth(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<
     Ok(basic(&value("API key: ").context("key")?, &value("API secret: ").context("secret")?))
 }
 
-async fn subscribe(server: &Serve, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn subscribe(server: &Serve, url: &str) -> anyhow::Result<()> {
     let auth = server.sandbox_auth.as_deref().context("a first start prints the sandbox keys")?;
     let body = serde_json::json!({"name": "bench", "url": url, "eventTypes": ["ALL_EVENTS"], "active": true,
         "secret": "bench-secret"});
@@ -111,7 +126,7 @@ async fn reqwest_like_post(url: &str, auth: &str, body: serde_json::Value) -> an
 }
 
 /// Waits until `received` has `expected` distinct events, printing progress.
-async fn wait_distinct(name: &str, received: &Received, expected: usize, args: &BenchArgs) {
+pub(crate) async fn wait_distinct(name: &str, received: &Received, expected: usize, args: &BenchArgs) {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut last_report = Instant::now();
     while received.distinct() < expected && Instant::now() < deadline {
@@ -123,7 +138,7 @@ async fn wait_distinct(name: &str, received: &Received, expected: usize, args: &
     }
 }
 
-async fn schema(args: &BenchArgs, name: &str) -> anyhow::Result<Option<BenchSchema>> {
+pub(crate) async fn schema(args: &BenchArgs, name: &str) -> anyhow::Result<Option<BenchSchema>> {
     Ok(match &args.database_url {
         Some(url) => Some(BenchSchema::create(url, name).await?),
         None => None,
@@ -192,7 +207,7 @@ pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
     let received = Arc::new(Received::default());
     let addr = receiver::counting(received.clone()).await?;
     let raw = baseline(&format!("http://{addr}/hook/0"), 50_000, args.concurrency).await?;
-    received.slow.store(true, Ordering::Relaxed);
+    received.delay_ms.store(1000, Ordering::Relaxed);
 
     let server = Serve::start(dir.path(), url.as_deref())?;
     let operator = operator_auth(dir.path(), url.as_deref())?;
@@ -227,7 +242,7 @@ pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
     eprintln!("[{name}] restarted: /health after {health_ms:.0} ms, RSS {rss_restart:.0} MiB");
 
     let before = received.distinct();
-    received.slow.store(false, Ordering::Relaxed);
+    received.delay_ms.store(0, Ordering::Relaxed);
     let drain_started = Instant::now();
     wait_distinct(name, &received, events as usize, args).await;
     let drain_secs = drain_started.elapsed().as_secs_f64();

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ pub struct Received {
     pub total: AtomicU64,
     /// Requests without one: the raw baseline.
     pub baseline: AtomicU64,
-    /// While set, each delivery takes a second to answer.
-    pub slow: AtomicBool,
+    /// How long each delivery takes to answer, in milliseconds.
+    pub delay_ms: AtomicU64,
 }
 
 impl Received {
@@ -33,8 +33,9 @@ impl Received {
 async fn receive(State(received): State<Arc<Received>>, headers: HeaderMap, _body: Bytes) -> &'static str {
     match headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
         Some(id) => {
-            if received.slow.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            let delay = received.delay_ms.load(Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             let now = Instant::now();
             if let Ok(mut map) = received.arrivals.lock() {
