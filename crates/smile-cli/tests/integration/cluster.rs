@@ -1,7 +1,8 @@
-//! Several `smile serve` nodes on one PostgreSQL database, one of them killed mid-run.
+//! Several `smile serve` nodes on one PostgreSQL database: one killed mid-run, one stalled
+//! past its lease.
 
 use crate::lanes::{arrival_order, fifo_subscription};
-use crate::process::{keys_create, serve};
+use crate::process::{keys_create, serve, serve_logged};
 use crate::support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -183,4 +184,74 @@ async fn fifo_failover() {
     })
     .await;
     drop(survivor);
+}
+
+#[tokio::test]
+async fn a_node_stalled_past_its_lease_sends_nothing_it_no_longer_holds() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url).run(stalled_node()).await
+}
+
+async fn stalled_node() {
+    const EVENTS: usize = 400;
+    let dir = tempfile::tempdir().expect("dir");
+    let args = ["--lease", "2s", "--poll-interval", "300ms", "--max-in-flight", "8"];
+    // The stalled node sends from 127.0.0.2, so the receiver can tell its requests apart.
+    let stalled_args = [&args[..], &["--egress-bind", "127.0.0.2"]].concat();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut stalled = serve_logged(&dir.path().join("n0"), &stalled_args, log.clone());
+    let (key, secret) = stalled.key.clone().expect("the first node creates the sandbox keys");
+    let other = serve(&dir.path().join("n1"), &args, &[]);
+    let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
+    // Slow at first, so that work queues up on the first node; fast afterwards, so that a
+    // resumed node that sent what it no longer holds would send a lot of it.
+    let receiver = Receiver::scripted(vec![Reply::Late(Duration::from_millis(100), 200); 60]).await;
+    Api::new(stalled.addr, &key, &secret).subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    // Publishing through the first node makes it the lane's holder.
+    let operator = Api::new(stalled.addr, &ok, &os);
+    let publishers: Vec<_> = (0..16)
+        .map(|p| {
+            let operator = operator.clone();
+            tokio::spawn(async move {
+                for i in (p..EVENTS).step_by(16) {
+                    publish(&operator, "default", "SANDBOX", "USER_CREATED", json!({"userId": format!("u{i}")})).await;
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    receiver.wait_hits(10).await;
+    let pid = stalled.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    let sent_before_stall = receiver.hits().len();
+    assert!(sent_before_stall < EVENTS / 2, "the node stalled with work queued ({sent_before_stall} sent)");
+
+    eventually(Duration::from_secs(30), "the other node takes the lane over and sends the rest", || {
+        let ids: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+        async move { (ids.len() >= EVENTS).then_some(()) }
+    })
+    .await;
+    let resumed_at = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+    // Once it has heard that its leases are gone, whatever it would send has been sent.
+    eventually(Duration::from_secs(15), "the resumed node notices it lost the lane", || {
+        let lost = log.lock().expect("lock").iter().any(|l| l.contains("lost a lane's lease"));
+        async move { lost.then_some(()) }
+    })
+    .await;
+    let stalled_ip: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let sent_after_resume = receiver.hits().iter().filter(|h| h.peer.ip() == stalled_ip && h.at > resumed_at).count();
+    assert_eq!(sent_after_resume, 0, "the resumed node sent work whose lease had run out");
+    let mut arrivals: HashMap<String, usize> = HashMap::new();
+    for hit in receiver.hits() {
+        *arrivals.entry(hit.header("webhook-id").to_owned()).or_default() += 1;
+    }
+    let duplicates: usize = arrivals.values().map(|n| n - 1).sum();
+    println!("{duplicates} of {EVENTS} sent twice (in flight at the stall); {sent_before_stall} sent before it");
+    drop(other);
+    let _ = stalled.child.kill();
 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A `smile serve` process and what it printed on start.
@@ -29,7 +30,24 @@ fn smile() -> Command {
 }
 
 pub(crate) fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Process {
+    serve_command(data_dir, args, envs, smile())
+}
+
+/// Like [`serve`], and the lines the server logs (at `warn`) are collected in `log`.
+pub(crate) fn serve_logged(data_dir: &Path, args: &[&str], log: Arc<Mutex<Vec<String>>>) -> Process {
     let mut command = smile();
+    command.stderr(Stdio::piped());
+    let mut process = serve_command(data_dir, args, &[], command);
+    let stderr = process.child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().expect("lock").push(line);
+        }
+    });
+    process
+}
+
+fn serve_command(data_dir: &Path, args: &[&str], envs: &[(&str, &str)], mut command: Command) -> Process {
     command.args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--data-dir"]).arg(data_dir).args(args);
     if let Some(url) = Backend::current().database_url() {
         command.args(["--database-url", &url]);
