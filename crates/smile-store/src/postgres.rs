@@ -1025,8 +1025,12 @@ impl Store for PostgresStore {
              next_attempt_ms = CASE WHEN d.status = 'CANCELLED' THEN d.next_attempt_ms ELSE $1 END, \
              updated_ms = $1 WHERE d.id = $2 AND d.tenant_id = $3 AND d.mode = $4 RETURNING {DELIVERY_COLUMNS}"
         );
-        let row =
-            self.pool.get().await?.query_opt(&sql, &[&now_ms, &id, &scope.tenant_id, &scope.mode.as_str()]).await?;
+        let mode = scope.mode.as_str();
+        let row = retry_conflicts("retry a delivery", || {
+            let (sql, tenant) = (&sql, &scope.tenant_id);
+            async move { Ok(self.pool.get().await?.query_opt(sql, &[&now_ms, &id, tenant, &mode]).await?) }
+        })
+        .await?;
         Ok(row.map(|r| delivery_row(&r).1))
     }
 
@@ -1042,12 +1046,15 @@ impl Store for PostgresStore {
              WHERE d.subscription_id = $2 AND d.tenant_id = $3 AND d.mode = $4 \
              AND d.status = 'FAILED' AND d.created_ms >= $5 RETURNING {DELIVERY_COLUMNS}"
         );
-        let rows = self
-            .pool
-            .get()
-            .await?
-            .query(&sql, &[&now_ms, &subscription_id, &scope.tenant_id, &scope.mode.as_str(), &since_ms])
-            .await?;
+        let mode = scope.mode.as_str();
+        let rows = retry_conflicts("recover deliveries", || {
+            let (sql, tenant) = (&sql, &scope.tenant_id);
+            async move {
+                let client = self.pool.get().await?;
+                Ok(client.query(sql, &[&now_ms, &subscription_id, tenant, &mode, &since_ms]).await?)
+            }
+        })
+        .await?;
         Ok(rows.iter().map(|r| delivery_row(r).1).collect())
     }
 }
