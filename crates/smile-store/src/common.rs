@@ -4,8 +4,13 @@ use crate::{NewKey, Page};
 use sha2::{Digest, Sha256};
 use smile_core::Mode;
 
+/// A stored mode. An unknown text fails closed: read as PRODUCTION, where the SSRF guard
+/// applies, never as SANDBOX, where it does not.
 pub(crate) fn mode_of(s: &str) -> Mode {
-    s.parse().unwrap_or(Mode::Sandbox)
+    s.parse().unwrap_or_else(|_| {
+        tracing::warn!(mode = s, "unknown mode in the database; treating it as PRODUCTION");
+        Mode::Production
+    })
 }
 
 pub(crate) fn types_to_column(types: &[String]) -> String {
@@ -91,5 +96,18 @@ mod tests {
         .await;
         assert!(matches!(result, Err(StoreError::Database(_))));
         assert_eq!(calls, 1);
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_mode_is_guarded() {
+        assert_eq!(mode_of("SANDBOX"), Mode::Sandbox);
+        assert_eq!(mode_of("PRODUCTION"), Mode::Production);
+        assert_eq!(mode_of("sandbox "), Mode::Production);
+        assert_eq!(mode_of(""), Mode::Production);
     }
 }

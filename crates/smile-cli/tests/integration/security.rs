@@ -121,6 +121,17 @@ async fn production_requires_https_and_refuses_internal_addresses() {
         "https://10.0.0.8/hook",
         "https://[::1]/hook",
         "https://169.254.169.254/latest",
+        // Forms an earlier guard let through at create.
+        "https://[::127.0.0.1]/hook",
+        "https://[::ffff:0:127.0.0.1]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/hook",
+        "https://[2002:a9fe:a9fe::1]/hook",
+        "https://[fec0::1]/hook",
+        "https://192.0.2.1/hook",
+        "https://198.18.0.1/hook",
+        "https://192.0.0.1/hook",
+        "https://2130706433/hook",
+        "https://0x7f.1/hook",
     ] {
         let (status, body) = production
             .post("/v1/webhooks", json!({"name": "n", "url": url, "eventTypes": ["ALL_EVENTS"], "active": true, "secret": "s"}))
