@@ -39,7 +39,8 @@ fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
     let (key, secret) = basic_credentials(parts).ok_or_else(bad_credentials)?;
-    if key.len() > 128 || secret.len() > 256 {
+    // Keys are hex: anything else cannot exist, and is not worth a database round trip.
+    if key.len() > 128 || secret.len() > 256 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(bad_credentials());
     }
     let cached = state.keys.0.read().ok().and_then(|c| c.get(&key).cloned());

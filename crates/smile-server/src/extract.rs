@@ -36,12 +36,21 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 impl JsonBody {
-    /// The body as `T`; a missing or malformed body is INVALID_PARAMETERS.
+    /// The body as `T`; a missing or malformed body is INVALID_PARAMETERS, and so is a NUL
+    /// (`\u0000`) in any string, which PostgreSQL cannot store.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Error> {
         if self.0.is_empty() {
             return Err(Error(ApiError::invalid("a JSON request body is required")));
         }
-        serde_json::from_slice(&self.0).map_err(|e| Error(ApiError::invalid(format!("invalid JSON body: {e}"))))
+        let invalid = |e: serde_json::Error| Error(ApiError::invalid(format!("invalid JSON body: {e}")));
+        // Only a body spelling the escape can hold a NUL; the rest skip the second parse.
+        if memchr_nul_escape(&self.0) {
+            let value: serde_json::Value = serde_json::from_slice(&self.0).map_err(invalid)?;
+            if holds_nul(&value) {
+                return Err(Error(ApiError::invalid("strings in the body must not contain NUL (\\u0000)")));
+            }
+        }
+        serde_json::from_slice(&self.0).map_err(invalid)
     }
 
     /// The body as `T`, or `T::default()` when there is none.
@@ -104,4 +113,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         }
         Ok(Id(id))
     }
+}
+
+fn memchr_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// Refuses a request whose path or query carries a NUL (`%00`) before any handler, and so any
+/// store, sees it: a 400, not a database error.
+pub async fn refuse_nul(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    if uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
+        return Error(ApiError::invalid("the request path and query must not contain NUL (%00)")).into_response();
+    }
+    next.run(request).await
 }

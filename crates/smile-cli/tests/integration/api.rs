@@ -368,4 +368,81 @@ async fn bad_input_gets_a_4xx_envelope_and_writes_nothing() {
     let (_, got) = api.get(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(got["data"]["name"], "test");
 }
+
+async fn nul_and_control_characters_get_400_never_a_server_error() {
+    let server = TestServer::start().await;
+    let api = &server.sandbox;
+    let operator = server.operator().await;
+    let valid = json!({"name": "n", "url": "https://example.com/hook", "eventTypes": ["USER_CREATED"], "active": true, "secret": "s"});
+    let with = |field: &str, value: &str| {
+        let mut v = valid.clone();
+        v[field] = json!(value);
+        v
+    };
+    let sub = api.subscribe("https://example.com/hook", &["ALL_EVENTS"], "s").await;
+    let mut bodies = vec![
+        ("POST", "/v1/webhooks".to_owned(), with("name", "a\u{0}b")),
+        ("POST", "/v1/webhooks".to_owned(), with("name", "line\nbreak")),
+        ("POST", "/v1/webhooks".to_owned(), with("name", "bell\u{7}")),
+        ("POST", "/v1/webhooks".to_owned(), with("secret", "s\u{0}")),
+        ("POST", "/v1/webhooks".to_owned(), with("url", "https://example.com/\u{0}")),
+        ("POST", "/v1/webhooks".to_owned(), with("url", "https://example.com/a\r\nX-Injected: 1")),
+        ("POST", "/v1/webhooks".to_owned(), with("url", "https://exa\tmple.com/hook")),
+        ("POST", "/v1/webhooks".to_owned(), with("url", " https://example.com/hook")),
+        ("POST", "/v1/webhooks".to_owned(), with("url", "https://example.com/a b")),
+        ("POST", "/v1/webhooks".to_owned(), {
+            let mut v = valid.clone();
+            v["color"] = json!("red");
+            v
+        }),
+        ("PATCH", format!("/v1/webhooks/{sub}"), json!({"name": "x\u{0}"})),
+        ("PATCH", format!("/v1/webhooks/{sub}"), json!({"url": "https://example.com/\u{0}"})),
+        ("POST", "/v1/users".to_owned(), json!({"email": "a\u{0}@example.com"})),
+        ("POST", "/v1/invites".to_owned(), json!({"email": "a\u{0}@example.com"})),
+        ("POST", "/v1/users".to_owned(), json!({"\u{0}": 1})),
+    ];
+    bodies.push(("POST", "/v1/tokens?userId=u%00".to_owned(), json!({})));
+    for (method, path, body) in bodies {
+        let (status, response) = api.call(method.parse().expect("method"), &path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {response}");
+        assert_eq!(response["code"], "INVALID_PARAMETERS", "{method} {path} {body}");
+    }
+    let (status, response) = operator
+        .post("/v1/operator/events", json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": "u\u{0}"}}))
+        .await;
+    assert_eq!(status, 400, "{response}");
+    for path in [
+        "/v1/webhooks/a%00b",
+        "/v1/webhooks/a%00b/deliveries",
+        "/v1/events/a%00b",
+        "/v1/events?eventType=USER%00",
+        "/v1/webhooks?cursor=%00",
+        "/v1/deliveries/a%00b",
+        "/v1/users/a%00b",
+        "/v1/accounts?userId=a%00b",
+        "/v1/providers/a%00b",
+        "/v1/invites/a%00b/logs",
+        "/link/v1/accounts/a%00b",
+    ] {
+        let (status, response) = api.get(path).await;
+        assert_eq!(status, 400, "{path}: {response}");
+    }
+    // The user of a Basic auth header is never looked up when it cannot be a key.
+    let nul_user = Api::new(server.running.addr, "ab\u{0}cd", "secret");
+    let (status, response) = nul_user.get("/v1/webhooks").await;
+    assert_eq!((status, response["code"].as_str()), (400, Some("INVALID_CREDENTIALS")), "{response}");
+}
+
+async fn subscription_urls_are_stored_normalised() {
+    let server = TestServer::start().await;
+    let api = &server.sandbox;
+    let (status, body) = api
+        .post("/v1/webhooks", json!({"name": "n", "url": "HTTPS://Example.COM:443/a/../hook?x=1", "eventTypes": ["ALL_EVENTS"], "active": true, "secret": "s"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["url"], "https://example.com/hook?x=1");
+    let id = body["data"]["id"].as_str().expect("id");
+    let (_, got) = api.get(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(got["data"]["url"], "https://example.com/hook?x=1");
+}
 }

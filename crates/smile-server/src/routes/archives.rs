@@ -72,6 +72,9 @@ pub async fn upload(
             Some("fileType") => file_type = Some(field.text().await.map_err(bad)?),
             Some("file") => {
                 let name = field.file_name().map(str::to_owned);
+                if name.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+                    return Err(Error(ApiError::invalid("file names must not contain control characters")));
+                }
                 let content = field.bytes().await.map_err(bad)?.to_vec();
                 files.push(UploadFile { name, claimed: None, sub_type: None, content });
             }

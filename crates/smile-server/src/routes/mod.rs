@@ -122,6 +122,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::extract::refuse_nul))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)

@@ -19,7 +19,7 @@ const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
 const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateRequest {
     name: String,
     url: String,
@@ -49,12 +49,21 @@ fn invalid(message: impl Into<String>) -> Error {
     Error(ApiError::invalid(message))
 }
 
+/// Refuses control characters (NUL, CR, LF, tab, …): they have no place in these fields,
+/// and some stores cannot even hold them.
+fn check_printable(field: &str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} must not contain control characters")));
+    }
+    Ok(())
+}
+
 fn check_name(name: &str) -> Result<()> {
     let n = name.chars().count();
     if n == 0 || n > MAX_NAME {
         return Err(invalid(format!("name must be 1 to {MAX_NAME} characters")));
     }
-    Ok(())
+    check_printable("name", name)
 }
 
 fn check_secret(secret: &str) -> Result<()> {
@@ -62,12 +71,18 @@ fn check_secret(secret: &str) -> Result<()> {
     if n == 0 || n > MAX_SECRET {
         return Err(invalid(format!("secret must be 1 to {MAX_SECRET} characters")));
     }
-    Ok(())
+    check_printable("secret", secret)
 }
 
-fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<()> {
+/// Checks a subscription URL and returns it normalised by the WHATWG URL parser (the form
+/// stored, shown and delivered to). Spaces and control characters are refused rather than
+/// silently dropped or escaped.
+fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<String> {
     if url.is_empty() || url.chars().count() > MAX_URL {
         return Err(invalid(format!("url must be 1 to {MAX_URL} characters")));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("url must not contain spaces or control characters"));
     }
     let parsed = url::Url::parse(url).map_err(|e| invalid(format!("url is not a valid URL: {e}")))?;
     match (parsed.scheme(), mode) {
@@ -85,10 +100,11 @@ fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<()> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid("url must not carry credentials; sign with the secret instead"));
     }
-    if let Some(reason) = state.engine.url_refusal(url, mode) {
+    let normalised = parsed.to_string();
+    if let Some(reason) = state.engine.url_refusal(&normalised, mode) {
         return Err(invalid(format!("url is not reachable from production: {reason}")));
     }
-    Ok(())
+    Ok(normalised)
 }
 
 /// Checks and normalises event type names: each known or `ALL_EVENTS`, no repeats.
@@ -126,7 +142,7 @@ pub async fn create(
 ) -> Result<Data<SubscriptionView>> {
     let r: CreateRequest = body.parse()?;
     check_name(&r.name)?;
-    check_url(&state, &r.url, scope.mode)?;
+    let url = check_url(&state, &r.url, scope.mode)?;
     check_secret(&r.secret)?;
     let event_types = check_event_types(r.event_types)?;
     let now = timefmt::now_ms();
@@ -134,7 +150,7 @@ pub async fn create(
         id: ids::new_subscription_id(),
         scope,
         name: r.name,
-        url: r.url,
+        url,
         event_types,
         active: r.active,
         secret: r.secret,
@@ -192,8 +208,7 @@ pub async fn update(
         sub.name = name;
     }
     if let Some(url) = r.url {
-        check_url(&state, &url, scope.mode)?;
-        sub.url = url;
+        sub.url = check_url(&state, &url, scope.mode)?;
     }
     if let Some(types) = r.event_types {
         sub.event_types = check_event_types(types)?;
