@@ -91,6 +91,19 @@ pub struct ServeArgs {
     /// lanes are handed to other nodes anyway [default: 10s].
     #[arg(long, env = "SMILE_SHUTDOWN_GRACE")]
     shutdown_grace: Option<String>,
+    /// Open client connections at most; when full, the longest-idle one is closed to make
+    /// room [default: 10000, or less under a lower open-files limit].
+    #[arg(long, env = "SMILE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers [default: 10s].
+    #[arg(long, env = "SMILE_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// How long a client may take to send a request's body [default: 30s].
+    #[arg(long, env = "SMILE_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// How long a keep-alive connection may wait for its next request [default: 60s].
+    #[arg(long, env = "SMILE_IDLE_TIMEOUT")]
+    idle_timeout: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -128,6 +141,10 @@ impl ServeArgs {
             client_ip_header: self.client_ip_header.or(file.client_ip_header),
             token_ttl: self.token_ttl.or(file.token_ttl),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            max_connections: self.max_connections.or(file.max_connections),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            body_timeout: self.body_timeout.or(file.body_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
         }
     }
 
@@ -199,6 +216,16 @@ impl ServeArgs {
         }
         if let Some(t) = &a.shutdown_grace {
             options.shutdown_grace = duration(t, "shutdown-grace")?;
+        }
+        options.edge.max_connections = a.max_connections.map(|n| n.max(1));
+        if let Some(t) = &a.header_timeout {
+            options.edge.header_timeout = duration(t, "header-timeout")?;
+        }
+        if let Some(t) = &a.body_timeout {
+            options.edge.body_timeout = duration(t, "body-timeout")?;
+        }
+        if let Some(t) = &a.idle_timeout {
+            options.edge.idle_timeout = duration(t, "idle-timeout")?;
         }
         let ssrf_allow = a
             .ssrf_allow

@@ -2,12 +2,14 @@
 //!
 //! - [`start`]: opens the store, starts the delivery engine, creates the sandbox tenant on
 //!   first start, and serves the API until [`Running::shutdown`].
+//! - `edge`: connections: the cap, header, body and idle timeouts, shedding, graceful stop.
 //! - `envelope`: the `{code, message, requestId, data}` body of every response.
 //! - `auth`: HTTP Basic `apikey:apisecret`, resolved to a tenant and mode or the operator.
 //! - `extract`: request parts that fail as Smile errors, never as plain-text rejections.
 //! - `routes`: the endpoints, one module per resource.
 
 mod auth;
+mod edge;
 mod envelope;
 mod extract;
 mod limits;
@@ -23,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use edge::EdgeConfig;
 pub use envelope::Error;
 pub use limits::RateLimit;
 
@@ -44,6 +47,8 @@ pub struct ServeOptions {
     pub token_ttl: std::time::Duration,
     /// How long a graceful shutdown lets requests and attempts in flight finish.
     pub shutdown_grace: std::time::Duration,
+    /// Connection cap and client timeouts.
+    pub edge: EdgeConfig,
 }
 
 impl ServeOptions {
@@ -58,6 +63,7 @@ impl ServeOptions {
             rate_limit: RateLimit::default(),
             token_ttl: std::time::Duration::from_secs(30 * 60),
             shutdown_grace: std::time::Duration::from_secs(10),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -157,12 +163,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.await;
-            })
-            .await
-    });
+    let edge_config = options.edge.clone();
+    let served = tokio::spawn(edge::serve(listener, app, edge_config, async move {
+        let _ = stop.await;
+    }));
     Ok(Running { addr, store, engine, first_start_key, shutdown, served })
 }

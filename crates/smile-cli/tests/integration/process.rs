@@ -263,3 +263,107 @@ async fn a_killed_server_delivers_everything_it_acknowledged_after_restart() {
     );
 }
 }
+
+/// `smile serve` under `ulimit -n 1024`, as on a default Linux box.
+fn serve_with_fd_limit(data_dir: &Path, args: &[&str]) -> Process {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 1024 && exec \"$@\"", "sh", env!("CARGO_BIN_EXE_smile")])
+        .env_remove("SMILE_LISTEN")
+        .env_remove("SMILE_DATA_DIR")
+        .env("SMILE_LOG", "error");
+    serve_command(data_dir, args, &[], command)
+}
+
+/// Opens a connection that sends a request line and one header, then nothing more.
+async fn slow_client(addr: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: smile\r\n").await.ok()?;
+    Some(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_slow_clients_does_not_lock_out_real_ones() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Slow clients stay as long as the test needs them; it is the cap and shedding that
+    // must let real clients in.
+    let node = serve_with_fd_limit(dir.path(), &["--header-timeout", "60s"]);
+    let (key, secret) = node.key.clone().expect("keys");
+    let mut slow = Vec::new();
+    for _ in 0..1_100 {
+        if let Some(stream) = slow_client(node.addr).await {
+            slow.push(stream);
+        }
+    }
+    assert!(slow.len() > 1_000, "opened {} slow connections", slow.len());
+    install_crypto();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().expect("client");
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let health = client.get(format!("http://{}/health", node.addr)).send().await;
+        let health = health.unwrap_or_else(|e| panic!("round {round}: /health did not answer within 1 s: {e}"));
+        assert_eq!(health.status(), 200);
+        let listed = client
+            .get(format!("http://{}/v1/webhooks", node.addr))
+            .basic_auth(&key, Some(&secret))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: an authenticated GET did not answer within 1 s: {e}"));
+        assert_eq!(listed.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(2), "round {round}: {:?}", started.elapsed());
+        // The flood goes on: replace what was shed.
+        for _ in 0..100 {
+            if let Some(stream) = slow_client(node.addr).await {
+                slow.push(stream);
+            }
+        }
+    }
+}
+
+/// Reads until the server closes the connection (or answers), with a deadline.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // a 408, or the answer to an earlier request
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let node = serve(dir.path(), &["--header-timeout", "1s", "--idle-timeout", "1s", "--body-timeout", "1s"], &[]);
+    let mut slow = slow_client(node.addr).await.expect("connects");
+    assert!(closed_within(&mut slow, Duration::from_secs(5)).await, "a client slow to send headers is cut off");
+
+    let mut idle = tokio::net::TcpStream::connect(node.addr).await.expect("connects");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: smile\r\n\r\n").await.expect("request");
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await, "an idle keep-alive connection is closed");
+
+    // A body sent a few bytes and then nothing: the request fails with a 400, in time.
+    use base64::Engine as _;
+    let (key, secret) = node.key.clone().expect("keys");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let mut trickle = tokio::net::TcpStream::connect(node.addr).await.expect("connects");
+    let head = format!(
+        "POST /v1/webhooks HTTP/1.1\r\nHost: smile\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\""
+    );
+    trickle.write_all(head.as_bytes()).await.expect("request");
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        let n = trickle.read(&mut buf).await.unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .expect("a client slow to send its body gets an answer within the body timeout");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
