@@ -48,7 +48,7 @@
   var params = new URLSearchParams(window.location.search);
   var parentOrigin = params.get('parentOrigin');
   var app = document.getElementById('app');
-  var state = { options: {}, token: null, session: null, providers: [], accounts: [], text: TEXT.en, pending: null };
+  var state = { options: {}, token: null, session: null, providers: [], accounts: [], text: TEXT.en, pending: [] };
 
   // ---- talking to the host page ----
 
@@ -81,11 +81,10 @@
       start(message.options || {});
     } else if (message.type === 'token' && message.userToken) {
       state.token = message.userToken;
-      var retry = state.pending;
-      state.pending = null;
-      if (retry) {
-        retry();
-      }
+      // Every call that met the expired token resumes, not only the last one.
+      var waiting = state.pending;
+      state.pending = [];
+      waiting.forEach(function (retry) { retry(); });
     }
   });
 
@@ -102,10 +101,13 @@
           .then(function (response) {
             return response.json().then(function (json) {
               if (response.status === 401 && json.code === 'INVALID_TOKEN') {
-                // Wait for the host page's updateToken(), then carry on where we were.
-                state.pending = attempt;
-                notice(state.text.expired);
-                emit('onTokenExpired');
+                // Wait for the host page's updateToken(), then carry on where we were. The
+                // host hears of the expiry once, however many calls are waiting.
+                state.pending.push(attempt);
+                if (state.pending.length === 1) {
+                  notice(state.text.expired);
+                  emit('onTokenExpired');
+                }
                 return;
               }
               if (!response.ok) {
@@ -177,8 +179,10 @@
     var existing = app.querySelector('[role=status]');
     var node = existing || el('p', { role: 'status', class: 'muted' });
     node.textContent = message;
-    if (!existing) {
-      app.querySelector('.content').prepend(node);
+    // Before the first page there is nowhere to show it (the token may expire that early).
+    var content = app.querySelector('.content');
+    if (!existing && content) {
+      content.prepend(node);
     }
   }
 

@@ -322,6 +322,34 @@ test('an expired token fires onTokenExpired; after updateToken the widget carrie
   }
 });
 
+test('opening the widget with an expired token: every first call resumes after updateToken', async () => {
+  const shortLived = await startServer(['--token-ttl', '1s']);
+  const shortHost = await startHostPage(shortLived.base);
+  try {
+    const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
+    await page.goto(shortHost.url);
+    const { userId, token } = await newUserToken(shortLived);
+    await page.exposeFunction('freshToken', async () => {
+      const { body } = await shortLived.api('POST', `/v1/tokens?userId=${userId}`);
+      return body.data.accessToken;
+    });
+    await eventually('the token to expire', async () => {
+      const response = await fetch(`${shortLived.base}/link/v1/session`, { headers: { authorization: `Bearer ${token}` } });
+      return response.status === 401;
+    }, 10000);
+    // The widget's first page loads three things at once; all three meet the expired token.
+    await page.evaluate(({ token }) => window.openWidget(token, { enableConsentPage: false }), { token });
+    const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+    await frame.locator('main[data-page="providers"]').waitFor({ timeout: 10000 });
+    const expired = (await calls(page)).filter((c) => c.name === 'onTokenExpired');
+    assert.equal(expired.length, 1, 'the host hears of the expiry once');
+    await page.close();
+  } finally {
+    shortHost.stop();
+    shortLived.stop();
+  }
+});
+
 test('the /demo page shows the callbacks and the signed webhooks of a connection', async () => {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   await page.goto(`${server.base}/demo`);
