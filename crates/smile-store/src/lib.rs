@@ -135,9 +135,15 @@ pub trait Store: Send + Sync + 'static {
     /// A subscription by id in any scope: for the engine only, never for a caller's request.
     async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>>;
     async fn list_subscriptions(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Subscription>>;
-    /// Replaces the stored subscription of the same id and scope; false if it is not there.
-    /// A subscription that becomes inactive fails its pending deliveries.
-    async fn update_subscription(&self, sub: Subscription) -> Result<bool>;
+    /// Applies `patch` to the subscription in one statement; None if it is not there. An
+    /// inactive result fails its pending deliveries.
+    async fn patch_subscription(
+        &self,
+        scope: &Scope,
+        id: &str,
+        patch: &SubscriptionPatch,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>>;
     /// Deletes it and cancels its pending deliveries; false if it is not there.
     async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool>;
 

@@ -31,6 +31,23 @@ pub struct KeyRecord {
     pub principal: Principal,
 }
 
+/// A change to a subscription: each field given is set, the others are left as stored, in one
+/// statement. A change made meanwhile (the engine's automatic disable, say) is never written
+/// back over from an earlier read.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionPatch {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// Activating clears a disable (its reason and the run of failures).
+    pub active: Option<bool>,
+    pub secret: Option<String>,
+    /// With `secret`, a rotation: the secret it replaces keeps signing until this time.
+    pub previous_secret_until_ms: Option<i64>,
+    pub include_payload: Option<bool>,
+    pub ordering: Option<Ordering>,
+}
+
 /// A webhook subscription: where to send which event types, signed with which secret.
 #[derive(Debug, Clone)]
 pub struct Subscription {

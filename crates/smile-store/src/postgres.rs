@@ -456,26 +456,56 @@ impl PostgresStore {
         Ok(key)
     }
 
-    async fn update_subscription_once(&self, s: &Subscription) -> Result<bool> {
+    async fn patch_subscription_once(
+        &self,
+        scope: &Scope,
+        id: &str,
+        p: &SubscriptionPatch,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE subscriptions SET name=$1, url=$2, event_types=$3, active=$4, secret=$5, previous_secret=$6, \
-                 previous_secret_until_ms=$7, include_payload=$8, disabled_reason=$9, failing_since_ms=$10, updated_ms=$11, \
-                 fifo=$15 WHERE id=$12 AND tenant_id=$13 AND mode=$14",
+        let sql = format!(
+            "UPDATE subscriptions SET name = COALESCE($1::text, name), url = COALESCE($2::text, url), \
+             event_types = COALESCE($3::text, event_types), \
+             previous_secret = CASE WHEN $4::bigint IS NULL THEN previous_secret ELSE secret END, \
+             previous_secret_until_ms = COALESCE($4::bigint, previous_secret_until_ms), \
+             secret = COALESCE($5::text, secret), include_payload = COALESCE($6::boolean, include_payload), \
+             fifo = COALESCE($7::boolean, fifo), \
+             disabled_reason = CASE WHEN $8::boolean AND NOT active THEN NULL ELSE disabled_reason END, \
+             failing_since_ms = CASE WHEN $8::boolean AND NOT active THEN NULL ELSE failing_since_ms END, \
+             active = COALESCE($8::boolean, active), updated_ms = $9 \
+             WHERE id = $10 AND tenant_id = $11 AND mode = $12 RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        let types = p.event_types.as_deref().map(types_to_column);
+        let fifo = p.ordering.map(|o| o == Ordering::Fifo);
+        let row = tx
+            .query_opt(
+                &sql,
                 &[
-                    &s.name, &s.url, &types_to_column(&s.event_types), &s.active, &s.secret, &s.previous_secret,
-                    &s.previous_secret_until_ms, &s.include_payload, &s.disabled_reason, &s.failing_since_ms,
-                    &s.updated_ms, &s.id, &s.scope.tenant_id, &s.scope.mode.as_str(), &(s.ordering == Ordering::Fifo),
+                    &p.name,
+                    &p.url,
+                    &types,
+                    &p.previous_secret_until_ms,
+                    &p.secret,
+                    &p.include_payload,
+                    &fifo,
+                    &p.active,
+                    &now_ms,
+                    &id,
+                    &scope.tenant_id,
+                    &scope.mode.as_str(),
                 ],
             )
             .await?;
-        if changed > 0 && !s.active {
-            fail_pending(&tx, &s.id, DeliveryStatus::Failed, "subscription inactive").await?;
+        let updated = row.map(|r| subscription_row(&r).1);
+        if let Some(sub) = &updated
+            && !sub.active
+        {
+            fail_pending(&tx, &sub.id, DeliveryStatus::Failed, "subscription inactive").await?;
         }
         tx.commit().await?;
-        Ok(changed > 0)
+        Ok(updated)
     }
 
     async fn delete_subscription_once(&self, scope: &Scope, id: &str) -> Result<bool> {
@@ -710,8 +740,14 @@ impl Store for PostgresStore {
         Ok(paginate(rows.iter().map(subscription_row).collect(), page.size))
     }
 
-    async fn update_subscription(&self, s: Subscription) -> Result<bool> {
-        retry_conflicts("update subscription", || self.update_subscription_once(&s)).await
+    async fn patch_subscription(
+        &self,
+        scope: &Scope,
+        id: &str,
+        patch: &SubscriptionPatch,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        retry_conflicts("update subscription", || self.patch_subscription_once(scope, id, patch, now_ms)).await
     }
 
     async fn delete_subscription(&self, scope: &Scope, id: &str) -> Result<bool> {

@@ -422,34 +422,54 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_subscription(&self, s: Subscription) -> Result<bool> {
+    async fn patch_subscription(
+        &self,
+        scope: &Scope,
+        id: &str,
+        patch: &SubscriptionPatch,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        let (p, scope, id) = (patch.clone(), scope.clone(), id.to_owned());
         self.write(move |c| {
-            let changed = c.execute(
-                "UPDATE subscriptions SET name=?1, url=?2, event_types=?3, active=?4, secret=?5, \
-                 previous_secret=?6, previous_secret_until_ms=?7, include_payload=?8, disabled_reason=?9, \
-                 failing_since_ms=?10, updated_ms=?11, fifo=?15 WHERE id=?12 AND tenant_id=?13 AND mode=?14",
-                params![
-                    s.name,
-                    s.url,
-                    types_to_column(&s.event_types),
-                    s.active,
-                    s.secret,
-                    s.previous_secret,
-                    s.previous_secret_until_ms,
-                    s.include_payload,
-                    s.disabled_reason,
-                    s.failing_since_ms,
-                    s.updated_ms,
-                    s.id,
-                    s.scope.tenant_id,
-                    s.scope.mode.as_str(),
-                    s.ordering == Ordering::Fifo
-                ],
-            )?;
-            if changed > 0 && !s.active {
-                fail_pending(c, &s.id, DeliveryStatus::Failed, "subscription inactive")?;
+            let sql = format!(
+                "UPDATE subscriptions SET name = COALESCE(?1, name), url = COALESCE(?2, url), \
+                 event_types = COALESCE(?3, event_types), \
+                 previous_secret = CASE WHEN ?4 IS NULL THEN previous_secret ELSE secret END, \
+                 previous_secret_until_ms = COALESCE(?4, previous_secret_until_ms), \
+                 secret = COALESCE(?5, secret), include_payload = COALESCE(?6, include_payload), \
+                 fifo = COALESCE(?7, fifo), \
+                 disabled_reason = CASE WHEN ?8 AND NOT active THEN NULL ELSE disabled_reason END, \
+                 failing_since_ms = CASE WHEN ?8 AND NOT active THEN NULL ELSE failing_since_ms END, \
+                 active = COALESCE(?8, active), updated_ms = ?9 \
+                 WHERE id = ?10 AND tenant_id = ?11 AND mode = ?12 RETURNING {SUBSCRIPTION_COLUMNS}"
+            );
+            let updated = c
+                .query_row(
+                    &sql,
+                    params![
+                        p.name,
+                        p.url,
+                        p.event_types.as_deref().map(types_to_column),
+                        p.previous_secret_until_ms,
+                        p.secret,
+                        p.include_payload,
+                        p.ordering.map(|o| o == Ordering::Fifo),
+                        p.active,
+                        now_ms,
+                        id,
+                        scope.tenant_id,
+                        scope.mode.as_str()
+                    ],
+                    subscription_row,
+                )
+                .optional()?
+                .map(|(_, sub)| sub);
+            if let Some(sub) = &updated
+                && !sub.active
+            {
+                fail_pending(c, &sub.id, DeliveryStatus::Failed, "subscription inactive")?;
             }
-            Ok(changed > 0)
+            Ok(updated)
         })
         .await
     }

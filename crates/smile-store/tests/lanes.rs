@@ -287,3 +287,44 @@ async fn a_publish_racing_the_end_of_its_predecessor_is_never_left_parked() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_patch_sets_only_its_fields_so_a_disable_made_meanwhile_stands() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe_with(store.as_ref(), Ordering::Concurrent).await;
+        let stale = store.subscription_by_id(&sub).await.expect("read").expect("there");
+        assert!(stale.active);
+        // The engine disables it (410 Gone) after the API read it.
+        let head = publish(store.as_ref()).await;
+        let gone = SubscriptionEffect::Disable { reason: "the endpoint answered 410 Gone".into() };
+        store.record_outcomes(vec![outcome(&head, DeliveryStatus::Failed, None, gone)].into()).await.expect("record");
+        // A rename based on the earlier read must not bring it back.
+        let renamed = SubscriptionPatch { name: Some("renamed".into()), ..Default::default() };
+        let after = store.patch_subscription(&scope(), &sub, &renamed, now_ms()).await.expect("patch").expect("there");
+        assert_eq!(after.name, "renamed", "{name}");
+        assert!(!after.active, "{name}: the disable stands");
+        assert!(after.disabled_reason.is_some(), "{name}");
+
+        let activate = SubscriptionPatch { active: Some(true), ..Default::default() };
+        let after = store.patch_subscription(&scope(), &sub, &activate, now_ms()).await.expect("patch").expect("there");
+        assert!(after.active && after.disabled_reason.is_none() && after.failing_since_ms.is_none(), "{name}");
+
+        let until = now_ms() + 60_000;
+        let rotate = SubscriptionPatch {
+            secret: Some("new".into()),
+            previous_secret_until_ms: Some(until),
+            ..Default::default()
+        };
+        let after = store.patch_subscription(&scope(), &sub, &rotate, now_ms()).await.expect("patch").expect("there");
+        assert_eq!(
+            (after.secret.as_str(), after.previous_secret.as_deref()),
+            ("new", Some(stale.secret.as_str())),
+            "{name}"
+        );
+        assert_eq!(after.previous_secret_until_ms, Some(until), "{name}");
+
+        let other = Scope { tenant_id: "other".into(), mode: Mode::Sandbox };
+        let missing = store.patch_subscription(&other, &sub, &renamed, now_ms()).await.expect("patch");
+        assert!(missing.is_none(), "{name}: scoped to the tenant");
+    }
+}

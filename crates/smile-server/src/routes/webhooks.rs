@@ -10,7 +10,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use smile_core::catalog::ALL_EVENTS;
 use smile_core::{ApiError, Event, EventType, Mode, ids, timefmt};
-use smile_store::{Ordering, Scope, Subscription};
+use smile_store::{Ordering, Scope, Subscription, SubscriptionPatch};
 
 const MAX_NAME: usize = 200;
 const MAX_URL: usize = 500;
@@ -172,10 +172,13 @@ async fn find(state: &AppState, scope: &Scope, id: &str) -> Result<Subscription>
     state.store.get_subscription(scope, id).await?.ok_or_else(|| Error(ApiError::missing("webhook")))
 }
 
-async fn save(state: &AppState, sub: Subscription) -> Result<Data<SubscriptionView>> {
-    if !state.store.update_subscription(sub.clone()).await? {
-        return Err(Error(ApiError::missing("webhook")));
-    }
+/// Applies a change in one statement (never from a stale read) and tells the engine.
+async fn save(state: &AppState, scope: &Scope, id: &str, patch: SubscriptionPatch) -> Result<Data<SubscriptionView>> {
+    let sub = state
+        .store
+        .patch_subscription(scope, id, &patch, timefmt::now_ms())
+        .await?
+        .ok_or_else(|| Error(ApiError::missing("webhook")))?;
     state.engine.subscription_changed(&sub).await;
     Ok(Data(SubscriptionView::from(&sub)))
 }
@@ -202,36 +205,25 @@ pub async fn update(
     body: JsonBody,
 ) -> Result<Data<SubscriptionView>> {
     let r: UpdateRequest = body.parse()?;
-    let mut sub = find(&state, &scope, &id).await?;
-    if let Some(name) = r.name {
-        check_name(&name)?;
-        sub.name = name;
+    if let Some(name) = &r.name {
+        check_name(name)?;
     }
-    if let Some(url) = r.url {
-        sub.url = check_url(&state, &url, scope.mode)?;
+    let url = r.url.as_deref().map(|url| check_url(&state, url, scope.mode)).transpose()?;
+    let event_types = r.event_types.map(check_event_types).transpose()?;
+    if let Some(secret) = &r.secret {
+        check_secret(secret)?;
     }
-    if let Some(types) = r.event_types {
-        sub.event_types = check_event_types(types)?;
-    }
-    if let Some(secret) = r.secret {
-        check_secret(&secret)?;
-        sub.secret = secret;
-    }
-    if let Some(include) = r.include_payload {
-        sub.include_payload = include;
-    }
-    if let Some(ordering) = r.ordering {
-        sub.ordering = ordering;
-    }
-    if let Some(active) = r.active {
-        if active && !sub.active {
-            sub.disabled_reason = None;
-            sub.failing_since_ms = None;
-        }
-        sub.active = active;
-    }
-    sub.updated_ms = timefmt::now_ms();
-    save(&state, sub).await
+    let patch = SubscriptionPatch {
+        name: r.name,
+        url,
+        event_types,
+        active: r.active,
+        secret: r.secret,
+        previous_secret_until_ms: None,
+        include_payload: r.include_payload,
+        ordering: r.ordering,
+    };
+    save(&state, &scope, &id, patch).await
 }
 
 /// `DELETE /v1/webhooks/{id}`: its pending deliveries are cancelled.
@@ -287,12 +279,13 @@ pub async fn rotate_secret(
         }
         None => ids::new_subscription_id() + &ids::new_subscription_id()[..16],
     };
-    let mut sub = find(&state, &scope, &id).await?;
-    let now = timefmt::now_ms();
-    sub.previous_secret = Some(std::mem::replace(&mut sub.secret, secret));
-    sub.previous_secret_until_ms = Some(now + overlap as i64 * 1000);
-    sub.updated_ms = now;
-    save(&state, sub).await
+    let until = timefmt::now_ms() + overlap as i64 * 1000;
+    let patch = SubscriptionPatch {
+        secret: Some(secret),
+        previous_secret_until_ms: Some(until),
+        ..SubscriptionPatch::default()
+    };
+    save(&state, &scope, &id, patch).await
 }
 
 #[derive(Deserialize)]
