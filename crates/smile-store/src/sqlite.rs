@@ -166,25 +166,53 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result
             return (completions, Err(err));
         }
     };
+    let mut broken = None;
     for job in batch {
-        // A savepoint per job: a failing write leaves nothing half-written in the batch.
-        run_cached(&tx, "SAVEPOINT job");
-        let (ok, done) = job(&tx);
-        if !ok {
-            run_cached(&tx, "ROLLBACK TO job");
+        if broken.is_some() {
+            // The batch will be rolled back: let the rest fail without touching it.
+            let (_, done) = job(conn_for_error());
+            completions.push(done);
+            continue;
         }
-        run_cached(&tx, "RELEASE job");
-        completions.push(done);
+        // A savepoint per job: a failing write leaves nothing half-written in the batch.
+        if let Err(error) = run_cached(&tx, "SAVEPOINT job") {
+            broken = Some(error);
+            let (_, done) = job(conn_for_error());
+            completions.push(done);
+            continue;
+        }
+        // A panicking job loses its answer (its caller sees the store as closed), not the
+        // writer: what it wrote is rolled back and the batch goes on.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let ok = match ran {
+            Ok((ok, done)) => {
+                completions.push(done);
+                ok
+            }
+            Err(_) => {
+                tracing::error!("a store write panicked; it is rolled back and the writer goes on");
+                false
+            }
+        };
+        let undone = if ok { Ok(()) } else { run_cached(&tx, "ROLLBACK TO job") };
+        if let Err(error) = undone.and_then(|()| run_cached(&tx, "RELEASE job")) {
+            // The job's writes cannot be told apart from the others': none is committed.
+            broken = Some(error);
+        }
+    }
+    if let Some(error) = broken {
+        tracing::error!(%error, "a savepoint failed; the whole batch is rolled back");
+        let _ = tx.rollback();
+        return (completions, Err(error));
     }
     let committed = tx.commit().map_err(StoreError::from);
     (completions, committed)
 }
 
 /// Runs a statement kept prepared, since these run once per write.
-fn run_cached(conn: &Connection, sql: &str) {
-    if let Err(error) = conn.prepare_cached(sql).and_then(|mut s| s.execute([])) {
-        tracing::error!(%error, sql, "savepoint statement failed");
-    }
+fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([]))?;
+    Ok(())
 }
 
 /// A connection that fails every statement, so that jobs of a batch that could not begin
@@ -1013,3 +1041,45 @@ fn document_row(row: &Row) -> rusqlite::Result<(i64, Document)> {
 }
 
 const DOCUMENT_COLUMNS: &str = "seq, kind, id, tenant_id, mode, user_id, source_id, created_ms, body";
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    fn open_store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let (store, _dir) = open_store();
+        let panicked = store
+            .write(|c| -> Result<()> {
+                c.execute("INSERT INTO tenants (id, created_ms) VALUES ('half', 1)", [])?;
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(panicked.is_err(), "its caller hears of it");
+        store.create_tenant_key("after", Mode::Sandbox).await.expect("the writer still writes");
+        assert!(store.tenant_exists("after").await.expect("read"));
+        assert!(!store.tenant_exists("half").await.expect("read"), "the panicked write is rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_savepoint_cannot_be_rolled_back_commits_nothing() {
+        let (store, _dir) = open_store();
+        // The job ends its own savepoint, writes, then fails: its write cannot be undone alone.
+        let failed = store
+            .write(|c| -> Result<()> {
+                c.execute_batch("RELEASE job")?;
+                c.execute("INSERT INTO tenants (id, created_ms) VALUES ('partial', 1)", [])?;
+                Err(StoreError::Invalid("failed after writing".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(!store.tenant_exists("partial").await.expect("read"), "nothing of it is committed");
+        store.create_tenant_key("next", Mode::Sandbox).await.expect("later writes work");
+    }
+}
