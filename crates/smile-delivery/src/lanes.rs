@@ -61,6 +61,8 @@ pub(crate) enum Msg {
         until_ms: i64,
     },
     Found(Vec<String>),
+    /// Subscriptions changed lately; those held here are reloaded (their signal may be lost).
+    Stale(Vec<String>),
     /// How full the window is, for tests and metrics.
     Window(oneshot::Sender<WindowStats>),
     /// The node is going away: send nothing more, let the attempts in flight finish and their
@@ -215,6 +217,8 @@ struct Lanes {
     ready: VecDeque<String>,
     timers: BinaryHeap<Reverse<(i64, String)>>,
     phase: Phase,
+    /// When held lanes' subscriptions were last compared with the store.
+    refreshed_at: i64,
 }
 
 /// Starts the lanes of a node; returns where to send them work.
@@ -246,6 +250,7 @@ pub(crate) fn spawn(
         ready: VecDeque::new(),
         timers: BinaryHeap::new(),
         phase: Phase::Running,
+        refreshed_at: timefmt::now_ms(),
     };
     tokio::spawn(lanes.run(rx, signals));
     tx
@@ -268,6 +273,7 @@ impl Lanes {
                 signal = signals.recv(), if signals_open => match signal {
                     Some(Signal::SubscriptionChanged { id }) => self.handle(Msg::Changed(id)),
                     Some(Signal::LaneWork { subscription_ids }) => self.work(subscription_ids, false),
+                    Some(Signal::Missed) => self.missed_signals(),
                     None => signals_open = false,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)), if next_timer.is_some() => self.fire_timers(),
@@ -299,6 +305,12 @@ impl Lanes {
                 // have missed a signal.
                 let ids = ids.into_iter().filter(|id| self.lanes.get(id).is_none_or(|l| l.held.is_empty())).collect();
                 self.work(ids, false)
+            }
+            Msg::Stale(ids) => {
+                let held: Vec<String> = ids.into_iter().filter(|id| self.lanes.contains_key(id)).collect();
+                for id in held {
+                    self.handle(Msg::Changed(id));
+                }
             }
             Msg::Drain(reply) => self.drain(reply),
             Msg::HandBack(reply) => self.hand_back(Some(reply)),
@@ -703,8 +715,40 @@ impl Lanes {
         Lease { owner: self.node.clone(), until_ms: timefmt::now_ms() + self.config.lease.as_millis() as i64 }
     }
 
+    /// Signals were lost: every held lane's subscription may be stale, and work may wait.
+    fn missed_signals(&mut self) {
+        let ids: Vec<String> = self.lanes.keys().cloned().collect();
+        for id in ids {
+            self.handle(Msg::Changed(id));
+        }
+        self.poll();
+    }
+
+    /// Reloads held lanes whose subscription changed since the last look, so that a lost
+    /// signal leaves a lane stale (an old URL or secret) for a third of a lease at most.
+    fn refresh(&mut self) {
+        let now = timefmt::now_ms();
+        // Nodes' clocks differ: look back a whole lease further than needed.
+        let since = self.refreshed_at - self.config.lease.as_millis() as i64;
+        self.refreshed_at = now;
+        if self.lanes.is_empty() {
+            return;
+        }
+        let (store, tx) = (self.store.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            match store.subscriptions_changed_since(since).await {
+                Ok(ids) if !ids.is_empty() => {
+                    let _ = tx.send(Msg::Stale(ids));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not look for changed subscriptions"),
+            }
+        });
+    }
+
     /// Renews the lanes in use, and gives up those idle or stopped.
     fn renew(&mut self) {
+        self.refresh();
         let idle: Vec<String> = self
             .lanes
             .iter()

@@ -134,6 +134,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_subscription(&self, scope: &Scope, id: &str) -> Result<Option<Subscription>>;
     /// A subscription by id in any scope: for the engine only, never for a caller's request.
     async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>>;
+    /// Subscriptions changed (`updated_ms`) at or after `since_ms`, for caches to catch up
+    /// with changes whose signal was lost.
+    async fn subscriptions_changed_since(&self, since_ms: i64) -> Result<Vec<String>>;
     async fn list_subscriptions(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Subscription>>;
     /// Applies `patch` to the subscription in one statement; None if it is not there. An
     /// inactive result fails its pending deliveries.

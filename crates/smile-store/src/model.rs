@@ -141,6 +141,9 @@ pub enum Signal {
     SubscriptionChanged { id: String },
     /// These lanes have new due work: their owner should read them.
     LaneWork { subscription_ids: Vec<String> },
+    /// Signals may have been lost (the listening connection dropped and is back): reload
+    /// whatever was cached, and look for work again.
+    Missed,
 }
 
 impl Signal {
@@ -149,6 +152,7 @@ impl Signal {
         match self {
             Signal::SubscriptionChanged { id } => format!("subscription:{id}"),
             Signal::LaneWork { subscription_ids } => format!("lanes:{}", subscription_ids.join(",")),
+            Signal::Missed => "missed:".to_owned(),
         }
     }
 
@@ -156,6 +160,7 @@ impl Signal {
         match text.split_once(':')? {
             ("subscription", id) => Some(Signal::SubscriptionChanged { id: id.to_owned() }),
             ("lanes", ids) => Some(Signal::LaneWork { subscription_ids: ids.split(',').map(str::to_owned).collect() }),
+            ("missed", _) => Some(Signal::Missed),
             _ => None,
         }
     }

@@ -419,6 +419,10 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
                     }
                 });
                 if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                    // Whatever was sent while nobody listened is lost: say so.
+                    if tx.send(Signal::Missed).is_err() {
+                        break;
+                    }
                     while let Some(payload) = messages.recv().await {
                         if let Some(signal) = Signal::decode(&payload)
                             && tx.send(signal).is_err()
@@ -710,6 +714,12 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         let row = client.query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()]).await?;
         Ok(row.map(|r| subscription_row(&r).1))
+    }
+
+    async fn subscriptions_changed_since(&self, since_ms: i64) -> Result<Vec<String>> {
+        let rows =
+            self.pool.get().await?.query("SELECT id FROM subscriptions WHERE updated_ms >= $1", &[&since_ms]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>> {

@@ -422,6 +422,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn subscriptions_changed_since(&self, since_ms: i64) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached("SELECT id FROM subscriptions WHERE updated_ms >= ?1")?;
+            let ids = statement.query_map([since_ms], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn subscription_by_id(&self, id: &str) -> Result<Option<Subscription>> {
         let id = id.to_owned();
         self.read(move |c| {

@@ -255,3 +255,108 @@ async fn stalled_node() {
     drop(other);
     let _ = stalled.child.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_changes_reach_the_lane_holder_even_when_its_signals_were_lost() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url.clone()).run(changes_reach_the_holder(url)).await
+}
+
+async fn changes_reach_the_holder(url: String) {
+    let dir = tempfile::tempdir().expect("dir");
+    // Long leases and polls: within the deadlines below only signals, or the resync after a
+    // lost LISTEN connection, can carry a change.
+    let args = ["--lease", "90s", "--poll-interval", "30s"];
+    let other = serve(&dir.path().join("n1"), &args, &[]);
+    let (key, secret) = other.key.clone().expect("the first node creates the sandbox keys");
+    let (proxy, proxied) = crate::outage::Proxy::in_front_of(&url).await;
+    let holder = Backend::Postgres(proxied).run(async { serve(&dir.path().join("n0"), &args, &[]) }).await;
+    let (ok, os) = keys_create(&dir.path().join("n1"), &["--operator"]);
+    let (first, second) = (Receiver::start().await, Receiver::start().await);
+    let api = Api::new(other.addr, &key, &secret);
+    let sub = api.subscribe(&first.url(), &["ALL_EVENTS"], "s").await;
+    // Publishing through the holder makes it the lane's holder.
+    let operator = Api::new(holder.addr, &ok, &os);
+    let publish_to = |n: usize| {
+        let operator = operator.clone();
+        async move {
+            let data = json!({"userId": format!("u{n}")});
+            let body = json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": data});
+            eventually(Duration::from_secs(15), "the holder accepts a publish", || {
+                let (operator, body) = (operator.clone(), body.clone());
+                async move { operator.try_post("/v1/operator/events", body).await.filter(|(s, _)| *s == 200) }
+            })
+            .await
+        }
+    };
+    publish_to(0).await;
+    first.wait_hits(1).await;
+
+    // A change made on the other node reaches the holder by NOTIFY.
+    let (status, body) = api.patch(&format!("/v1/webhooks/{sub}"), json!({"url": second.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    publish_to(1).await;
+    eventually(Duration::from_secs(5), "the holder sends to the new URL", || {
+        let n = second.hits().len();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+
+    // The holder loses its database connections (LISTEN included) while the URL changes back:
+    // the NOTIFY is lost, and the holder must not keep sending to the old URL.
+    proxy.set_up(false);
+    let (status, body) = api.patch(&format!("/v1/webhooks/{sub}"), json!({"url": first.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    proxy.set_up(true);
+    // Sends made before the LISTEN connection is back may still use the old URL; once it is
+    // back (a second or so), the holder reloads what it cached.
+    let mut n = 2;
+    eventually(Duration::from_secs(10), "after reconnecting, the holder sends to the URL set meanwhile", || {
+        n += 1;
+        let (publish, first) = (publish_to(n), &first);
+        async move {
+            publish.await;
+            (first.hits().len() >= 2).then_some(())
+        }
+    })
+    .await;
+    drop(holder);
+    drop(other);
+}
+
+#[tokio::test]
+async fn a_change_whose_signal_never_came_is_picked_up_within_a_third_of_a_lease() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url.clone()).run(unsignalled_change(url)).await
+}
+
+async fn unsignalled_change(url: String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = serve(dir.path(), &["--lease", "3s", "--poll-interval", "30s"], &[]);
+    let (key, secret) = node.key.clone().expect("keys");
+    let (ok, os) = keys_create(dir.path(), &["--operator"]);
+    let operator = Api::new(node.addr, &ok, &os);
+    // A slow first endpoint keeps the lane busy, so it is never released and claimed afresh
+    // (which would reload the subscription anyway).
+    let first = Receiver::scripted(vec![Reply::Late(Duration::from_millis(500), 200); 1000]).await;
+    let second = Receiver::start().await;
+    let sub = Api::new(node.addr, &key, &secret).subscribe(&first.url(), &["ALL_EVENTS"], "s").await;
+    user_created(&operator).await;
+    first.wait_hits(1).await;
+    // Changed behind the server's back: no NOTIFY is sent.
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let now = smile_core::timefmt::now_ms();
+    db.execute("UPDATE subscriptions SET url = $1, updated_ms = $2 WHERE id = $3", &[&second.url(), &now, &sub])
+        .await
+        .expect("update");
+    eventually(Duration::from_secs(5), "the node sends to the new URL within a third of its 3 s lease", || async {
+        user_created(&operator).await;
+        (!second.hits().is_empty()).then_some(())
+    })
+    .await;
+}

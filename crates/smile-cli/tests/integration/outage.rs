@@ -8,13 +8,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
-struct Proxy {
-    addr: std::net::SocketAddr,
+pub(crate) struct Proxy {
+    pub addr: std::net::SocketAddr,
     up: watch::Sender<bool>,
 }
 
 impl Proxy {
-    async fn start(target: String) -> Self {
+    pub async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (up, watching) = watch::channel(true);
@@ -37,7 +37,15 @@ impl Proxy {
         Proxy { addr, up }
     }
 
-    fn set_up(&self, up: bool) {
+    /// A proxy in front of the database of `url`, and the URL that goes through it.
+    pub async fn in_front_of(url: &str) -> (Proxy, String) {
+        let target = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port").to_owned();
+        let proxy = Proxy::start(target.clone()).await;
+        let proxied = url.replacen(&target, &proxy.addr.to_string(), 1);
+        (proxy, proxied)
+    }
+
+    pub fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
 }
@@ -47,9 +55,7 @@ async fn a_database_outage_answers_503_with_retry_after_and_recovers() {
     let Some(Backend::Postgres(url)) = Backend::postgres().await else {
         return;
     };
-    let target = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port").to_owned();
-    let proxy = Proxy::start(target.clone()).await;
-    let proxied = url.replacen(&target, &proxy.addr.to_string(), 1);
+    let (proxy, proxied) = Proxy::in_front_of(&url).await;
     let server = TestServer::with(|options| options.database_url = Some(proxied)).await;
     let api = &server.sandbox;
     let operator = server.operator().await;
