@@ -3,7 +3,18 @@
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
-  var secret = 'demo-' + Math.random().toString(36).slice(2);
+  // One inbox and one signing secret per browser session, kept across reloads, so that every
+  // delivery this session's subscriptions make is verified with the secret that signed it.
+  function remembered(name, make) {
+    var value = sessionStorage.getItem('smile-demo-' + name) || make();
+    if (value) { sessionStorage.setItem('smile-demo-' + name, value); }
+    return value;
+  }
+  var secret = remembered('hook-secret', function () {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    return 'demo-' + Array.prototype.map.call(bytes, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
+  });
+  var inbox = sessionStorage.getItem('smile-demo-inbox');
   var seen = 0;
 
   ['key', 'secret'].forEach(function (id) { $(id).value = sessionStorage.getItem('smile-demo-' + id) || ''; });
@@ -45,7 +56,8 @@
   }
 
   function poll() {
-    fetch('/demo/hooks').then(function (r) { return r.json(); }).then(function (json) {
+    if (!inbox) { setTimeout(poll, 1000); return; }
+    fetch('/demo/hooks/' + encodeURIComponent(inbox)).then(function (r) { return r.json(); }).then(function (json) {
       var deliveries = json.data.items.slice(seen);
       seen = json.data.items.length;
       deliveries.reduce(function (chain, d) {
@@ -72,8 +84,12 @@
     sessionStorage.setItem('smile-demo-key', $('key').value);
     sessionStorage.setItem('smile-demo-secret', $('secret').value);
     $('status').textContent = 'Subscribing the demo receiver and creating a user…';
-    api('POST', '/v1/webhooks', {
-      name: 'demo receiver', url: window.location.origin + '/demo/hooks', eventTypes: ['ALL_EVENTS'], active: true, secret: secret
+    (inbox ? Promise.resolve({ id: inbox }) : api('POST', '/demo/inboxes')).then(function (created) {
+      inbox = created.id;
+      sessionStorage.setItem('smile-demo-inbox', inbox);
+      return api('POST', '/v1/webhooks', {
+        name: 'demo receiver', url: window.location.origin + '/demo/hooks/' + inbox, eventTypes: ['ALL_EVENTS'], active: true, secret: secret
+      });
     }).then(function () {
       return api('POST', '/v1/users', { externalMetadata: { source: 'demo' } });
     }).then(function (created) {

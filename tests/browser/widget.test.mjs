@@ -370,6 +370,21 @@ test('the /demo page shows the callbacks and the signed webhooks of a connection
   await page.locator('#callbacks', { hasText: 'onClose' }).waitFor();
   await shot(page, '15-demo');
   assert.equal(await page.locator('#webhooks .bad').count(), 0, 'every delivery verified');
+
+  // A reload and a second run: the session keeps its inbox and secret, so every delivery of
+  // both runs still verifies.
+  await page.reload();
+  await page.locator('#webhooks', { hasText: 'ACCOUNT_CONNECTED ✓ signed' }).waitFor();
+  await page.getByRole('button', { name: 'Create a sandbox user and open the widget' }).click();
+  await frame.getByRole('button', { name: 'Continue' }).click();
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await frame.locator('main[data-page="connected"]').waitFor();
+  await eventually('the second run\'s webhooks', async () =>
+    (await page.locator('#webhooks li', { hasText: 'ACCOUNT_CONNECTED' }).count()) >= 2);
+  assert.equal(await page.locator('#webhooks .bad').count(), 0, 'every delivery of both runs verified');
   await page.close();
 });
 

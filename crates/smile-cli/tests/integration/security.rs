@@ -1,8 +1,9 @@
 //! Authentication, tenant and mode isolation, and the SSRF guard.
 
 use crate::support::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use smile_core::Mode;
+use std::time::Duration;
 
 on_both_backends! {
 async fn credentials_are_checked() {
@@ -245,4 +246,39 @@ async fn requests_over_the_rate_limit_get_429_on_every_node() {
     assert!(accepted <= windows * LIMIT, "{accepted} accepted in {windows} one-second windows, all nodes together");
     drop(second);
 }
+}
+
+#[tokio::test]
+async fn demo_inboxes_are_per_session_and_unguessable() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let base = server.sandbox.base.clone();
+    // The shared inbox of old is gone.
+    let old = client.get(format!("{base}/demo/hooks")).send().await.expect("answers");
+    assert_eq!(old.status(), 404);
+    // Making an inbox takes a key.
+    let anonymous = client.post(format!("{base}/demo/inboxes")).send().await.expect("answers");
+    assert_eq!(anonymous.status(), 400);
+    let (status, one) = server.sandbox.post_empty("/demo/inboxes").await;
+    assert_eq!(status, 201, "{one}");
+    let (_, two) = server.sandbox.post_empty("/demo/inboxes").await;
+    let (one, two) = (one["data"]["id"].as_str().expect("id"), two["data"]["id"].as_str().expect("id"));
+    assert!(one.len() >= 64 && one != two, "{one} {two}");
+    let sub = server.sandbox.subscribe(&format!("{base}/demo/hooks/{one}"), &["ALL_EVENTS"], "s").await;
+    let (status, _) = server.sandbox.post_empty(&format!("/v1/webhooks/{sub}/test")).await;
+    assert_eq!(status, 200);
+    let got = eventually(Duration::from_secs(10), "the delivery in its inbox", || async {
+        let inbox: Value = client.get(format!("{base}/demo/hooks/{one}")).send().await.ok()?.json().await.ok()?;
+        let items = inbox["data"]["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert!(got[0]["signature"].as_str().is_some_and(|s| !s.is_empty()));
+    let other: Value =
+        client.get(format!("{base}/demo/hooks/{two}")).send().await.expect("answers").json().await.expect("json");
+    assert_eq!(other["data"]["items"].as_array().map(Vec::len), Some(0), "another session sees nothing of it");
+    let unknown = client.get(format!("{base}/demo/hooks/inbox_guess")).send().await.expect("answers");
+    assert_eq!(unknown.status(), 404);
+    let posted = client.post(format!("{base}/demo/hooks/inbox_guess")).body("{}").send().await.expect("answers");
+    assert_eq!(posted.status(), 404);
 }

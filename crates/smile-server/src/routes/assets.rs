@@ -74,30 +74,72 @@ pub struct DemoDelivery {
     body: String,
 }
 
-/// The demo receiver's last deliveries (at most 200), in this process only.
-#[derive(Default)]
-pub struct DemoInbox(std::sync::Mutex<std::collections::VecDeque<DemoDelivery>>);
+/// Deliveries kept per demo inbox, and inboxes kept (the oldest goes first).
+const INBOX_DELIVERIES: usize = 200;
+const INBOXES: usize = 1000;
 
-/// `POST /demo/hooks`: the receiver the demo page subscribes.
-pub async fn demo_receive(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
-    headers: axum::http::HeaderMap,
-    body: String,
-) -> &'static str {
-    let signature = headers.get("smile-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    if let Ok(mut inbox) = state.demo.0.lock() {
-        if inbox.len() == 200 {
-            inbox.pop_front();
-        }
-        inbox.push_back(DemoDelivery { signature, body });
-    }
-    "ok"
+/// The demo receiver's inboxes, in this process only: one per demo session, named by an
+/// unguessable id, holding the last deliveries of that session's subscriptions.
+#[derive(Default)]
+pub struct DemoInbox(std::sync::Mutex<DemoInboxes>);
+
+#[derive(Default)]
+pub struct DemoInboxes {
+    by_id: std::collections::HashMap<String, std::collections::VecDeque<DemoDelivery>>,
+    /// Ids, oldest first, for eviction.
+    order: std::collections::VecDeque<String>,
 }
 
-/// `GET /demo/hooks`: what the demo receiver got, oldest first.
+#[derive(serde::Serialize)]
+pub struct NewInbox {
+    id: String,
+}
+
+fn no_inbox() -> crate::envelope::Error {
+    crate::envelope::Error(smile_core::ApiError::missing("demo inbox"))
+}
+
+/// `POST /demo/inboxes`: a fresh inbox for one demo session (needs a sandbox key).
+pub async fn demo_new_inbox(
+    crate::auth::TenantKey(_scope): crate::auth::TenantKey,
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> crate::envelope::Result<crate::envelope::Created<NewInbox>> {
+    // Two random (v4) UUIDs: the id is the only key to the inbox.
+    let id = format!("inbox_{}{}", smile_core::ids::new_subscription_id(), smile_core::ids::new_subscription_id());
+    let mut inboxes = state.demo.0.lock().map_err(|_| no_inbox())?;
+    if inboxes.order.len() >= INBOXES
+        && let Some(oldest) = inboxes.order.pop_front()
+    {
+        inboxes.by_id.remove(&oldest);
+    }
+    inboxes.by_id.insert(id.clone(), Default::default());
+    inboxes.order.push_back(id.clone());
+    Ok(crate::envelope::Created(NewInbox { id }))
+}
+
+/// `POST /demo/hooks/{inbox}`: the receiver the demo page subscribes.
+pub async fn demo_receive(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    axum::extract::Path(inbox): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> crate::envelope::Result<&'static str> {
+    let signature = headers.get("smile-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let mut inboxes = state.demo.0.lock().map_err(|_| no_inbox())?;
+    let deliveries = inboxes.by_id.get_mut(&inbox).ok_or_else(no_inbox)?;
+    if deliveries.len() == INBOX_DELIVERIES {
+        deliveries.pop_front();
+    }
+    deliveries.push_back(DemoDelivery { signature, body });
+    Ok("ok")
+}
+
+/// `GET /demo/hooks/{inbox}`: what that inbox got, oldest first.
 pub async fn demo_inbox(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
-) -> crate::envelope::Data<crate::views::ListView<DemoDelivery>> {
-    let items = state.demo.0.lock().map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default();
-    crate::envelope::Data(crate::views::ListView::new(items, None))
+    axum::extract::Path(inbox): axum::extract::Path<String>,
+) -> crate::envelope::Result<crate::envelope::Data<crate::views::ListView<DemoDelivery>>> {
+    let inboxes = state.demo.0.lock().map_err(|_| no_inbox())?;
+    let items = inboxes.by_id.get(&inbox).ok_or_else(no_inbox)?.iter().cloned().collect();
+    Ok(crate::envelope::Data(crate::views::ListView::new(items, None)))
 }

@@ -94,7 +94,8 @@ fn asset_router() -> Router<AppState> {
         .route("/demo", get(assets::demo))
         .route("/widget/demo.js", get(assets::demo_js))
         .route("/widget/demo.css", get(assets::demo_css))
-        .route("/demo/hooks", get(assets::demo_inbox).post(assets::demo_receive))
+        .route("/demo/inboxes", post(assets::demo_new_inbox))
+        .route("/demo/hooks/{inbox}", get(assets::demo_inbox).post(assets::demo_receive))
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
