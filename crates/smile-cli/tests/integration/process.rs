@@ -367,3 +367,104 @@ async fn slow_headers_and_idle_connections_are_closed() {
     .expect("a client slow to send its body gets an answer within the body timeout");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib / 1024.0
+}
+
+/// Sends `head` and then `size` bytes of `fill`, stopping when the server stops reading;
+/// returns the status line of the answer, if one came.
+async fn stream_upload(addr: std::net::SocketAddr, head: String, prefix: Vec<u8>, size: usize) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(&prefix).await.ok()?;
+    let chunk = vec![b'A'; 64 * 1024];
+    let mut sent = prefix.len();
+    while sent < size {
+        let n = chunk.len().min(size - sent);
+        if stream.write_all(&chunk[..n]).await.is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await.ok()?.ok()?;
+    String::from_utf8_lossy(&answer[..n]).lines().next().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_uploads_are_refused_without_growing_memory() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let node = serve(dir.path(), &[], &[]);
+    let (key, secret) = node.key.clone().expect("keys");
+    let api = Api::new(node.addr, &key, &secret);
+    let (status, user) = api.post("/v1/users", json!({})).await;
+    assert_eq!(status, 201, "{user}");
+    let token = user["data"]["token"]["accessToken"].as_str().expect("token").to_owned();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"));
+    let pid = node.child.id();
+    let before = rss_mib(pid);
+    let peak = Arc::new(Mutex::new(before));
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, watching) = (peak.clone(), watching.clone());
+        tokio::spawn(async move {
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = rss_mib(pid);
+                {
+                    let mut peak = peak.lock().expect("lock");
+                    *peak = peak.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    const MB: usize = 1024 * 1024;
+    let mut uploads = Vec::new();
+    for i in 0..6 {
+        // Multipart to the widget's route, 60 MB in one file part.
+        let boundary = "smileboundary";
+        let prefix = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"fileType\"\r\n\r\nPAYSLIP\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big{i}.pdf\"\r\n\
+             Content-Type: application/pdf\r\n\r\n%PDF-1.4\n"
+        );
+        let head = format!(
+            "POST /link/v1/archives HTTP/1.1\r\nHost: smile\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+            60 * MB
+        );
+        uploads.push(tokio::spawn(stream_upload(node.addr, head, prefix.into_bytes(), 60 * MB)));
+        // JSON to the API's route, 61 MB.
+        let head = format!(
+            "POST /v1/archives HTTP/1.1\r\nHost: smile\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            61 * MB
+        );
+        let prefix =
+            b"{\"fileType\":\"PAYSLIP\",\"rawFiles\":[{\"fileExtensionType\":\"PDF\",\"fileContent\":\"".to_vec();
+        uploads.push(tokio::spawn(stream_upload(node.addr, head, prefix, 61 * MB)));
+    }
+    for upload in uploads {
+        if let Some(status) = upload.await.expect("upload") {
+            assert!(status.starts_with("HTTP/1.1 4"), "refused: {status}");
+        }
+    }
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.expect("sampler");
+    let grew = *peak.lock().expect("lock") - before;
+    println!("RSS {before:.0} MiB before; peak grew by {grew:.1} MiB");
+    assert!(grew < 64.0, "six concurrent 60 MB uploads of each kind grew RSS by {grew:.1} MiB");
+    let (status, _) = api.get("/v1/webhooks").await;
+    assert_eq!(status, 200, "the server still serves");
+}

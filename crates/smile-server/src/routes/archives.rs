@@ -17,8 +17,34 @@ use smile_sandbox::archives::{self, FileType};
 use smile_sandbox::{UploadFile, kinds};
 use smile_store::DocumentFilter;
 
-/// Upload routes take bodies this large: 15 MB files, base64 in JSON.
-pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
+/// `POST /v1/archives` takes a JSON body this large: one 15 MB file in base64 (20 MB) and
+/// room for the rest. A body that must be parsed whole is buffered whole, so this is what
+/// one request may cost in memory.
+pub const MAX_JSON_UPLOAD_BODY: usize = 21 * 1024 * 1024;
+/// `POST /link/v1/archives` (multipart) takes at most this much. Parts are streamed to
+/// temporary files, so memory does not grow with it; each file is still at most 15 MB.
+pub const MAX_MULTIPART_BODY: usize = 10 * archives::MAX_FILE_BYTES + 1024 * 1024;
+
+fn too_large(what: &str) -> Error {
+    crate::envelope::with_status(smile_core::ErrorCode::InvalidParameters, 413, what)
+}
+
+/// Refuses a request whose declared length is over `limit` before reading any of it.
+pub async fn refuse_declared_over(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(&format!("the request body is over {} MB", limit / (1024 * 1024))).into_response();
+    }
+    next.run(request).await
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +93,7 @@ pub async fn upload(
 ) -> Result<Data<Value>> {
     let bad = |e: axum::extract::multipart::MultipartError| Error(ApiError::invalid(format!("bad upload: {e}")));
     let (mut file_type, mut files) = (None, Vec::new());
-    while let Some(field) = form.next_field().await.map_err(bad)? {
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
         match field.name() {
             Some("fileType") => file_type = Some(field.text().await.map_err(bad)?),
             Some("file") => {
@@ -75,7 +101,7 @@ pub async fn upload(
                 if name.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
                     return Err(Error(ApiError::invalid("file names must not contain control characters")));
                 }
-                let content = field.bytes().await.map_err(bad)?.to_vec();
+                let content = spool(&mut field, name.as_deref().unwrap_or("file")).await?;
                 files.push(UploadFile { name, claimed: None, sub_type: None, content });
             }
             _ => {}
@@ -84,6 +110,29 @@ pub async fn upload(
     let file_type = file_type.ok_or_else(|| Error(ApiError::invalid("fileType is required")))?;
     let archive = state.platform.create_archive(&session.scope, Some(session.user_id), &file_type, files).await?;
     Ok(Data(archive))
+}
+
+/// Streams one file part to a temporary file, refusing it as soon as it passes 15 MB, and
+/// reads it back only once it is known to fit: a large or endless part costs disk, briefly,
+/// never memory.
+async fn spool(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let failed = |e: std::io::Error| Error(ApiError::server(format!("cannot keep the upload: {e}")));
+    let bad = |e: axum::extract::multipart::MultipartError| Error(ApiError::invalid(format!("bad upload: {e}")));
+    let mut spooled = tokio::fs::File::from_std(tempfile::tempfile().map_err(failed)?);
+    let mut size = 0usize;
+    while let Some(chunk) = field.chunk().await.map_err(bad)? {
+        size += chunk.len();
+        if size > archives::MAX_FILE_BYTES {
+            // As the platform's own check says it, so the answer does not depend on the route.
+            return Err(Error(ApiError::invalid(format!("{name} is over 15 MB"))));
+        }
+        spooled.write_all(&chunk).await.map_err(failed)?;
+    }
+    spooled.rewind().await.map_err(failed)?;
+    let mut content = Vec::with_capacity(size);
+    spooled.read_to_end(&mut content).await.map_err(failed)?;
+    Ok(content)
 }
 
 /// `GET /link/v1/archives`: the token's user's uploads.

@@ -27,7 +27,12 @@ fn link_router() -> Router<AppState> {
         .route("/link/v1/accounts/{id}/mfa", post(link::mfa))
         .route(
             "/link/v1/archives",
-            get(archives::list_own).post(archives::upload).layer(DefaultBodyLimit::max(archives::MAX_UPLOAD_BODY)),
+            get(archives::list_own)
+                .post(archives::upload)
+                .layer(DefaultBodyLimit::max(archives::MAX_MULTIPART_BODY))
+                .layer(axum::middleware::from_fn(|r, n| {
+                    archives::refuse_declared_over(archives::MAX_MULTIPART_BODY, r, n)
+                })),
         )
         .route("/link/v1/archives/{id}", axum::routing::delete(archives::delete_own))
         .route("/link/v1/fileTypes", get(archives::link_file_types))
@@ -63,7 +68,12 @@ fn platform_router() -> Router<AppState> {
         .route("/v1/providers/{id}", get(platform::get_provider))
         .route("/v1/accounts/{id}/sync", post(platform::sync_account))
         .route("/assets/providers/{file}", get(platform::provider_logo))
-        .route("/v1/archives", post(archives::create).layer(DefaultBodyLimit::max(archives::MAX_UPLOAD_BODY)))
+        .route(
+            "/v1/archives",
+            post(archives::create).layer(DefaultBodyLimit::max(archives::MAX_JSON_UPLOAD_BODY)).layer(
+                axum::middleware::from_fn(|r, n| archives::refuse_declared_over(archives::MAX_JSON_UPLOAD_BODY, r, n)),
+            ),
+        )
         .route("/v1/archives/{id}/files/{file}", get(archives::file))
         .route("/v1/fileTypes", get(archives::file_types))
         .route("/v1/invites", post(platform::create_invite))
