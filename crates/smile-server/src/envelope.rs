@@ -79,6 +79,13 @@ impl From<ApiError> for Error {
 
 impl From<smile_store::StoreError> for Error {
     fn from(e: smile_store::StoreError) -> Self {
+        if let smile_store::StoreError::DiskFull(_) = e {
+            tracing::error!(error = %e, "the database's disk is full; writes are refused until space returns");
+            return Error(ApiError::new(
+                ErrorCode::ServerUnavailable,
+                "the server's storage is full; nothing was saved; retry after the Retry-After seconds",
+            ));
+        }
         if e.is_transient() {
             tracing::warn!(error = %e, "store unavailable");
             return Error(ApiError::new(

@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A deadlock or serialization failure: the same write, tried again, can succeed.
     #[error("database conflict: {0}")]
     Conflict(String),
+    /// The disk under the database is full: nothing more can be written until space returns.
+    #[error("the database's disk is full: {0}")]
+    DiskFull(String),
     #[error("the store is shut down")]
     Closed,
     #[error("{0}")]
@@ -48,7 +51,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the same call may succeed later without any change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Closed)
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::DiskFull(_) | StoreError::Closed
+        )
     }
 }
 
@@ -64,6 +70,8 @@ impl From<tokio_postgres::Error> for StoreError {
         let code = db.code();
         if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE {
             StoreError::Conflict(text)
+        } else if *code == SqlState::DISK_FULL || *code == SqlState::INSUFFICIENT_RESOURCES {
+            StoreError::DiskFull(text)
         } else if code.code().starts_with("08")
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CRASH_SHUTDOWN
@@ -93,6 +101,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Conflict(e.to_string())
             }
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
             _ => StoreError::Database(e.to_string()),
         }
     }

@@ -468,3 +468,81 @@ async fn oversized_uploads_are_refused_without_growing_memory() {
     let (status, _) = api.get("/v1/webhooks").await;
     assert_eq!(status, 200, "the server still serves");
 }
+
+/// A small tmpfs, unmounted (lazily) when dropped; None, with a notice, when not root.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let root = Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.starts_with(b"0\n"));
+        let dir = tempfile::tempdir().expect("dir");
+        let mounted = root
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !mounted {
+            println!("notice: cannot mount a small tmpfs (needs root); skipping the full-disk test");
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_loses_nothing_acknowledged_and_recovers() {
+    use std::io::Write;
+    let Some(disk) = SmallDisk::mount("6m") else {
+        return;
+    };
+    let data_dir = disk.0.path().join("data");
+    let server = TestServer::with(|o| {
+        o.data_dir = data_dir.clone();
+        o.database_url = None;
+    })
+    .await;
+    let operator = server.operator().await;
+    // Fill what is left of the disk.
+    let filler_path = disk.0.path().join("filler");
+    let mut filler = std::fs::File::create(&filler_path).expect("filler");
+    let block = vec![0u8; 64 * 1024];
+    while filler.write_all(&block).is_ok() {}
+    let _ = filler.flush();
+    drop(filler);
+
+    let event = |n: usize| json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": format!("u{n}-{}", "x".repeat(2000))}});
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for n in 0..2_000 {
+        let (status, body) = operator.post("/v1/operator/events", event(n)).await;
+        if status == 200 {
+            acknowledged.push(body["data"]["id"].as_str().expect("id").to_owned());
+        } else {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("a publish is refused once the disk is full");
+    assert_eq!((status, body["code"].as_str()), (503, Some("SERVER_UNAVAILABLE")), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("storage is full")), "{body}");
+
+    std::fs::remove_file(&filler_path).expect("space returns");
+    let id = eventually(Duration::from_secs(10), "publishing works again once space returns", || async {
+        let (status, body) = operator.post("/v1/operator/events", event(9_999)).await;
+        (status == 200).then(|| body["data"]["id"].as_str().map(str::to_owned)).flatten()
+    })
+    .await;
+    acknowledged.push(id);
+    for id in &acknowledged {
+        let (status, body) = server.sandbox.get(&format!("/v1/events/{id}")).await;
+        assert_eq!(status, 200, "acknowledged event {id} is kept: {body}");
+    }
+    println!("{} acknowledged, all kept; refused with {status}", acknowledged.len());
+}
