@@ -31,10 +31,47 @@ pub mod kinds {
     pub const INVITE: &str = "invite";
     /// The outbox: what was sent (or would be, by e-mail or SMS) about an invite.
     pub const INVITE_LOG: &str = "invite_log";
+    /// Work that runs after its request (a sync, an analysis) and is not finished yet.
+    pub const JOB: &str = "sandbox_job";
     /// Everything a sync adds to an account, removed with it.
     pub const ACCOUNT_DATA: &[&str] =
         &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION, DOCUMENT, EINCOME, INSIGHT];
 }
+
+/// Work a request starts and a task finishes later. It is kept as a document until it is
+/// done, so that a crash leaves it to be redone at the next start instead of losing the
+/// events it would send (`TASK_FINISHED`, `ARCHIVE_*`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "work", rename_all = "camelCase")]
+enum Job {
+    #[serde(rename_all = "camelCase")]
+    Sync { account_id: String, user_id: String, task_type: String },
+    #[serde(rename_all = "camelCase")]
+    Analyse { archive_id: String, user_id: String, file_type: String },
+}
+
+impl Job {
+    fn id(&self) -> &str {
+        match self {
+            Job::Sync { account_id, .. } => account_id,
+            Job::Analyse { archive_id, .. } => archive_id,
+        }
+    }
+
+    fn document(&self, scope: &Scope) -> Document {
+        let (id, user_id) = match self {
+            Job::Sync { account_id, user_id, .. } => (account_id, user_id),
+            Job::Analyse { archive_id, user_id, .. } => (archive_id, user_id),
+        };
+        let body = serde_json::to_value(self).unwrap_or(Value::Null);
+        document(kinds::JOB, id, scope, user_id, Some(id), body)
+    }
+}
+
+/// A node that finds unfinished work of another node's (PostgreSQL) leaves it this long: the
+/// other node may still be doing it. Work of this node's own earlier run (SQLite) is redone
+/// at once.
+const JOB_ORPHANED_AFTER: Duration = Duration::from_secs(60);
 
 /// List data in a `TASK_FINISHED` payload is capped at this many items per list.
 const PAYLOAD_LIST_CAP: usize = 300;
@@ -162,6 +199,108 @@ impl Platform {
         Platform { store, engine, token_ttl, files_dir }
     }
 
+    /// Redoes work left unfinished by a crash: now (for this node's own earlier run), then
+    /// every minute (for a PostgreSQL node that died; its work is left alone for a minute first).
+    pub fn resume_jobs(&self) {
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let age = if first && platform.store.single_node() { Duration::ZERO } else { JOB_ORPHANED_AFTER };
+                first = false;
+                if let Err(error) = platform.resume_orphans(age).await {
+                    tracing::warn!(?error, "could not look for unfinished sandbox work");
+                }
+                tokio::time::sleep(JOB_ORPHANED_AFTER).await;
+            }
+        });
+    }
+
+    async fn resume_orphans(&self, age: Duration) -> Result<(), ApiError> {
+        let until = now_ms() - age.as_millis() as i64;
+        let orphans = self.store.documents_of_kind(kinds::JOB, until, 100).await.map_err(server_error)?;
+        for orphan in orphans {
+            let Ok(job) = serde_json::from_value::<Job>(orphan.body.clone()) else {
+                tracing::warn!(id = orphan.id, "dropping unreadable sandbox work");
+                self.finish_job(&orphan.scope, orphan.id.as_str()).await;
+                continue;
+            };
+            // Taking it: only the node whose delete removed it redoes it.
+            let taken = self
+                .store
+                .delete_documents_of_source(&orphan.scope, &[kinds::JOB], job.id())
+                .await
+                .map_err(server_error)?;
+            if taken == 0 {
+                continue;
+            }
+            tracing::info!(?job, "redoing sandbox work left unfinished");
+            self.put(vec![job.document(&orphan.scope)]).await?;
+            self.spawn_job(orphan.scope, job, None);
+        }
+        Ok(())
+    }
+
+    /// Runs `job` on its own, then forgets it. `contents`: an analysis's files, when at hand
+    /// (else they are read back from disk).
+    fn spawn_job(&self, scope: Scope, job: Job, contents: Option<Vec<Vec<u8>>>) {
+        let platform = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = platform.run_job(&scope, &job, contents).await {
+                tracing::error!(?error, ?job, "sandbox work failed");
+            }
+            platform.finish_job(&scope, job.id()).await;
+        });
+    }
+
+    async fn finish_job(&self, scope: &Scope, id: &str) {
+        if let Err(error) = self.store.delete_documents_of_source(scope, &[kinds::JOB], id).await {
+            tracing::warn!(%error, id, "could not mark sandbox work done; it will be redone");
+        }
+    }
+
+    async fn run_job(&self, scope: &Scope, job: &Job, contents: Option<Vec<Vec<u8>>>) -> Result<(), ApiError> {
+        match job {
+            Job::Sync { account_id, user_id, task_type } => {
+                let Some(account) = self.get(scope, kinds::ACCOUNT, account_id).await? else { return Ok(()) };
+                if account.body["connectionStatus"] != "CONNECTED" {
+                    return Ok(()); // revoked meanwhile: nothing to sync
+                }
+                let provider = providers::find(account.body["providerId"].as_str().unwrap_or_default())
+                    .ok_or_else(|| server_error("unknown provider"))?;
+                let person = people::find(account.body["loginName"].as_str().unwrap_or_default())
+                    .ok_or_else(|| server_error("unknown person"))?;
+                self.sync(scope, account_id, user_id, &provider, person, task_type).await.map(|_| ())
+            }
+            Job::Analyse { archive_id, file_type, .. } => {
+                let Some(archive) = self.get(scope, kinds::ARCHIVE, archive_id).await? else { return Ok(()) };
+                if archive.body["state"]["status"] != "STARTED" {
+                    return Ok(()); // analysed, or revoked, meanwhile
+                }
+                let contents = match contents {
+                    Some(contents) => contents,
+                    None => self.stored_contents(scope, archive_id, &archive.body).await?,
+                };
+                self.analyse(scope, archive.body, file_type, &contents).await
+            }
+        }
+    }
+
+    /// The files of an archive, read back from disk.
+    async fn stored_contents(
+        &self,
+        scope: &Scope,
+        archive_id: &str,
+        archive: &Value,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
+        let mut contents = Vec::new();
+        for file in archive["rawFiles"].as_array().into_iter().flatten() {
+            let file_id = file["id"].as_str().unwrap_or_default();
+            contents.push(self.archive_file(scope, archive_id, file_id).await?.1);
+        }
+        Ok(contents)
+    }
+
     /// Removes uploaded files past their retention, now and then every hour.
     pub fn start_retention(&self) {
         let dir = self.files_dir.clone();
@@ -271,7 +410,7 @@ impl Platform {
         match people::login(request.username.as_deref(), request.password.as_deref()) {
             LoginResult::Failed(code) => self.fail(scope, account, &provider, code).await,
             LoginResult::Accepted(_) if provider.mfa => self.set_status(scope, account, "AWAITING_MFA", None).await,
-            LoginResult::Accepted(person) => self.connected(scope, account, provider, person).await,
+            LoginResult::Accepted(_) => self.connected(scope, account, provider).await,
         }
     }
 
@@ -286,7 +425,7 @@ impl Platform {
         let person = people::find(account["loginName"].as_str().unwrap_or_default())
             .ok_or_else(|| server_error("unknown person"))?;
         if code.trim() == person.mfa_code {
-            self.connected(&session.scope, account, provider, person).await
+            self.connected(&session.scope, account, provider).await
         } else {
             self.fail(&session.scope, account, &provider, "INVALID_MFA").await
         }
@@ -334,13 +473,7 @@ impl Platform {
         Ok(account)
     }
 
-    async fn connected(
-        &self,
-        scope: &Scope,
-        account: Value,
-        provider: Provider,
-        person: &'static Person,
-    ) -> Result<Value, ApiError> {
+    async fn connected(&self, scope: &Scope, account: Value, provider: Provider) -> Result<Value, ApiError> {
         let mut account = self.set_status(scope, account, "CONNECTED", None).await?;
         if provider.monitor_supported {
             account["monitorStatus"] = json!("ACTIVE");
@@ -350,7 +483,10 @@ impl Platform {
             account["id"].as_str().unwrap_or_default().to_owned(),
             account["userId"].as_str().unwrap_or_default().to_owned(),
         );
-        self.put(vec![document(kinds::ACCOUNT, &account_id, scope, &user_id, None, account.clone())]).await?;
+        let job =
+            Job::Sync { account_id: account_id.clone(), user_id: user_id.clone(), task_type: "LINK_ACCOUNT".into() };
+        let account_document = document(kinds::ACCOUNT, &account_id, scope, &user_id, None, account.clone());
+        self.put(vec![account_document, job.document(scope)]).await?;
         self.add_provider_to_user(scope, &user_id, provider.id).await?;
         let data = json!({
             "userId": user_id, "accountId": account_id, "loginName": account["loginName"], "providers": [provider.id],
@@ -358,13 +494,7 @@ impl Platform {
         self.publish(scope, EventType::AccountConnected, data, &account_id).await?;
         self.link_invites(scope, &user_id).await?;
         // The data sync runs on its own; its events follow ACCOUNT_CONNECTED in order.
-        let platform = self.clone();
-        let scope = scope.clone();
-        tokio::spawn(async move {
-            if let Err(error) = platform.sync(&scope, &account_id, &user_id, &provider, person, "LINK_ACCOUNT").await {
-                tracing::error!(?error, "sandbox data sync failed");
-            }
-        });
+        self.spawn_job(scope.clone(), job, None);
         Ok(account)
     }
 
@@ -588,16 +718,14 @@ impl Platform {
             "state": {"status": "STARTED", "errorCode": null, "errorMessage": null, "updatedAt": now},
             "rawFiles": raw_files,
         });
-        self.put(vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())]).await?;
+        let job =
+            Job::Analyse { archive_id: archive_id.clone(), user_id: user_id.clone(), file_type: file_type.to_owned() };
+        let archive_document = document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone());
+        self.put(vec![archive_document, job.document(scope)]).await?;
         let data = json!({"userId": user_id, "archiveId": archive_id});
         self.publish(scope, EventType::ArchiveStarted, data, &archive_id).await?;
-        let (platform, task_scope, task_type) = (self.clone(), scope.clone(), file_type.to_owned());
         let contents: Vec<Vec<u8>> = files.into_iter().map(|f| f.content).collect();
-        tokio::spawn(async move {
-            if let Err(error) = platform.analyse(&task_scope, archive, &task_type, &contents).await {
-                tracing::error!(?error, "sandbox archive analysis failed");
-            }
-        });
+        self.spawn_job(scope.clone(), job, Some(contents));
         Ok(json!({"id": archive_id, "userId": user_id, "createdAt": now, "type": file_type,
             "state": {"status": "STARTED", "errorCode": null, "errorMessage": null, "updatedAt": now}}))
     }

@@ -159,6 +159,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         demo: Arc::default(),
     };
     state.platform.start_retention();
+    state.platform.resume_jobs();
     let app = routes::router(state, options.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;

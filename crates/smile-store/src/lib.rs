@@ -216,6 +216,9 @@ pub trait Store: Send + Sync + 'static {
     /// A document by kind and id in any scope: only for credentials that name their own
     /// scope (link tokens), never for a caller's request.
     async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>>;
+    /// Documents of `kind` in every scope created at or before `until_ms`, oldest first: only
+    /// for the platform's own bookkeeping (unfinished work), never for a caller's request.
+    async fn documents_of_kind(&self, kind: &str, until_ms: i64, limit: u32) -> Result<Vec<Document>>;
     /// Documents of `kind` in `scope`, newest first.
     async fn list_documents(
         &self,

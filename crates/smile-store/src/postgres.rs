@@ -1012,6 +1012,14 @@ impl Store for PostgresStore {
         Ok(row.map(|r| document_row(&r).1))
     }
 
+    async fn documents_of_kind(&self, kind: &str, until_ms: i64, limit: u32) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND created_ms <= $2 ORDER BY seq LIMIT $3"
+        );
+        let rows = self.pool.get().await?.query(&sql, &[&kind, &until_ms, &i64::from(limit)]).await?;
+        Ok(rows.iter().map(|r| document_row(r).1).collect())
+    }
+
     async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
         let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = $1 AND id = $2");
         let row = self.pool.get().await?.query_opt(&sql, &[&kind, &id]).await?;

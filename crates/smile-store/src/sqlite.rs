@@ -938,6 +938,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn documents_of_kind(&self, kind: &str, until_ms: i64, limit: u32) -> Result<Vec<Document>> {
+        let kind = kind.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE kind = ?1 AND created_ms <= ?2 ORDER BY seq LIMIT ?3"
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![kind, until_ms, limit], document_row)?;
+            Ok(rows.map(|r| r.map(|(_, d)| d)).collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn document_by_id(&self, kind: &str, id: &str) -> Result<Option<Document>> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         self.read(move |c| {

@@ -1,7 +1,7 @@
 //! The `smile` binary as an operator runs it: first start, keys, config, crash and restart.
 
 use crate::support::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -545,4 +545,63 @@ async fn a_full_disk_answers_503_loses_nothing_acknowledged_and_recovers() {
         assert_eq!(status, 200, "acknowledged event {id} is kept: {body}");
     }
     println!("{} acknowledged, all kept; refused with {status}", acknowledged.len());
+}
+
+#[tokio::test]
+async fn sandbox_work_left_unfinished_by_a_crash_is_done_after_the_restart() {
+    use smile_sandbox::archives::SAMPLES;
+    let dir = tempfile::tempdir().expect("dir");
+    let node = serve(dir.path(), &[], &[]);
+    let (key, secret) = node.key.clone().expect("keys");
+    let api = Api::new(node.addr, &key, &secret);
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let (user, link) = new_user(&api).await;
+    let account = link.connect("sss", "gpalomero1234@smileapi.io", "123456").await;
+    let account = account["id"].as_str().expect("account id").to_owned();
+    let png = SAMPLES.iter().find(|s| s.name.ends_with(".png")).expect("png sample");
+    let (status, uploaded) = link.upload("PAYSLIP", png.name, png.content).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let archive = uploaded["data"]["id"].as_str().expect("id").to_owned();
+    wait_for_event(&receiver, "TASK_FINISHED").await;
+    wait_for_event(&receiver, "ARCHIVE_ANALYZED").await;
+    drop(node); // SIGKILL
+
+    // What a kill in the middle of the sync and of the analysis leaves: the work recorded as
+    // unfinished, the archive not analysed yet.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("smile.db")).expect("open");
+        let job = |id: &str, body: Value| {
+            db.execute(
+                "INSERT INTO documents (kind, id, tenant_id, mode, user_id, source_id, created_ms, body) \
+                 VALUES ('sandbox_job', ?1, 'default', 'SANDBOX', ?2, ?1, 1, ?3)",
+                rusqlite::params![id, user, body.to_string()],
+            )
+            .expect("job");
+        };
+        job(&account, json!({"work": "sync", "accountId": account, "userId": user, "taskType": "LINK_ACCOUNT"}));
+        job(&archive, json!({"work": "analyse", "archiveId": archive, "userId": user, "fileType": "PAYSLIP"}));
+        db.execute(
+            "UPDATE documents SET body = json_set(body, '$.state.status', 'STARTED') WHERE kind = 'archive' AND id = ?1",
+            [&archive],
+        )
+        .expect("archive back to STARTED");
+    }
+    let count = |event_type: &str| events(&receiver).iter().filter(|(t, _)| t == event_type).count();
+    let (tasks, analysed) = (count("TASK_FINISHED"), count("ARCHIVE_ANALYZED"));
+
+    let node = serve(dir.path(), &[], &[]);
+    eventually(Duration::from_secs(15), "the sync and the analysis are redone, with their events", || async {
+        (count("TASK_FINISHED") > tasks && count("ARCHIVE_ANALYZED") > analysed).then_some(())
+    })
+    .await;
+    let (_, stored) = api.on(node.addr).get(&format!("/v1/archives/{archive}")).await;
+    assert_eq!(stored["data"]["state"]["status"], "ANALYZED");
+    eventually(Duration::from_secs(5), "the redone work is no longer pending", || async {
+        let db = rusqlite::Connection::open(dir.path().join("smile.db")).ok()?;
+        let left: i64 =
+            db.query_row("SELECT count(*) FROM documents WHERE kind = 'sandbox_job'", [], |r| r.get(0)).ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
 }
