@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// API requests per second per client address, across all nodes; 0 turns it off [default: 20].
     #[arg(long, env = "SMILE_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Operator requests per second per client address, counted apart; 0 turns it off [default: 0].
+    #[arg(long, env = "SMILE_OPERATOR_RATE_LIMIT")]
+    operator_rate_limit: Option<u32>,
     /// Header carrying the client address behind a load balancer, e.g. x-forwarded-for.
     #[arg(long, env = "SMILE_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
@@ -138,6 +141,7 @@ impl ServeArgs {
             window: self.window.or(file.window),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
             rate_limit: self.rate_limit.or(file.rate_limit),
+            operator_rate_limit: self.operator_rate_limit.or(file.operator_rate_limit),
             client_ip_header: self.client_ip_header.or(file.client_ip_header),
             token_ttl: self.token_ttl.or(file.token_ttl),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
@@ -209,6 +213,9 @@ impl ServeArgs {
         }
         if let Some(n) = a.rate_limit {
             options.rate_limit.per_second = n;
+        }
+        if let Some(n) = a.operator_rate_limit {
+            options.rate_limit.operator_per_second = n;
         }
         options.rate_limit.client_header = a.client_ip_header.clone();
         if let Some(t) = &a.token_ttl {

@@ -12,8 +12,11 @@ use std::net::SocketAddr;
 /// How requests are limited.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
-    /// Requests per second per client; 0 turns the limit off.
+    /// API requests per second per client; 0 turns the limit off.
     pub per_second: u32,
+    /// Operator requests (`/v1/operator/…`) per second per client, counted apart; 0 (the
+    /// default) turns it off.
+    pub operator_per_second: u32,
     /// A header naming the client's address (e.g. `x-forwarded-for` behind a load balancer);
     /// its first address counts instead of the connection's.
     pub client_header: Option<String>,
@@ -21,7 +24,7 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit { per_second: 20, client_header: None }
+        RateLimit { per_second: 20, operator_per_second: 0, client_header: None }
     }
 }
 
@@ -35,19 +38,47 @@ fn client_of(request: &Request, header: Option<&str>) -> Option<String> {
     request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string())
 }
 
+/// What a path counts against.
+#[derive(Debug, PartialEq, Eq)]
+enum Counted {
+    Api,
+    Operator,
+    /// Static files (the widget, its SDK and logos, the demo page, sample files) and /health:
+    /// a page that loads a dozen logos must not spend a client's API requests.
+    Not,
+}
+
+fn counted(path: &str) -> Counted {
+    if path.starts_with("/v1/operator/") {
+        Counted::Operator
+    } else if (path.starts_with("/v1/") && !path.ends_with(".js"))
+        || path.starts_with("/link/")
+        || path == "/demo/inboxes"
+    {
+        Counted::Api
+    } else {
+        Counted::Not
+    }
+}
+
 /// Answers 429 `REQUEST_LIMIT_EXCEEDED` once a client has used its requests of this second.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = &state.rate_limit;
-    if limit.per_second == 0 || request.uri().path() == "/health" {
+    let (per_second, prefix) = match counted(request.uri().path()) {
+        Counted::Api => (limit.per_second, ""),
+        Counted::Operator => (limit.operator_per_second, "operator:"),
+        Counted::Not => (0, ""),
+    };
+    if per_second == 0 {
         return next.run(request).await;
     }
     let Some(client) = client_of(&request, limit.client_header.as_deref()) else {
         return next.run(request).await;
     };
     let window = smile_core::timefmt::now_ms() / 1000;
-    match state.store.count_request(&client, window).await {
-        Ok(count) if count > limit.per_second => {
-            let message = format!("more than {} requests per second; slow down", limit.per_second);
+    match state.store.count_request(&format!("{prefix}{client}"), window).await {
+        Ok(count) if count > per_second => {
+            let message = format!("more than {per_second} requests per second; slow down");
             let mut response = Error(ApiError::new(ErrorCode::RequestLimitExceeded, message)).into_response();
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
             response
@@ -58,5 +89,31 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             tracing::warn!(%error, "could not count a request for the rate limit");
             next.run(request).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_files_and_health_are_not_counted() {
+        for path in [
+            "/assets/providers/sss.png",
+            "/widget/",
+            "/widget/widget.js",
+            "/v2/smile.v2.js",
+            "/v1/smile.v1.js",
+            "/demo",
+            "/sandbox/samples/payslip.png",
+            "/invite/iv-1",
+            "/health",
+            "/demo/hooks/inbox_x",
+        ] {
+            assert_eq!(counted(path), Counted::Not, "{path}");
+        }
+        assert_eq!(counted("/v1/webhooks"), Counted::Api);
+        assert_eq!(counted("/link/v1/providers"), Counted::Api);
+        assert_eq!(counted("/v1/operator/events"), Counted::Operator);
     }
 }

@@ -282,3 +282,53 @@ async fn demo_inboxes_are_per_session_and_unguessable() {
     let posted = client.post(format!("{base}/demo/hooks/inbox_guess")).body("{}").send().await.expect("answers");
     assert_eq!(posted.status(), 404);
 }
+
+#[tokio::test]
+async fn static_files_are_not_rate_limited_and_operators_have_a_limit_of_their_own() {
+    const LIMIT: u32 = 3;
+    let server = TestServer::with(|o| o.rate_limit.per_second = LIMIT).await;
+    let client = reqwest::Client::new();
+    let base = server.sandbox.base.clone();
+    let (_, providers) = server.sandbox.get("/v1/providers?size=20").await;
+    let logos: Vec<String> = providers["data"]["items"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["logoUrl"].as_str().map(str::to_owned))
+        .collect();
+    assert!(logos.len() >= 11, "{providers}");
+    // A widget page loads its scripts and a dozen logos at once.
+    let mut paths =
+        vec!["/widget/".to_owned(), "/widget/widget.js".to_owned(), "/v2/smile.v2.js".to_owned(), "/demo".to_owned()];
+    paths.extend(logos.into_iter().take(11));
+    for path in &paths {
+        let response = client.get(format!("{base}{path}")).send().await.expect("answers");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    // The API is still limited.
+    let mut limited = 0;
+    for _ in 0..(LIMIT * 3) {
+        let (status, _) = server.sandbox.get("/v1/webhooks").await;
+        limited += u32::from(status == 429);
+    }
+    assert!(limited > 0, "API requests over the limit get 429");
+    // Operator endpoints are not limited by default…
+    let operator = server.operator().await;
+    for _ in 0..(LIMIT * 3) {
+        user_created(&operator).await;
+    }
+    // …and have a limit of their own when one is set.
+    let limited_operators = TestServer::with(|o| o.rate_limit.operator_per_second = 2).await;
+    let operator = limited_operators.operator().await;
+    let mut refused = 0;
+    for _ in 0..10 {
+        let (status, _) = operator
+            .post(
+                "/v1/operator/events",
+                json!({"tenantId": "default", "mode": "SANDBOX", "type": "USER_CREATED", "data": {"userId": "u"}}),
+            )
+            .await;
+        refused += u32::from(status == 429);
+    }
+    assert!(refused > 0, "the operator limit applies");
+}
