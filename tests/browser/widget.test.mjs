@@ -409,7 +409,8 @@ test('an invite link opens the widget for the invited user, and connecting links
   assert.equal(status, 201);
   const invite = body.data;
   const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
-  await page.goto(server.base + invite.inviteLandingPageUrl);
+  assert.ok(invite.inviteLandingPageUrl.startsWith(`${server.base}/invite/`), invite.inviteLandingPageUrl);
+  await page.goto(invite.inviteLandingPageUrl);
   const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
   await frame.getByRole('button', { name: 'Continue' }).click();
   await frame.locator('[data-provider="abccorp"]').click();

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// How long a keep-alive connection may wait for its next request [default: 60s].
     #[arg(long, env = "SMILE_IDLE_TIMEOUT")]
     idle_timeout: Option<String>,
+    /// Where clients reach this server, e.g. https://smile.example.com; links it hands out
+    /// (invite landing pages) start with it [default: http:// and the listen address].
+    #[arg(long, env = "SMILE_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -149,6 +153,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout.or(file.header_timeout),
             body_timeout: self.body_timeout.or(file.body_timeout),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            public_url: self.public_url.or(file.public_url),
         }
     }
 
@@ -233,6 +238,13 @@ impl ServeArgs {
         }
         if let Some(t) = &a.idle_timeout {
             options.edge.idle_timeout = duration(t, "idle-timeout")?;
+        }
+        if let Some(url) = &a.public_url {
+            let parsed = url::Url::parse(url).with_context(|| format!("public-url: `{url}` is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                anyhow::bail!("public-url: `{url}` must be an http:// or https:// URL with a host");
+            }
+            options.public_url = Some(url.trim_end_matches('/').to_owned());
         }
         let ssrf_allow = a
             .ssrf_allow

@@ -100,6 +100,7 @@ pub struct Platform {
     token_ttl: Duration,
     /// Where uploaded files are kept, one directory per archive.
     files_dir: PathBuf,
+    public_url: String,
 }
 
 /// What `POST /v1/invites` takes.
@@ -195,8 +196,16 @@ fn check_external_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, engine: Engine, token_ttl: Duration, files_dir: PathBuf) -> Self {
-        Platform { store, engine, token_ttl, files_dir }
+    /// `public_url`: where clients reach the server, without a trailing slash; links the
+    /// platform hands out (invite landing pages) start with it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Engine,
+        token_ttl: Duration,
+        files_dir: PathBuf,
+        public_url: String,
+    ) -> Self {
+        Platform { store, engine, token_ttl, files_dir, public_url }
     }
 
     /// Redoes work left unfinished by a crash: now (for this node's own earlier run), then
@@ -836,7 +845,11 @@ impl Platform {
         let user_id = user["id"].as_str().unwrap_or_default().to_owned();
         let now = format_ms(now_ms());
         let invite_id = ids::new_id("iv-");
-        let landing = format!("/invite/{invite_id}?token={}", token["accessToken"].as_str().unwrap_or_default());
+        let landing = format!(
+            "{}/invite/{invite_id}?token={}",
+            self.public_url,
+            token["accessToken"].as_str().unwrap_or_default()
+        );
         let invite = json!({
             "id": invite_id, "createdAt": now, "fullName": request.full_name, "firstName": request.first_name,
             "lastName": request.last_name, "email": request.email, "phone": request.phone,

@@ -49,6 +49,9 @@ pub struct ServeOptions {
     pub shutdown_grace: std::time::Duration,
     /// Connection cap and client timeouts.
     pub edge: EdgeConfig,
+    /// Where clients reach this server (e.g. `https://smile.example.com`), for the links it
+    /// hands out; None: `http://` and the listen address.
+    pub public_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -64,6 +67,7 @@ impl ServeOptions {
             token_ttl: std::time::Duration::from_secs(30 * 60),
             shutdown_grace: std::time::Duration::from_secs(10),
             edge: EdgeConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -145,6 +149,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         Some(store.create_tenant_key(FIRST_TENANT, smile_core::Mode::Sandbox).await?)
     };
     let engine = Engine::start(store.clone(), options.delivery.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -155,14 +162,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             engine.clone(),
             options.token_ttl,
             options.data_dir.join("archives"),
+            public_url.trim_end_matches('/').to_owned(),
         ),
         demo: Arc::default(),
     };
     state.platform.start_retention();
     state.platform.resume_jobs();
     let app = routes::router(state, options.max_body_bytes);
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    let addr = listener.local_addr()?;
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let edge_config = options.edge.clone();
     let served = tokio::spawn(edge::serve(listener, app, edge_config, async move {

@@ -449,6 +449,8 @@ async fn invites_are_sent_and_linked_when_the_user_connects() {
     let message = &logs["data"]["items"][0]["message"];
     assert_eq!(message["to"], "gpalomero1234@smileapi.io");
     let landing = invite["inviteLandingPageUrl"].as_str().expect("landing");
+    // A link that works outside this server: absolute, on the address it listens on.
+    assert!(landing.starts_with(&format!("{}/invite/", server.sandbox.base)), "{landing}");
     assert!(message["body"].as_str().expect("body").contains(landing));
 
     // The landing link carries the invited user's link token.
@@ -496,4 +498,19 @@ async fn credential_providers_add_documents_and_the_catalog_says_what_produces_e
         assert!(entry["producedBy"].as_str().is_some_and(|p| !p.is_empty()), "{}", entry["type"]);
     }
 }
+}
+
+#[tokio::test]
+async fn links_handed_out_start_with_the_public_url() {
+    let server = TestServer::with(|o| o.public_url = Some("https://smile.example.com".into())).await;
+    let (status, created) = server
+        .sandbox
+        .post(
+            "/v1/invites",
+            json!({"fullName": "George Palomero", "email": "gpalomero1234@smileapi.io", "templateId": "tpl-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let landing = created["data"]["inviteLandingPageUrl"].as_str().expect("landing");
+    assert!(landing.starts_with("https://smile.example.com/invite/iv-"), "{landing}");
 }
