@@ -146,7 +146,7 @@ const CATALOG: &[Entry] = &[
         name: "XYZ Bank",
         long_name: "XYZ Bank Singapore",
         kind: EMPLOYER,
-        sub: ("ISIC-K", "Financial Services"),
+        sub: ("ISIC-K", "Financial and insurance activities"),
         mfa: true,
         connects: true,
         supported: &["IDENTITIES", "EMPLOYMENTS", "INCOMES"],

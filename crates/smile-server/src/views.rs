@@ -131,10 +131,12 @@ pub fn event_json(e: &StoredEvent) -> serde_json::Value {
     serde_json::from_str(&e.body).unwrap_or(serde_json::Value::Null)
 }
 
-/// A list page: `{nextCursor, items}`.
+/// A list page: `{nextCursor, items}`; `nextCursor` (a string, in Smile's spec) is left out
+/// on the last page.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListView<T: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
     items: Vec<T>,
 }

@@ -296,6 +296,8 @@ async fn the_provider_catalog_has_every_kind_and_filters() {
     assert_eq!(top["data"]["items"][0]["id"], "upwork");
     assert_eq!(top["data"]["items"][1]["id"], "sss");
     assert!(top["data"]["nextCursor"].is_string());
+    let (_, bank) = api_get_provider(&server, "xyzbank").await;
+    assert_eq!(bank["subTypeLabel"], "Financial and insurance activities", "an industry of Smile's list");
     let (_, named) = server.sandbox.get("/v1/providers?name=social").await;
     assert_eq!(named["data"]["items"][0]["id"], "sss");
     let (status, one) = server.sandbox.get("/v1/providers/grab").await;
@@ -513,4 +515,9 @@ async fn links_handed_out_start_with_the_public_url() {
     assert_eq!(status, 201, "{created}");
     let landing = created["data"]["inviteLandingPageUrl"].as_str().expect("landing");
     assert!(landing.starts_with("https://smile.example.com/invite/iv-"), "{landing}");
+}
+
+async fn api_get_provider(server: &TestServer, id: &str) -> (u16, Value) {
+    let (status, body) = server.sandbox.get(&format!("/v1/providers/{id}")).await;
+    (status, body["data"].clone())
 }
