@@ -84,7 +84,7 @@ pub struct LinkSession {
 }
 
 /// What the widget sends to connect an account.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectRequest {
     pub provider_id: String,
@@ -104,7 +104,7 @@ pub struct Platform {
 }
 
 /// What `POST /v1/invites` takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InviteRequest {
     pub full_name: String,

@@ -446,3 +446,35 @@ async fn subscription_urls_are_stored_normalised() {
     assert_eq!(got["data"]["url"], "https://example.com/hook?x=1");
 }
 }
+
+#[tokio::test]
+async fn the_api_description_covers_every_route_family() {
+    let server = TestServer::start().await;
+    let document: Value = reqwest::get(format!("{}/v1/openapi.json", server.sandbox.base))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/rotateSecret",
+        "/v1/events",
+        "/v1/deliveries/{id}/retry",
+        "/v1/eventTypes",
+        "/v1/egressIps",
+        "/v1/operator/events",
+        "/v1/users",
+        "/v1/invites",
+        "/v1/archives",
+        "/v1/incomes/{id}",
+        "/link/v1/accounts",
+    ] {
+        assert!(paths.contains_key(path), "{path} is described");
+    }
+    let create = &document["paths"]["/v1/webhooks"]["post"]["requestBody"];
+    assert!(create.is_object(), "request bodies are described");
+}

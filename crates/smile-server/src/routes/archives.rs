@@ -46,7 +46,7 @@ pub async fn refuse_declared_over(
     next.run(request).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FileObject {
     file_extension_type: String,
@@ -55,7 +55,7 @@ struct FileObject {
     file_content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateArchive {
     user_id: Option<String>,
@@ -64,6 +64,14 @@ struct CreateArchive {
 }
 
 /// `POST /v1/archives`: files as base64 in JSON.
+#[utoipa::path(
+    post,
+    path = "/v1/archives",
+    tag = "sandbox",
+    request_body = CreateArchive,
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Value>> {
     let request: CreateArchive = body.parse()?;
     let files = request
@@ -136,6 +144,14 @@ async fn spool(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> R
 }
 
 /// `GET /link/v1/archives`: the token's user's uploads.
+#[utoipa::path(
+    get,
+    path = "/link/v1/archives",
+    tag = "link",
+    params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn list_own(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -147,6 +163,14 @@ pub async fn list_own(
 }
 
 /// `DELETE /link/v1/archives/{id}`: the user deletes an upload.
+#[utoipa::path(
+    delete,
+    path = "/link/v1/archives/{id}",
+    tag = "link",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn delete_own(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -156,11 +180,27 @@ pub async fn delete_own(
 }
 
 /// `DELETE /v1/archives/{id}`
+#[utoipa::path(
+    delete,
+    path = "/v1/archives/{id}",
+    tag = "sandbox",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
     Ok(Data(state.platform.revoke_archive(&scope, &id, None).await?))
 }
 
 /// `GET /v1/archives/{id}/files/{fileId}`: an uploaded file, while it is kept.
+#[utoipa::path(
+    get,
+    path = "/v1/archives/{id}/files/{file}",
+    tag = "sandbox",
+    params(("id" = String, Path), ("file" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn file(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -185,11 +225,25 @@ fn filtered_file_types(q: &QueryParams) -> Vec<FileType> {
 }
 
 /// `GET /v1/fileTypes`
+#[utoipa::path(
+    get,
+    path = "/v1/fileTypes",
+    tag = "sandbox",
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn file_types(_: TenantKey, q: QueryParams) -> Result<Data<ListView<FileType>>> {
     Ok(Data(page_of(filtered_file_types(&q), &q)?))
 }
 
 /// `GET /link/v1/fileTypes`
+#[utoipa::path(
+    get,
+    path = "/link/v1/fileTypes",
+    tag = "link",
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn link_file_types(_: LinkToken, q: QueryParams) -> Result<Data<ListView<FileType>>> {
     Ok(Data(page_of(filtered_file_types(&q), &q)?))
 }

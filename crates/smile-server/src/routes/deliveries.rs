@@ -19,6 +19,14 @@ async fn with_attempts(state: &AppState, page: Page<Delivery>) -> Result<ListVie
 }
 
 /// `GET /v1/webhooks/{id}/deliveries`
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "deliveries",
+    params(("id" = String, Path), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn of_subscription(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -33,6 +41,14 @@ pub async fn of_subscription(
 }
 
 /// `GET /v1/events/{id}/deliveries`
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/deliveries",
+    tag = "deliveries",
+    params(("id" = String, Path), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn of_event(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -53,11 +69,27 @@ async fn view(state: &AppState, scope: &Scope, id: &str) -> Result<DeliveryView>
 }
 
 /// `GET /v1/deliveries/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}",
+    tag = "deliveries",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn get(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<DeliveryView>> {
     Ok(Data(view(&state, &scope, &id).await?))
 }
 
 /// `POST /v1/deliveries/{id}/retry`: one more attempt, now.
+#[utoipa::path(
+    post,
+    path = "/v1/deliveries/{id}/retry",
+    tag = "deliveries",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn retry(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,

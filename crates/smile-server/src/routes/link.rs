@@ -14,16 +14,39 @@ use smile_sandbox::{ConnectRequest, kinds, providers};
 use smile_store::DocumentFilter;
 
 /// `GET /link/v1/session`: whom the token speaks for.
+#[utoipa::path(
+    get,
+    path = "/link/v1/session",
+    tag = "link",
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn session(LinkToken(session): LinkToken) -> Data<Value> {
     Data(json!({ "userId": session.user_id, "mode": session.scope.mode.as_str() }))
 }
 
 /// `GET /link/v1/providers`: the catalog, with the filters of `GET /v1/providers`.
+#[utoipa::path(
+    get,
+    path = "/link/v1/providers",
+    tag = "link",
+    params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn list_providers(_: LinkToken, q: QueryParams) -> Result<Data<ListView<providers::Provider>>> {
     Ok(Data(page_of(filtered_providers(&q)?, &q)?))
 }
 
 /// `POST /link/v1/accounts`: submits credentials for a provider.
+#[utoipa::path(
+    post,
+    path = "/link/v1/accounts",
+    tag = "link",
+    request_body = smile_sandbox::ConnectRequest,
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn connect(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -34,6 +57,14 @@ pub async fn connect(
 }
 
 /// `GET /link/v1/accounts`: the token's user's accounts.
+#[utoipa::path(
+    get,
+    path = "/link/v1/accounts",
+    tag = "link",
+    params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn list_accounts(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -45,6 +76,14 @@ pub async fn list_accounts(
 }
 
 /// `GET /link/v1/accounts/{id}`
+#[utoipa::path(
+    get,
+    path = "/link/v1/accounts/{id}",
+    tag = "link",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn get_account(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -53,13 +92,22 @@ pub async fn get_account(
     Ok(Data(state.platform.own_account(&session, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MfaRequest {
     code: String,
 }
 
 /// `POST /link/v1/accounts/{id}/mfa`: the verification code.
+#[utoipa::path(
+    post,
+    path = "/link/v1/accounts/{id}/mfa",
+    tag = "link",
+    request_body = MfaRequest,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn mfa(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
@@ -71,6 +119,14 @@ pub async fn mfa(
 }
 
 /// `DELETE /link/v1/accounts/{id}`: the user revokes an account.
+#[utoipa::path(
+    delete,
+    path = "/link/v1/accounts/{id}",
+    tag = "link",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("bearer" = []))
+)]
 pub async fn revoke(LinkToken(session): LinkToken, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
     Ok(Data(state.platform.revoke(&session.scope, &id, Some(&session.user_id)).await?))
 }

@@ -6,6 +6,7 @@ mod catalog;
 mod deliveries;
 mod events;
 mod link;
+mod openapi;
 mod operator;
 mod platform;
 mod webhooks;
@@ -128,6 +129,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/eventTypes", get(catalog::event_types))
         .route("/v1/egressIps", get(catalog::egress_ips))
         .route("/v1/operator/events", post(operator::publish))
+        .route("/v1/openapi.json", get(openapi::document))
         .fallback(|| async { Error(ApiError::new(ErrorCode::MissingResource, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")

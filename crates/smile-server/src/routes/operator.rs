@@ -9,18 +9,29 @@ use serde::Deserialize;
 use smile_core::{ApiError, Event, EventType, Mode};
 use smile_store::Scope;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PublishRequest {
     tenant_id: String,
+    #[schema(value_type = String, example = "SANDBOX")]
     mode: Mode,
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "USER_CREATED")]
     event_type: EventType,
+    #[schema(value_type = Object)]
     data: serde_json::Value,
 }
 
 /// `POST /v1/operator/events`: publishes an event for a tenant and mode, as the platform does.
 /// Answers once the event and its deliveries are durable.
+#[utoipa::path(
+    post,
+    path = "/v1/operator/events",
+    tag = "operator",
+    request_body = PublishRequest,
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn publish(_: OperatorKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Event>> {
     let request: PublishRequest = body.parse()?;
     if !state.store.tenant_exists(&request.tenant_id).await? {

@@ -14,14 +14,23 @@ use smile_core::{ApiError, timefmt};
 use smile_sandbox::{kinds, providers};
 use smile_store::{DocumentFilter, Scope};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateUser {
     #[serde(default)]
+    #[schema(value_type = Object)]
     external_metadata: Map<String, Value>,
 }
 
 /// `POST /v1/users`: a user and its link token; `USER_CREATED` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "sandbox",
+    request_body = Option<CreateUser>,
+    responses((status = 201, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn create_user(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -33,6 +42,14 @@ pub async fn create_user(
 }
 
 /// `POST /v1/tokens?userId=`: a fresh link token (the Refresh Token API).
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "sandbox",
+    params(("userId" = String, Query)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn create_token(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -105,6 +122,14 @@ pub fn get_of(
 }
 
 /// `DELETE /v1/accounts/{id}`: revokes the account and removes its data.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{id}",
+    tag = "sandbox",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn revoke_account(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -114,6 +139,14 @@ pub async fn revoke_account(
 }
 
 /// `POST /v1/accounts/{id}/sync`: a sandbox resync of a continuously synced account.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{id}/sync",
+    tag = "sandbox",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn sync_account(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -157,6 +190,14 @@ pub fn filtered_providers(q: &QueryParams) -> Result<Vec<providers::Provider>> {
 }
 
 /// `GET /v1/providers`: the sandbox catalog, with the contract's filters.
+#[utoipa::path(
+    get,
+    path = "/v1/providers",
+    tag = "sandbox",
+    params(("type" = Option<String>, Query), ("q" = Option<String>, Query), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn list_providers(_: TenantKey, q: QueryParams) -> Result<Data<ListView<providers::Provider>>> {
     Ok(Data(page_of(filtered_providers(&q)?, &q)?))
 }
@@ -171,6 +212,14 @@ pub fn page_of<T: serde::Serialize>(items: Vec<T>, q: &QueryParams) -> Result<Li
 }
 
 /// `GET /v1/providers/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/providers/{id}",
+    tag = "sandbox",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn get_provider(_: TenantKey, Id(id): Id) -> Result<Data<providers::Provider>> {
     providers::find(&id).map(Data).ok_or_else(|| Error(ApiError::missing("provider")))
 }
@@ -203,6 +252,14 @@ pub const DATA_KINDS: &[(&str, &str)] = &[
 ];
 
 /// `POST /v1/invites`: invites someone by e-mail or phone; `INVITE_INVITED` follows.
+#[utoipa::path(
+    post,
+    path = "/v1/invites",
+    tag = "sandbox",
+    request_body = smile_sandbox::InviteRequest,
+    responses((status = 201, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn create_invite(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -213,6 +270,14 @@ pub async fn create_invite(
 }
 
 /// `GET /v1/invites/{id}/logs`: what happened to an invite, and the messages in the outbox.
+#[utoipa::path(
+    get,
+    path = "/v1/invites/{id}/logs",
+    tag = "sandbox",
+    params(("id" = String, Path), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn invite_logs(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,

@@ -18,7 +18,7 @@ const MAX_SECRET: usize = 64;
 const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
 const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateRequest {
     name: String,
@@ -30,10 +30,11 @@ struct CreateRequest {
     include_payload: bool,
     /// `fifo`: one delivery at a time, in publish order; default `concurrent`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "concurrent")]
     ordering: Ordering,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateRequest {
     name: Option<String>,
@@ -42,6 +43,7 @@ struct UpdateRequest {
     active: Option<bool>,
     secret: Option<String>,
     include_payload: Option<bool>,
+    #[schema(value_type = Option<String>, example = "fifo")]
     ordering: Option<Ordering>,
 }
 
@@ -125,6 +127,14 @@ fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
 }
 
 /// `GET /v1/webhooks`
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn list(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -135,6 +145,14 @@ pub async fn list(
 }
 
 /// `POST /v1/webhooks`
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    request_body = CreateRequest,
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn create(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -184,6 +202,14 @@ async fn save(state: &AppState, scope: &Scope, id: &str, patch: SubscriptionPatc
 }
 
 /// `GET /v1/webhooks/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn get(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -198,6 +224,15 @@ pub async fn get(
 }
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given. Activating clears a disable.
+#[utoipa::path(
+    patch,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    request_body = UpdateRequest,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn update(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -227,6 +262,14 @@ pub async fn update(
 }
 
 /// `DELETE /v1/webhooks/{id}`: its pending deliveries are cancelled.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Done> {
     if !state.store.delete_subscription(&scope, &id).await? {
         return Err(Error(ApiError::missing("webhook")));
@@ -235,13 +278,23 @@ pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, 
     Ok(Done)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TestRequest {
+    #[schema(value_type = Option<String>, example = "ACCOUNT_CONNECTED")]
     event_type: Option<EventType>,
 }
 
 /// `POST /v1/webhooks/{id}/test`: a sample event to this subscription only.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    request_body = Option<TestRequest>,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn test(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -252,7 +305,7 @@ pub async fn test(
     Ok(Data(state.engine.send_test(&scope, &id, r.event_type).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RotateRequest {
     secret: Option<String>,
@@ -261,6 +314,15 @@ struct RotateRequest {
 
 /// `POST /v1/webhooks/{id}/rotateSecret`: a new secret; the old one keeps signing too
 /// (a second signature in each header) for the overlap window.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/rotateSecret",
+    tag = "webhooks",
+    request_body = Option<RotateRequest>,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn rotate_secret(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
@@ -288,13 +350,22 @@ pub async fn rotate_secret(
     save(&state, &scope, &id, patch).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RecoverRequest {
     since: String,
 }
 
 /// `POST /v1/webhooks/{id}/recover`: sends again every failed delivery created since `since`.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/recover",
+    tag = "webhooks",
+    request_body = RecoverRequest,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    security(("basic" = []))
+)]
 pub async fn recover(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,

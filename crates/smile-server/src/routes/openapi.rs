@@ -1,0 +1,107 @@
+//! The API description, generated from the handlers' `#[utoipa::path]` attributes and
+//! request types, served at `GET /v1/openapi.json`.
+
+use super::{archives, catalog, deliveries, events, link, operator, platform, webhooks};
+use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{HttpMethod, Required, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Smile event notification system",
+        description = "Smile's /v1 API as this server implements it, with its own additions \
+            (subscription changes, tests, secret rotation, recovery, events, deliveries, the event \
+            catalog, egress IPs, operator publishing) and the Wink Widget's /link/v1 calls. Every \
+            JSON answer is the envelope {code, message, requestId, data}."
+    ),
+    paths(
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::test, webhooks::rotate_secret, webhooks::recover,
+        deliveries::of_subscription, deliveries::of_event, deliveries::get, deliveries::retry,
+        events::list, events::get, catalog::event_types, catalog::egress_ips, operator::publish,
+        link::session, link::list_providers, link::connect, link::list_accounts, link::get_account,
+        link::mfa, link::revoke,
+        platform::create_user, platform::create_token, platform::revoke_account, platform::sync_account,
+        platform::list_providers, platform::get_provider, platform::create_invite, platform::invite_logs,
+        archives::create, archives::list_own, archives::delete_own, archives::delete, archives::file,
+        archives::file_types, archives::link_file_types,
+    ),
+    modifiers(&Security, &DataKinds)
+)]
+pub struct ApiDoc;
+
+/// HTTP Basic `apikey:apisecret` for the API, a link token for the widget's calls.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The sandbox's data kinds share two handlers each (a list and one item), made per kind.
+struct DataKinds;
+
+impl Modify for DataKinds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, _) in platform::DATA_KINDS {
+            let name = path.trim_start_matches("/v1/");
+            let list = operation(&format!("list {name}"), false);
+            let one = operation(&format!("one of {name}"), true);
+            add(openapi, path, HttpMethod::Get, list);
+            add(openapi, &format!("{path}/{{id}}"), HttpMethod::Get, one);
+        }
+    }
+}
+
+fn add(
+    openapi: &mut utoipa::openapi::OpenApi,
+    path: &str,
+    method: HttpMethod,
+    operation: utoipa::openapi::path::Operation,
+) {
+    match openapi.paths.paths.get_mut(path) {
+        Some(item) => item.merge_operations(PathItemBuilder::new().operation(method, operation).build()),
+        None => {
+            openapi.paths.paths.insert(path.to_owned(), PathItemBuilder::new().operation(method, operation).build());
+        }
+    }
+}
+
+fn operation(summary: &str, with_id: bool) -> utoipa::openapi::path::Operation {
+    let mut builder = OperationBuilder::new()
+        .summary(Some(summary))
+        .tag("sandbox")
+        .security(SecurityRequirement::new("basic", Vec::<String>::new()))
+        .response("200", ResponseBuilder::new().description("success, in the Smile envelope"))
+        .response("400", ResponseBuilder::new().description("bad input or credentials"))
+        .response("403", ResponseBuilder::new().description("a key of the wrong kind"))
+        .response("404", ResponseBuilder::new().description("no such resource"))
+        .response("429", ResponseBuilder::new().description("over the rate limit"))
+        .response("503", ResponseBuilder::new().description("the database is unavailable"));
+    let text = || Some(ObjectBuilder::new().schema_type(Type::String));
+    if with_id {
+        let id =
+            ParameterBuilder::new().name("id").parameter_in(ParameterIn::Path).required(Required::True).schema(text());
+        builder = builder.parameter(id);
+    } else {
+        let size = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(150));
+        builder =
+            builder.parameter(ParameterBuilder::new().name("size").parameter_in(ParameterIn::Query).schema(Some(size)));
+        for name in ["cursor", "userId", "sourceId"] {
+            builder =
+                builder.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).schema(text()));
+        }
+    }
+    builder.build()
+}
+
+/// `GET /v1/openapi.json`
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
