@@ -478,3 +478,52 @@ async fn the_api_description_covers_every_route_family() {
     let create = &document["paths"]["/v1/webhooks"]["post"]["requestBody"];
     assert!(create.is_object(), "request bodies are described");
 }
+
+#[tokio::test]
+async fn static_files_are_compressed_and_revalidated_without_a_body() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let base = server.sandbox.base.clone();
+    let (_, providers) = server.sandbox.get("/v1/providers?size=20").await;
+    let mut paths = vec![
+        "/widget/".to_owned(),
+        "/widget/widget.js".to_owned(),
+        "/widget/widget.css".to_owned(),
+        "/v2/smile.v2.js".to_owned(),
+    ];
+    paths.extend(
+        providers["data"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|p| p["logoUrl"].as_str().map(str::to_owned)),
+    );
+    let mut over_the_wire = 0;
+    for path in &paths {
+        let first =
+            client.get(format!("{base}{path}")).header("accept-encoding", "gzip, br").send().await.expect("answers");
+        assert_eq!(first.status(), 200, "{path}");
+        let etag = first.headers().get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_owned();
+        let encoding = first.headers().get("content-encoding").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = first.bytes().await.expect("body");
+        if path.ends_with(".js") || path.ends_with(".css") || path.ends_with('/') {
+            assert_eq!(encoding.as_deref(), Some("gzip"), "{path} is compressed");
+        }
+        over_the_wire += body.len();
+        // Opening the widget again: each file is revalidated, and nothing comes back but headers.
+        let again = client
+            .get(format!("{base}{path}"))
+            .header("accept-encoding", "gzip")
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.expect("body").is_empty(), "{path}: a 304 has no body");
+    }
+    println!("the widget's static files: {over_the_wire} bytes over the wire");
+    assert!(over_the_wire <= 15 * 1024, "{over_the_wire} bytes; the budget is 15 KB");
+    // A client that does not ask for gzip gets the plain file.
+    let plain = client.get(format!("{base}/widget/widget.js")).send().await.expect("answers");
+    assert!(plain.headers().get("content-encoding").is_none());
+}

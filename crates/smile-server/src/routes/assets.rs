@@ -1,8 +1,10 @@
 //! The Wink Widget, its SDK and the pages around them, embedded into the binary at compile
 //! time from `widget/`. Everything they load comes from this server.
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 const SDK: &str = include_str!("../../../../widget/sdk.js");
 const WIDGET_HTML: &str = include_str!("../../../../widget/index.html");
@@ -17,54 +19,124 @@ const DEMO_CSS: &str = include_str!("../../../../widget/demo.css");
 /// Only this server's own scripts, styles and images; any site may frame the widget.
 const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+/// A static file as served: its ETag, and its gzip form when that is smaller.
+struct Prepared {
+    etag: String,
+    gzip: Option<Vec<u8>>,
+}
+
+/// Made once per file, on first use.
+fn prepared(body: &'static str) -> &'static Prepared {
+    static CACHE: OnceLock<Mutex<HashMap<usize, &'static Prepared>>> = OnceLock::new();
+    let key = body.as_ptr() as usize;
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    cache.entry(key).or_insert_with(|| Box::leak(Box::new(prepare(body.as_bytes()))))
+}
+
+fn prepare(body: &[u8]) -> Prepared {
+    use sha2::Digest;
+    let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body)[..12]));
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let gzip = std::io::Write::write_all(&mut encoder, body)
+        .and_then(|()| encoder.finish())
+        .ok()
+        .filter(|gz| gz.len() < body.len());
+    Prepared { etag, gzip }
+}
+
+/// Serves a static file: `304` when the client has this version (`If-None-Match`), gzip when
+/// it accepts it; browsers revalidate each time (`no-cache`), so a re-open costs a 304.
+pub fn serve_static(headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
+    respond_static(headers, content_type, body.as_bytes(), prepared(body))
+}
+
+/// Like [`serve_static`], for a file made at run time (a provider logo).
+pub fn serve_made(headers: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
+    let prepared = prepare(&body);
+    respond_static(headers, content_type, &body, &prepared)
+}
+
+fn respond_static(headers: &HeaderMap, content_type: &'static str, body: &[u8], prepared: &Prepared) -> Response {
+    let mut response = if client_has(headers, &prepared.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        match (&prepared.gzip, accepts_gzip(headers)) {
+            (Some(gzip), true) => {
+                ([(header::CONTENT_TYPE, content_type), (header::CONTENT_ENCODING, "gzip")], gzip.clone())
+                    .into_response()
+            }
+            _ => ([(header::CONTENT_TYPE, content_type)], body.to_vec()).into_response(),
+        }
+    };
+    let out = response.headers_mut();
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(etag) = HeaderValue::from_str(&prepared.etag) {
+        out.insert(header::ETAG, etag);
+    }
     response
 }
 
+fn client_has(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"))
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+    })
+}
+
 /// `/v2/smile.v2.js` and `/v1/smile.v1.js`: the SDK, for any page to load.
-pub async fn sdk() -> Response {
-    let mut response = asset("text/javascript; charset=utf-8", SDK);
+pub async fn sdk(headers: HeaderMap) -> Response {
+    let mut response = serve_static(&headers, "text/javascript; charset=utf-8", SDK);
     response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }
 
 /// `/widget/`: the page the SDK frames.
-pub async fn widget() -> Response {
-    let mut response = asset("text/html; charset=utf-8", WIDGET_HTML);
+pub async fn widget(headers: HeaderMap) -> Response {
+    let mut response = serve_static(&headers, "text/html; charset=utf-8", WIDGET_HTML);
     response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WIDGET_CSP));
     response
 }
 
-pub async fn widget_js() -> Response {
-    asset("text/javascript; charset=utf-8", WIDGET_JS)
+pub async fn widget_js(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/javascript; charset=utf-8", WIDGET_JS)
 }
 
-pub async fn widget_css() -> Response {
-    asset("text/css; charset=utf-8", WIDGET_CSS)
+pub async fn widget_css(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/css; charset=utf-8", WIDGET_CSS)
 }
 
 /// `/invite/{id}?token=…`: where an invite's link lands; it opens the widget for that user.
-pub async fn invite() -> Response {
-    asset("text/html; charset=utf-8", INVITE_HTML)
+pub async fn invite(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/html; charset=utf-8", INVITE_HTML)
 }
 
-pub async fn invite_js() -> Response {
-    asset("text/javascript; charset=utf-8", INVITE_JS)
+pub async fn invite_js(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/javascript; charset=utf-8", INVITE_JS)
 }
 
 /// `/demo`: an integrator's page in one minute (see the README).
-pub async fn demo() -> Response {
-    asset("text/html; charset=utf-8", DEMO_HTML)
+pub async fn demo(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/html; charset=utf-8", DEMO_HTML)
 }
 
-pub async fn demo_js() -> Response {
-    asset("text/javascript; charset=utf-8", DEMO_JS)
+pub async fn demo_js(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/javascript; charset=utf-8", DEMO_JS)
 }
 
-pub async fn demo_css() -> Response {
-    asset("text/css; charset=utf-8", DEMO_CSS)
+pub async fn demo_css(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/css; charset=utf-8", DEMO_CSS)
 }
 
 /// What the demo receiver got: the raw body and its signature, for the demo page to check.

@@ -225,9 +225,9 @@ pub async fn get_provider(_: TenantKey, Id(id): Id) -> Result<Data<providers::Pr
 }
 
 /// `GET /assets/providers/{id}.svg`: provider logos, served here so the widget needs no CDN.
-pub async fn provider_logo(Path(file): Path<String>) -> axum::response::Response {
+pub async fn provider_logo(Path(file): Path<String>, headers: axum::http::HeaderMap) -> axum::response::Response {
     match file.strip_suffix(".svg").and_then(providers::logo_svg) {
-        Some(svg) => ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Some(svg) => super::assets::serve_made(&headers, "image/svg+xml", svg.into_bytes()),
         None => Error(ApiError::missing("logo")).into_response(),
     }
 }
