@@ -60,6 +60,16 @@
     frame.setAttribute('allow', 'clipboard-write');
     overlay.appendChild(frame);
     window.addEventListener('message', this.onMessage);
+    // The page behind is inert while the widget is open: no focus, no clicks, nothing read out.
+    this.opener = document.activeElement;
+    this.inerted = [];
+    for (var i = 0; i < document.body.children.length; i++) {
+      var child = document.body.children[i];
+      if (!child.inert) {
+        child.inert = true;
+        this.inerted.push(child);
+      }
+    }
     document.body.appendChild(overlay);
     this.overlay = overlay;
     this.frame = frame;
@@ -73,6 +83,13 @@
     if (this.overlay && this.overlay.parentNode) {
       this.overlay.parentNode.removeChild(this.overlay);
     }
+    (this.inerted || []).forEach(function (element) { element.inert = false; });
+    this.inerted = [];
+    // Focus goes back to what opened the widget.
+    if (this.opener && this.opener.focus && document.contains(this.opener)) {
+      this.opener.focus();
+    }
+    this.opener = null;
     this.overlay = null;
     this.frame = null;
     this.ready = false;

@@ -494,10 +494,25 @@
     ]);
   }
 
-  // Escape closes the widget, as the close icon does.
+  // Escape closes the widget, as the close icon does; Tab and Shift+Tab go round the widget
+  // instead of leaving it for the page behind.
   document.addEventListener('keydown', function (event) {
     if (event.key === 'Escape' && state.token) {
       emit('onClose', { reason: 'close' });
+    } else if (event.key === 'Tab') {
+      var focusable = Array.prototype.filter.call(
+        app.querySelectorAll('button, a[href], input, select, textarea, [tabindex]:not([tabindex="-1"])'),
+        function (element) { return !element.disabled && element.offsetParent !== null; });
+      if (!focusable.length) { return; }
+      var first = focusable[0], last = focusable[focusable.length - 1];
+      var inside = focusable.indexOf(document.activeElement) >= 0;
+      if (event.shiftKey && (document.activeElement === first || !inside)) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+        event.preventDefault();
+        first.focus();
+      }
     }
   });
 

@@ -70,7 +70,8 @@ export async function startReceiver() {
 /** An integrator's page on another origin: it only adds the script tag. */
 export async function startHostPage(smileBase) {
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head>
-<body><h1>Acme Lending</h1><script src="${smileBase}/v2/smile.v2.js"></script>
+<body><h1>Acme Lending</h1><p><a href="#terms">Terms</a> <button id="opener" type="button">Connect your accounts</button></p>
+<script src="${smileBase}/v2/smile.v2.js"></script>
 <script>
   window.calls = [];
   window.openWidget = function (token, options) {

@@ -436,3 +436,27 @@ test('Escape closes the widget like the close icon', async () => {
   assert.deepEqual(close.payload, { reason: 'close' });
   await page.close();
 });
+
+test('keyboard: focus stays in the widget, the page behind is inert, and focus returns to the opener', async () => {
+  const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
+  await page.goto(host.url);
+  const { token } = await newUserToken(server);
+  await page.locator('#opener').focus();
+  await page.evaluate(({ token }) => window.openWidget(token, { enableConsentPage: false }), { token });
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  await onPage(frame, 'providers');
+  const behindIsInert = () => page.evaluate(() => document.querySelector('a[href="#terms"]').closest('[inert]') !== null);
+  assert.equal(await behindIsInert(), true, 'the host page is inert while the widget is open');
+  for (const key of [...Array(60).fill('Tab'), ...Array(10).fill('Shift+Tab')]) {
+    await page.keyboard.press(key);
+    const where = await page.evaluate(() => document.activeElement && document.activeElement.tagName);
+    assert.equal(where, 'IFRAME', `${key}: focus stays inside the widget`);
+  }
+  await shot(page, '16-focus-ring');
+  // Key down only: the widget closes on keydown (see the Escape test).
+  await page.keyboard.down('Escape');
+  await eventually('focus back on the button that opened the widget',
+    () => page.evaluate(() => document.activeElement && document.activeElement.id === 'opener'));
+  assert.equal(await behindIsInert(), false, 'the host page is live again');
+  await page.close();
+});
