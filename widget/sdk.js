@@ -54,9 +54,21 @@
     var frame = document.createElement('iframe');
     frame.title = 'Smile Wink Widget';
     frame.src = this.apiHost + '/widget/?parentOrigin=' + encodeURIComponent(window.location.origin);
-    frame.style.cssText =
-      'border:0;width:min(420px,100vw);height:min(680px,100vh);border-radius:16px;background:#fff;' +
-      'box-shadow:0 24px 64px rgba(0,0,0,.3);';
+    frame.style.cssText = 'border:0;background:#fff;box-shadow:0 24px 64px rgba(0,0,0,.3);';
+    // A card on larger screens, the whole screen on a phone. Styles are set through the DOM, not
+    // a <style> element, so that a host page's strict CSP cannot block them.
+    var phone = window.matchMedia ? window.matchMedia('(max-width: 480px)') : null;
+    var fit = function () {
+      var full = phone && phone.matches;
+      frame.style.width = full ? '100vw' : 'min(420px,100vw)';
+      frame.style.height = full ? '100dvh' : 'min(680px,100vh)';
+      frame.style.borderRadius = full ? '0' : '16px';
+    };
+    fit();
+    if (phone && phone.addEventListener) {
+      phone.addEventListener('change', fit);
+      this.unfit = function () { phone.removeEventListener('change', fit); };
+    }
     frame.setAttribute('allow', 'clipboard-write');
     overlay.appendChild(frame);
     window.addEventListener('message', this.onMessage);
@@ -70,6 +82,9 @@
         this.inerted.push(child);
       }
     }
+    // The page behind does not scroll while the widget is open.
+    this.overflow = document.documentElement.style.overflow;
+    document.documentElement.style.overflow = 'hidden';
     document.body.appendChild(overlay);
     this.overlay = overlay;
     this.frame = frame;
@@ -84,6 +99,13 @@
       this.overlay.parentNode.removeChild(this.overlay);
     }
     (this.inerted || []).forEach(function (element) { element.inert = false; });
+    if (this.overlay !== null && this.overflow !== undefined) {
+      document.documentElement.style.overflow = this.overflow;
+    }
+    if (this.unfit) {
+      this.unfit();
+      this.unfit = null;
+    }
     this.inerted = [];
     // Focus goes back to what opened the widget.
     if (this.opener && this.opener.focus && document.contains(this.opener)) {

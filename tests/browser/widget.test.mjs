@@ -460,3 +460,29 @@ test('keyboard: focus stays in the widget, the page behind is inert, and focus r
   assert.equal(await behindIsInert(), false, 'the host page is live again');
   await page.close();
 });
+
+test('on a phone the widget fills the screen, the page behind does not scroll, and inputs do not zoom', async () => {
+  const page = await browser.newPage({ viewport: { width: 390, height: 700 } });
+  await page.goto(host.url);
+  const { token } = await newUserToken(server);
+  await page.evaluate(({ token }) => window.openWidget(token, { enableConsentPage: false, providers: ['sss'] }), { token });
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  await onPage(frame, 'login');
+  const box = await page.locator('iframe').boundingBox();
+  assert.deepEqual([box.x, box.y, box.width, box.height], [0, 0, 390, 700], 'full screen at 390 px');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).overflow), 'hidden');
+  const sizes = await frame.locator('input').evaluateAll((inputs) => inputs.map((i) => parseFloat(getComputedStyle(i).fontSize)));
+  assert.ok(sizes.length > 0 && sizes.every((size) => size >= 16), `input text sizes ${sizes}`);
+  await shot(page, '17-login-phone-full-screen');
+  await page.keyboard.down('Escape');
+  await eventually('the page scrolls again', async () =>
+    (await page.evaluate(() => getComputedStyle(document.documentElement).overflow)) !== 'hidden');
+  // A wider screen keeps the card.
+  await page.setViewportSize({ width: 1000, height: 800 });
+  const { token: second } = await newUserToken(server);
+  await page.evaluate(({ token }) => window.openWidget(token, { enableConsentPage: false }), { token: second });
+  await onPage(frame, 'providers');
+  const card = await page.locator('iframe').boundingBox();
+  assert.ok(card.width <= 420 && card.height <= 680, `a card on a wide screen: ${card.width}x${card.height}`);
+  await page.close();
+});
