@@ -69,7 +69,7 @@ struct CreateArchive {
     path = "/v1/archives",
     tag = "sandbox",
     request_body = CreateArchive,
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Value>> {
@@ -149,7 +149,7 @@ async fn spool(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> R
     path = "/link/v1/archives",
     tag = "link",
     params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn list_own(
@@ -168,7 +168,7 @@ pub async fn list_own(
     path = "/link/v1/archives/{id}",
     tag = "link",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn delete_own(
@@ -185,7 +185,7 @@ pub async fn delete_own(
     path = "/v1/archives/{id}",
     tag = "sandbox",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
@@ -198,7 +198,7 @@ pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, 
     path = "/v1/archives/{id}/files/{file}",
     tag = "sandbox",
     params(("id" = String, Path), ("file" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn file(
@@ -229,7 +229,7 @@ fn filtered_file_types(q: &QueryParams) -> Vec<FileType> {
     get,
     path = "/v1/fileTypes",
     tag = "sandbox",
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn file_types(_: TenantKey, q: QueryParams) -> Result<Data<ListView<FileType>>> {
@@ -241,7 +241,7 @@ pub async fn file_types(_: TenantKey, q: QueryParams) -> Result<Data<ListView<Fi
     get,
     path = "/link/v1/fileTypes",
     tag = "link",
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn link_file_types(_: LinkToken, q: QueryParams) -> Result<Data<ListView<FileType>>> {

@@ -12,7 +12,7 @@ use smile_core::EventType;
     get,
     path = "/v1/eventTypes",
     tag = "catalog",
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn event_types(_: TenantKey) -> Data<ListView<smile_core::catalog::EventTypeInfo>> {
@@ -24,7 +24,7 @@ pub async fn event_types(_: TenantKey) -> Data<ListView<smile_core::catalog::Eve
     get,
     path = "/v1/egressIps",
     tag = "catalog",
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn egress_ips(_: TenantKey, State(state): State<AppState>) -> Data<serde_json::Value> {

@@ -24,7 +24,7 @@ async fn with_attempts(state: &AppState, page: Page<Delivery>) -> Result<ListVie
     path = "/v1/webhooks/{id}/deliveries",
     tag = "deliveries",
     params(("id" = String, Path), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn of_subscription(
@@ -46,7 +46,7 @@ pub async fn of_subscription(
     path = "/v1/events/{id}/deliveries",
     tag = "deliveries",
     params(("id" = String, Path), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn of_event(
@@ -74,7 +74,7 @@ async fn view(state: &AppState, scope: &Scope, id: &str) -> Result<DeliveryView>
     path = "/v1/deliveries/{id}",
     tag = "deliveries",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn get(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<DeliveryView>> {
@@ -87,7 +87,7 @@ pub async fn get(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(
     path = "/v1/deliveries/{id}/retry",
     tag = "deliveries",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn retry(

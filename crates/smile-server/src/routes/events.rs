@@ -25,7 +25,7 @@ fn bound(q: &QueryParams, name: &str, end: bool) -> Result<Option<i64>> {
     path = "/v1/events",
     tag = "events",
     params(("type" = Option<String>, Query), ("startDate" = Option<String>, Query), ("endDate" = Option<String>, Query), ("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn list(
@@ -54,7 +54,7 @@ pub async fn list(
     path = "/v1/events/{id}",
     tag = "events",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn get(

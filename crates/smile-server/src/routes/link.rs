@@ -18,7 +18,7 @@ use smile_store::DocumentFilter;
     get,
     path = "/link/v1/session",
     tag = "link",
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn session(LinkToken(session): LinkToken) -> Data<Value> {
@@ -31,7 +31,7 @@ pub async fn session(LinkToken(session): LinkToken) -> Data<Value> {
     path = "/link/v1/providers",
     tag = "link",
     params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn list_providers(_: LinkToken, q: QueryParams) -> Result<Data<ListView<providers::Provider>>> {
@@ -44,7 +44,7 @@ pub async fn list_providers(_: LinkToken, q: QueryParams) -> Result<Data<ListVie
     path = "/link/v1/accounts",
     tag = "link",
     request_body = smile_sandbox::ConnectRequest,
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn connect(
@@ -62,7 +62,7 @@ pub async fn connect(
     path = "/link/v1/accounts",
     tag = "link",
     params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn list_accounts(
@@ -81,7 +81,7 @@ pub async fn list_accounts(
     path = "/link/v1/accounts/{id}",
     tag = "link",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn get_account(
@@ -105,7 +105,7 @@ struct MfaRequest {
     tag = "link",
     request_body = MfaRequest,
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn mfa(
@@ -124,7 +124,7 @@ pub async fn mfa(
     path = "/link/v1/accounts/{id}",
     tag = "link",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 401, description = "an expired or unknown link token"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
 pub async fn revoke(LinkToken(session): LinkToken, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {

@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         archives::create, archives::list_own, archives::delete_own, archives::delete, archives::file,
         archives::file_types, archives::link_file_types,
     ),
-    modifiers(&Security, &DataKinds)
+    modifiers(&Security, &DataKinds, &Errors)
 )]
 pub struct ApiDoc;
 
@@ -78,12 +78,7 @@ fn operation(summary: &str, with_id: bool) -> utoipa::openapi::path::Operation {
         .summary(Some(summary))
         .tag("sandbox")
         .security(SecurityRequirement::new("basic", Vec::<String>::new()))
-        .response("200", ResponseBuilder::new().description("success, in the Smile envelope"))
-        .response("400", ResponseBuilder::new().description("bad input or credentials"))
-        .response("403", ResponseBuilder::new().description("a key of the wrong kind"))
-        .response("404", ResponseBuilder::new().description("no such resource"))
-        .response("429", ResponseBuilder::new().description("over the rate limit"))
-        .response("503", ResponseBuilder::new().description("the database is unavailable"));
+        .response("200", ResponseBuilder::new().description("success, in the Smile envelope"));
     let text = || Some(ObjectBuilder::new().schema_type(Type::String));
     if with_id {
         let id =
@@ -99,6 +94,54 @@ fn operation(summary: &str, with_id: bool) -> utoipa::openapi::path::Operation {
         }
     }
     builder.build()
+}
+
+/// The errors every operation can answer, in the envelope, added in one place: handlers
+/// declare only their success. Which apply follows from the operation itself: its credentials
+/// (a key of the wrong kind, or an expired link token) and whether it takes a body.
+struct Errors;
+
+impl Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut operations: Vec<&mut utoipa::openapi::path::Operation> = Vec::new();
+        for item in openapi.paths.paths.values_mut() {
+            operations.extend(
+                [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put]
+                    .into_iter()
+                    .filter_map(Option::as_mut),
+            );
+        }
+        for operation in operations {
+            let schemes: Vec<String> = operation
+                .security
+                .iter()
+                .flatten()
+                .filter_map(|s| serde_json::to_value(s).ok())
+                .filter_map(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+                .flatten()
+                .collect();
+            let mut errors = vec![
+                ("400", "bad input or credentials"),
+                ("404", "no such resource"),
+                ("429", "over the rate limit"),
+                ("503", "the database is unavailable"),
+            ];
+            if schemes.iter().any(|s| s == "basic") {
+                errors.push(("403", "a key of the wrong kind"));
+            }
+            if schemes.iter().any(|s| s == "bearer") {
+                errors.push(("401", "an expired or unknown link token"));
+            }
+            if operation.request_body.is_some() {
+                errors.extend([("413", "the body is too large"), ("415", "the body is not JSON")]);
+            }
+            for (status, description) in errors {
+                operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                    utoipa::openapi::RefOr::T(ResponseBuilder::new().description(description).build())
+                });
+            }
+        }
+    }
 }
 
 /// `GET /v1/openapi.json`

@@ -29,7 +29,7 @@ struct PublishRequest {
     path = "/v1/operator/events",
     tag = "operator",
     request_body = PublishRequest,
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn publish(_: OperatorKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Event>> {

@@ -132,7 +132,7 @@ fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
     path = "/v1/webhooks",
     tag = "webhooks",
     params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor")),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn list(
@@ -150,7 +150,7 @@ pub async fn list(
     path = "/v1/webhooks",
     tag = "webhooks",
     request_body = CreateRequest,
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn create(
@@ -207,7 +207,7 @@ async fn save(state: &AppState, scope: &Scope, id: &str, patch: SubscriptionPatc
     path = "/v1/webhooks/{id}",
     tag = "webhooks",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn get(
@@ -230,7 +230,7 @@ pub async fn get(
     tag = "webhooks",
     request_body = UpdateRequest,
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn update(
@@ -267,7 +267,7 @@ pub async fn update(
     path = "/v1/webhooks/{id}",
     tag = "webhooks",
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Done> {
@@ -292,7 +292,7 @@ struct TestRequest {
     tag = "webhooks",
     request_body = Option<TestRequest>,
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn test(
@@ -320,7 +320,7 @@ struct RotateRequest {
     tag = "webhooks",
     request_body = Option<RotateRequest>,
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn rotate_secret(
@@ -363,7 +363,7 @@ struct RecoverRequest {
     tag = "webhooks",
     request_body = RecoverRequest,
     params(("id" = String, Path)),
-    responses((status = 200, description = "success, in the Smile envelope"), (status = 403, description = "a key of the wrong kind"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 400, description = "bad input or credentials"), (status = 404, description = "no such resource"), (status = 429, description = "over the rate limit"), (status = 503, description = "the database is unavailable")),
+    responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn recover(
