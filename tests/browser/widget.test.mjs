@@ -44,6 +44,15 @@ async function openWidget(options = {}, env = { server, host }) {
   return { page, frame, userId, token, errors };
 }
 
+/** Logs George in at SSS (no MFA there) and waits for the connected page. */
+async function connectGeorgeAtSss(frame) {
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await frame.locator('main[data-page="connected"]').waitFor();
+}
+
 async function onPage(frame, name) {
   await frame.locator(`main[data-page="${name}"]`).waitFor();
 }
@@ -360,11 +369,7 @@ test('the /demo page shows the callbacks and the signed webhooks of a connection
   await page.getByRole('button', { name: 'Create a sandbox user and open the widget' }).click();
   const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
   await frame.getByRole('button', { name: 'Continue' }).click();
-  await frame.locator('[data-provider="sss"]').click();
-  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
-  await frame.getByLabel('Password').fill('123456');
-  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
-  await frame.locator('main[data-page="connected"]').waitFor();
+  await connectGeorgeAtSss(frame);
   await page.locator('#callbacks', { hasText: 'onAccountConnected' }).waitFor();
   await page.locator('#webhooks', { hasText: 'ACCOUNT_CONNECTED ✓ signed' }).waitFor();
   await page.locator('#webhooks', { hasText: 'TASK_FINISHED ✓ signed' }).waitFor();
@@ -379,11 +384,7 @@ test('the /demo page shows the callbacks and the signed webhooks of a connection
   await page.locator('#webhooks', { hasText: 'ACCOUNT_CONNECTED ✓ signed' }).waitFor();
   await page.getByRole('button', { name: 'Create a sandbox user and open the widget' }).click();
   await frame.getByRole('button', { name: 'Continue' }).click();
-  await frame.locator('[data-provider="sss"]').click();
-  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
-  await frame.getByLabel('Password').fill('123456');
-  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
-  await frame.locator('main[data-page="connected"]').waitFor();
+  await connectGeorgeAtSss(frame);
   await eventually('the second run\'s webhooks', async () =>
     (await page.locator('#webhooks li', { hasText: 'ACCOUNT_CONNECTED' }).count()) >= 2);
   assert.equal(await page.locator('#webhooks .bad').count(), 0, 'every delivery of both runs verified');

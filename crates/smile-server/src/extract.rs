@@ -44,7 +44,7 @@ impl JsonBody {
         }
         let invalid = |e: serde_json::Error| Error(ApiError::invalid(format!("invalid JSON body: {e}")));
         // Only a body spelling the escape can hold a NUL; the rest skip the second parse.
-        if memchr_nul_escape(&self.0) {
+        if spells_nul_escape(&self.0) {
             let value: serde_json::Value = serde_json::from_slice(&self.0).map_err(invalid)?;
             if holds_nul(&value) {
                 return Err(Error(ApiError::invalid("strings in the body must not contain NUL (\\u0000)")));
@@ -115,7 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
-fn memchr_nul_escape(bytes: &[u8]) -> bool {
+fn spells_nul_escape(bytes: &[u8]) -> bool {
     bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
 }
 
