@@ -17,6 +17,7 @@ use crate::sender::{AttemptResult, Sender, Signing};
 use crate::verdict;
 use bytes::Bytes;
 use smile_core::{Mode, ids, timefmt};
+use smile_signature::Secret;
 use smile_store::{
     Attempt, LaneBatch, Lease, NewDelivery, Outcome, Signal, Store, StoreError, Subscription, SubscriptionEffect,
 };
@@ -111,8 +112,8 @@ pub(crate) struct Job {
 struct Target {
     url: String,
     guarded: bool,
-    secret: String,
-    previous: Option<(String, i64)>,
+    secret: Secret,
+    previous: Option<(Secret, i64)>,
     active: bool,
 }
 
@@ -121,11 +122,17 @@ impl Target {
         Target {
             url: sub.url.clone(),
             guarded: sub.scope.mode == Mode::Production,
-            secret: sub.secret.clone(),
-            previous: sub.previous_secret.clone().zip(sub.previous_secret_until_ms),
+            secret: secret_of(&sub.secret),
+            previous: sub.previous_secret.as_deref().map(secret_of).zip(sub.previous_secret_until_ms),
             active: sub.active,
         }
     }
+}
+
+/// The API refuses a malformed `whsk_` key, so one here is a stored row from elsewhere: it
+/// still signs (as a shared secret) rather than stopping the lane.
+fn secret_of(stored: &str) -> Secret {
+    Secret::parse(stored).unwrap_or_else(|_| Secret::Shared(stored.as_bytes().to_vec()))
 }
 
 /// One subscription's window.
@@ -917,7 +924,7 @@ fn attempt(
 ) {
     tokio::spawn(async move {
         let now = timefmt::now_ms();
-        let previous = target.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.as_str());
+        let previous = target.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s);
         let signing = Signing { secret: &target.secret, previous };
         let result = sender.send(&target.url, target.guarded, &job.event_id, job.body.clone(), signing).await;
         let _ = tx.send(Msg::Attempted { subscription_id, job, result });

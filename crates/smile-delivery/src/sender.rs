@@ -27,8 +27,8 @@ impl AttemptResult {
 
 /// The secrets an attempt is signed with: the current one, and the previous during an overlap.
 pub struct Signing<'a> {
-    pub secret: &'a str,
-    pub previous: Option<&'a str>,
+    pub secret: &'a sig::Secret,
+    pub previous: Option<&'a sig::Secret>,
 }
 
 /// Sends attempts; one pooled client per guard setting.
@@ -143,22 +143,18 @@ impl Sender {
             };
         }
         let timestamp = smile_core::timefmt::now_ms() / 1000;
-        let mut smile = sig::smile_sign(signing.secret.as_bytes(), &body);
-        let mut standard = sig::standard_sign(signing.secret.as_bytes(), event_id, timestamp, &body);
-        if let Some(previous) = signing.previous {
-            smile.push(',');
-            smile.push_str(&sig::smile_sign(previous.as_bytes(), &body));
-            standard.push(' ');
-            standard.push_str(&sig::standard_sign(previous.as_bytes(), event_id, timestamp, &body));
-        }
+        let secrets = std::iter::once(signing.secret).chain(signing.previous);
+        let smile: Vec<String> = secrets.clone().filter_map(|s| s.smile_signature(&body)).collect();
+        let standard: Vec<String> = secrets.map(|s| s.standard_signature(event_id, timestamp, &body)).collect();
         let client = if guarded { &self.guarded } else { &self.open };
-        let request = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(sig::SMILE_SIGNATURE_HEADER, smile)
+        let mut request = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+        if !smile.is_empty() {
+            request = request.header(sig::SMILE_SIGNATURE_HEADER, smile.join(","));
+        }
+        let request = request
             .header(sig::WEBHOOK_ID_HEADER, event_id)
             .header(sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string())
-            .header(sig::WEBHOOK_SIGNATURE_HEADER, standard)
+            .header(sig::WEBHOOK_SIGNATURE_HEADER, standard.join(" "))
             .body(body);
         let mut response = match request.send().await {
             Ok(response) => response,

@@ -14,6 +14,8 @@ pub struct SubscriptionView {
     url: String,
     event_types: Vec<String>,
     active: bool,
+    /// The shared secret; for an ed25519 subscription, its public key (the secret key stays
+    /// on the server).
     secret: String,
     include_payload: bool,
     updated_at: String,
@@ -23,6 +25,11 @@ pub struct SubscriptionView {
     disabled_reason: Option<String>,
     /// `concurrent` (the default) or `fifo`.
     ordering: Ordering,
+    /// `hmac` or `ed25519`.
+    signing: &'static str,
+    /// For `ed25519`: the `whpk_` key receivers verify `v1a` signatures with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
     /// For a FIFO subscription whose next delivery has failed: the lane waits on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     blocked_by: Option<BlockedView>,
@@ -58,6 +65,7 @@ impl SubscriptionView {
 impl From<&Subscription> for SubscriptionView {
     fn from(s: &Subscription) -> Self {
         let now = smile_core::timefmt::now_ms();
+        let public_key = smile_signature::Secret::parse(&s.secret).ok().and_then(|k| k.public_key());
         SubscriptionView {
             id: s.id.clone(),
             created_at: format_ms(s.created_ms),
@@ -65,13 +73,15 @@ impl From<&Subscription> for SubscriptionView {
             url: s.url.clone(),
             event_types: s.event_types.clone(),
             active: s.active,
-            secret: s.secret.clone(),
+            secret: public_key.clone().unwrap_or_else(|| s.secret.clone()),
             include_payload: s.include_payload,
             updated_at: format_ms(s.updated_ms),
             mode: s.scope.mode.as_str(),
             previous_secret_expires_at: s.previous_secret_until_ms.filter(|t| *t > now).map(format_ms),
             disabled_reason: s.disabled_reason.clone(),
             ordering: s.ordering,
+            signing: if public_key.is_some() { "ed25519" } else { "hmac" },
+            public_key,
             blocked_by: None,
         }
     }

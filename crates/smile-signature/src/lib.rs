@@ -10,6 +10,10 @@
 //! During a secret rotation both headers carry several signatures (Smile-Signature comma
 //! separated, webhook-signature space separated); a receiver accepts any one that matches.
 //!
+//! A subscription may sign with an **ed25519** key pair instead (Standard Webhooks `v1a`): the
+//! server keeps the `whsk_` secret key, the receiver verifies with the `whpk_` public key
+//! ([`Secret`], [`asymmetric_verify`]), and no shared secret exists, so no Smile-Signature.
+//!
 //! ```
 //! let body = br#"{"id":"et-1","version":1,"type":"USER_CREATED","createdAt":"2021-04-14T09:30:24Z","data":{"userId":"u"}}"#;
 //! let header = smile_signature::smile_sign(b"a little secret", body);
@@ -18,6 +22,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::Signer as _;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 
@@ -29,6 +34,10 @@ pub const WEBHOOK_ID_HEADER: &str = "webhook-id";
 pub const WEBHOOK_TIMESTAMP_HEADER: &str = "webhook-timestamp";
 /// Standard Webhooks: space-separated `v1,<base64>` signatures.
 pub const WEBHOOK_SIGNATURE_HEADER: &str = "webhook-signature";
+/// Prefix of a serialised ed25519 secret key (Standard Webhooks).
+pub const SECRET_KEY_PREFIX: &str = "whsk_";
+/// Prefix of a serialised ed25519 public key (Standard Webhooks).
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
 /// The replay window Standard Webhooks recommends, in seconds.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 5 * 60;
 
@@ -125,6 +134,140 @@ pub fn standard_verify(
     Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
 }
 
+/// What a subscription signs with, read from its stored secret: a `whsk_` key is an ed25519
+/// secret key; any other string is a shared secret whose bytes key the HMACs.
+#[derive(Clone)]
+pub enum Secret {
+    Shared(Vec<u8>),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+}
+
+/// Why a `whsk_`/`whpk_` key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key must be `{0}` followed by the base64 of 32 bytes")]
+    Malformed(&'static str),
+    #[error("the bytes are not an ed25519 public key")]
+    NotAPoint,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself: secrets stay out of logs.
+        f.write_str(match self {
+            Secret::Shared(_) => "Secret::Shared(..)",
+            Secret::Ed25519(_) => "Secret::Ed25519(..)",
+        })
+    }
+}
+
+fn key_of(prefix: &'static str, text: &str) -> Result<[u8; 32], KeyError> {
+    let encoded = text.strip_prefix(prefix).ok_or(KeyError::Malformed(prefix))?;
+    let bytes = BASE64.decode(encoded).map_err(|_| KeyError::Malformed(prefix))?;
+    // Some libraries serialise the 64-byte keypair (seed, then public key): its seed is enough.
+    bytes.get(..32).and_then(|seed| seed.try_into().ok()).ok_or(KeyError::Malformed(prefix))
+}
+
+impl Secret {
+    /// Reads a stored secret; a `whsk_` that is not a valid key is refused, never taken as a
+    /// shared secret by mistake.
+    pub fn parse(stored: &str) -> Result<Secret, KeyError> {
+        if stored.starts_with(SECRET_KEY_PREFIX) {
+            let seed = key_of(SECRET_KEY_PREFIX, stored)?;
+            return Ok(Secret::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed))));
+        }
+        Ok(Secret::Shared(stored.as_bytes().to_vec()))
+    }
+
+    /// A new ed25519 secret key, `whsk_…`, from 32 random bytes the caller draws.
+    pub fn ed25519_from_seed(seed: [u8; 32]) -> String {
+        format!("{SECRET_KEY_PREFIX}{}", BASE64.encode(seed))
+    }
+
+    /// The `whpk_…` public key receivers verify with; None for a shared secret.
+    pub fn public_key(&self) -> Option<String> {
+        match self {
+            Secret::Shared(_) => None,
+            Secret::Ed25519(key) => {
+                Some(format!("{PUBLIC_KEY_PREFIX}{}", BASE64.encode(key.verifying_key().to_bytes())))
+            }
+        }
+    }
+
+    /// The `Smile-Signature` value; None for ed25519, which shares no secret to key an HMAC.
+    pub fn smile_signature(&self, body: &[u8]) -> Option<String> {
+        match self {
+            Secret::Shared(key) => Some(smile_sign(key, body)),
+            Secret::Ed25519(_) => None,
+        }
+    }
+
+    /// One `webhook-signature` entry: `v1,…` (HMAC-SHA256) or `v1a,…` (ed25519).
+    pub fn standard_signature(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        match self {
+            Secret::Shared(key) => standard_sign(key, msg_id, timestamp, body),
+            Secret::Ed25519(key) => {
+                let signature = key.sign(&signed_content(msg_id, timestamp, body));
+                format!("v1a,{}", BASE64.encode(signature.to_bytes()))
+            }
+        }
+    }
+}
+
+fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(msg_id.len() + 24 + body.len());
+    content.extend_from_slice(msg_id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.to_string().as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// Checks Standard Webhooks headers against a `whpk_` public key: the timestamp within
+/// `tolerance_secs` of `now_secs`, and any `v1a,` signature of the list valid (strict ed25519).
+pub fn asymmetric_verify(
+    public_key: &str,
+    msg_id: &str,
+    timestamp_header: &str,
+    body: &[u8],
+    signature_header: &str,
+    now_secs: i64,
+    tolerance_secs: i64,
+) -> Result<(), VerifyError> {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &key_of(PUBLIC_KEY_PREFIX, public_key).map_err(|_| VerifyError::Mismatch)?,
+    )
+    .map_err(|_| VerifyError::Mismatch)?;
+    let timestamp: i64 = timestamp_header.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    if (now_secs - timestamp).abs() > tolerance_secs {
+        return Err(VerifyError::StaleTimestamp);
+    }
+    let content = signed_content(msg_id, timestamp, body);
+    let mut seen = false;
+    for candidate in signature_header.split(' ').filter(|s| !s.is_empty()) {
+        let Some(encoded) = candidate.strip_prefix("v1a,") else {
+            continue;
+        };
+        seen = true;
+        let Some(signature) = BASE64.decode(encoded).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+        else {
+            continue;
+        };
+        if key.verify_strict(&content, &signature).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
+}
+
+/// Checks that `public_key` is a `whpk_` ed25519 public key.
+pub fn check_public_key(public_key: &str) -> Result<(), KeyError> {
+    ed25519_dalek::VerifyingKey::from_bytes(&key_of(PUBLIC_KEY_PREFIX, public_key)?)
+        .map(|_| ())
+        .map_err(|_| KeyError::NotAPoint)
+}
+
 /// The key a Standard Webhooks library expects for `secret`: `whsec_` + base64 of its bytes.
 pub fn standard_key_for(secret: &[u8]) -> String {
     format!("whsec_{}", BASE64.encode(secret))
@@ -164,6 +307,40 @@ mod tests {
         assert_eq!(moved, Err(VerifyError::Mismatch));
         let two = format!("v1,AAAA {sig}");
         assert!(standard_verify(b"k", "et-1", "1000", b"{}", &two, 1000, 300).is_ok());
+    }
+
+    #[test]
+    fn ed25519_signs_v1a_and_verifies_with_the_public_key() {
+        let secret_text = Secret::ed25519_from_seed([7; 32]);
+        let secret = Secret::parse(&secret_text).unwrap();
+        let public = secret.public_key().unwrap();
+        assert!(public.starts_with("whpk_"));
+        assert!(secret.smile_signature(b"{}").is_none());
+        let sig = secret.standard_signature("et-1", 1000, b"{}");
+        assert!(sig.starts_with("v1a,"));
+        assert!(asymmetric_verify(&public, "et-1", "1000", b"{}", &sig, 1000, 300).is_ok());
+        assert_eq!(asymmetric_verify(&public, "et-1", "1000", b"{ }", &sig, 1000, 300), Err(VerifyError::Mismatch));
+        assert_eq!(
+            asymmetric_verify(&public, "et-1", "1000", b"{}", &sig, 2000, 300),
+            Err(VerifyError::StaleTimestamp)
+        );
+        let other = Secret::parse(&Secret::ed25519_from_seed([8; 32])).unwrap().public_key().unwrap();
+        assert_eq!(asymmetric_verify(&other, "et-1", "1000", b"{}", &sig, 1000, 300), Err(VerifyError::Mismatch));
+        // A rotation sends both; either public key verifies.
+        let both = format!(
+            "{} {sig}",
+            Secret::parse(&Secret::ed25519_from_seed([8; 32])).unwrap().standard_signature("et-1", 1000, b"{}")
+        );
+        assert!(asymmetric_verify(&public, "et-1", "1000", b"{}", &both, 1000, 300).is_ok());
+        assert!(asymmetric_verify(&other, "et-1", "1000", b"{}", &both, 1000, 300).is_ok());
+    }
+
+    #[test]
+    fn a_broken_whsk_is_refused_not_used_as_a_shared_secret() {
+        assert!(Secret::parse("whsk_not base64").is_err());
+        assert!(Secret::parse("whsk_AAAA").is_err());
+        assert!(matches!(Secret::parse("plain").unwrap(), Secret::Shared(k) if k == b"plain"));
+        assert!(format!("{:?}", Secret::parse(&Secret::ed25519_from_seed([1; 32])).unwrap()).ends_with("(..)"));
     }
 
     #[test]

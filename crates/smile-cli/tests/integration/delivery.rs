@@ -21,6 +21,39 @@ fn expected_standard(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> St
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// Verifies `v1a` signatures with Python's `cryptography` (OpenSSL), not with our code: each
+/// `(whpk_ key, v1a,signature)` pair must verify over `id.timestamp.body`.
+fn python_verifies(hit: &Hit, pairs: &[(&str, &str)]) {
+    let script = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+job = json.load(sys.stdin)
+content = (job["id"] + "." + job["ts"] + ".").encode() + base64.b64decode(job["body"])
+for key, signature in job["pairs"]:
+    assert key.startswith("whpk_") and signature.startswith("v1a,")
+    Ed25519PublicKey.from_public_bytes(base64.b64decode(key[5:])).verify(base64.b64decode(signature[4:]), content)
+print("verified", len(job["pairs"]))
+"#;
+    let job = json!({
+        "id": hit.header("webhook-id"),
+        "ts": hit.header("webhook-timestamp"),
+        "body": base64::engine::general_purpose::STANDARD.encode(&hit.body),
+        "pairs": pairs,
+    });
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/test installs its cryptography package)");
+    use std::io::Write as _;
+    child.stdin.take().expect("stdin").write_all(job.to_string().as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(out.status.success(), "Python rejected the signatures: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("verified {}", pairs.len()));
+}
+
 /// Waits until the subscription is disabled and returns it.
 async fn wait_disabled(api: &Api, subscription: &str) -> Value {
     eventually(Duration::from_secs(10), "the subscription is disabled", || async {
@@ -324,6 +357,64 @@ async fn rotation_signs_with_both_secrets_during_the_overlap() {
         hit.header("smile-signature"),
         expected_smile(&generated, &hit.body)
     );
+}
+
+async fn ed25519_subscriptions_sign_v1a_that_an_independent_verifier_accepts() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let operator = server.operator().await;
+    let (status, body) = server
+        .sandbox
+        .post(
+            "/v1/webhooks",
+            json!({"name": "asym", "url": receiver.url(), "eventTypes": ["ALL_EVENTS"], "active": true, "signing": "ed25519"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sub = body["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(body["data"]["signing"], "ed25519");
+    let first_key = body["data"]["publicKey"].as_str().expect("publicKey").to_owned();
+    assert!(first_key.starts_with("whpk_"), "{first_key}");
+    // The secret key never leaves the server.
+    assert_eq!(body["data"]["secret"], first_key.as_str());
+    assert!(!body.to_string().contains("whsk_"));
+
+    user_created(&operator).await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(hit.header("smile-signature"), "", "no shared secret, so no HMAC");
+    let signatures: Vec<&str> = hit.header("webhook-signature").split(' ').collect();
+    assert_eq!(signatures.len(), 1);
+    python_verifies(&hit, &[(&first_key, signatures[0])]);
+
+    // Rotation: a new key pair; during the overlap, both sign.
+    let (status, body) = server
+        .sandbox
+        .post(&format!("/v1/webhooks/{sub}/rotateSecret"), json!({"overlapSeconds": 3600}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let second_key = body["data"]["publicKey"].as_str().expect("publicKey").to_owned();
+    assert_ne!(second_key, first_key);
+    user_created(&operator).await;
+    let hit = receiver.wait_hits(2).await.remove(1);
+    let signatures: Vec<&str> = hit.header("webhook-signature").split(' ').collect();
+    assert_eq!(signatures.len(), 2);
+    python_verifies(&hit, &[(&second_key, signatures[0]), (&first_key, signatures[1])]);
+
+    for (request, why) in [
+        (json!({"signing": "ed25519", "secret": "plain"}), "a shared secret with ed25519"),
+        (json!({"signing": "ed25519", "secret": "whsk_broken"}), "a malformed key"),
+        (json!({"secret": "whsk_AAAA"}), "a whsk_ key without ed25519"),
+        (json!({}), "no secret for hmac"),
+        (json!({"signing": "rsa", "secret": "x"}), "an unknown scheme"),
+    ] {
+        let mut body = json!({"name": "bad", "url": receiver.url(), "eventTypes": ["ALL_EVENTS"], "active": true});
+        for (k, v) in request.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, answer) = server.sandbox.post("/v1/webhooks", body).await;
+        assert_eq!(status, 400, "{why}: {answer}");
+        assert_eq!(answer["code"], "INVALID_PARAMETERS", "{why}");
+    }
 }
 
 async fn replay_and_recover_send_failed_deliveries_again() {

@@ -10,6 +10,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use smile_core::catalog::ALL_EVENTS;
 use smile_core::{ApiError, Event, EventType, Mode, ids, timefmt};
+use smile_signature::Secret;
 use smile_store::{Ordering, Scope, Subscription, SubscriptionPatch};
 
 const MAX_NAME: usize = 200;
@@ -25,9 +26,14 @@ struct CreateRequest {
     url: String,
     event_types: Vec<String>,
     active: bool,
-    secret: String,
+    /// Required for `hmac` signing; for `ed25519`, a `whsk_` key, or left out to have one made.
+    secret: Option<String>,
     #[serde(default)]
     include_payload: bool,
+    /// `hmac` (the default: a shared secret) or `ed25519` (Standard Webhooks `v1a`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "ed25519")]
+    signing: SigningScheme,
     /// `fifo`: one delivery at a time, in publish order; default `concurrent`.
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "concurrent")]
@@ -45,6 +51,15 @@ struct UpdateRequest {
     include_payload: Option<bool>,
     #[schema(value_type = Option<String>, example = "fifo")]
     ordering: Option<Ordering>,
+}
+
+/// How a subscription's deliveries are signed.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SigningScheme {
+    #[default]
+    Hmac,
+    Ed25519,
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -68,12 +83,50 @@ fn check_name(name: &str) -> Result<()> {
     check_printable("name", name)
 }
 
+/// Checks a secret given by the caller: a shared secret, or a `whsk_` ed25519 key that parses
+/// (the prefix alone decides the scheme, so a broken key is refused rather than used as HMAC).
 fn check_secret(secret: &str) -> Result<()> {
     let n = secret.chars().count();
     if n == 0 || n > MAX_SECRET {
         return Err(invalid(format!("secret must be 1 to {MAX_SECRET} characters")));
     }
-    check_printable("secret", secret)
+    check_printable("secret", secret)?;
+    Secret::parse(secret)
+        .map(|_| ())
+        .map_err(|e| invalid(format!("secret starts with `whsk_`, an ed25519 key, but {e}")))
+}
+
+/// The secret a subscription starts with, or turns to on rotation, when none is given.
+fn new_secret(scheme: SigningScheme) -> String {
+    match scheme {
+        SigningScheme::Hmac => ids::new_subscription_id() + &ids::new_subscription_id()[..16],
+        SigningScheme::Ed25519 => Secret::ed25519_from_seed(rand::random()),
+    }
+}
+
+fn scheme_of(stored: &str) -> SigningScheme {
+    match Secret::parse(stored) {
+        Ok(Secret::Ed25519(_)) => SigningScheme::Ed25519,
+        _ => SigningScheme::Hmac,
+    }
+}
+
+/// The secret of a new subscription: checked against the scheme asked for, or made.
+fn initial_secret(scheme: SigningScheme, given: Option<String>) -> Result<String> {
+    let Some(secret) = given else {
+        return match scheme {
+            SigningScheme::Hmac => Err(invalid("secret is required (or choose \"signing\": \"ed25519\")")),
+            SigningScheme::Ed25519 => Ok(new_secret(scheme)),
+        };
+    };
+    check_secret(&secret)?;
+    if scheme_of(&secret) != scheme {
+        return Err(invalid(match scheme {
+            SigningScheme::Ed25519 => "with \"signing\": \"ed25519\", secret must be a `whsk_` key, or left out",
+            SigningScheme::Hmac => "a `whsk_` secret is an ed25519 key: add \"signing\": \"ed25519\"",
+        }));
+    }
+    Ok(secret)
 }
 
 /// Checks a subscription URL and returns it normalised by the WHATWG URL parser (the form
@@ -161,7 +214,7 @@ pub async fn create(
     let r: CreateRequest = body.parse()?;
     check_name(&r.name)?;
     let url = check_url(&state, &r.url, scope.mode)?;
-    check_secret(&r.secret)?;
+    let secret = initial_secret(r.signing, r.secret)?;
     let event_types = check_event_types(r.event_types)?;
     let now = timefmt::now_ms();
     let sub = Subscription {
@@ -171,7 +224,7 @@ pub async fn create(
         url,
         event_types,
         active: r.active,
-        secret: r.secret,
+        secret,
         previous_secret: None,
         previous_secret_until_ms: None,
         include_payload: r.include_payload,
@@ -339,7 +392,7 @@ pub async fn rotate_secret(
             check_secret(&s)?;
             s
         }
-        None => ids::new_subscription_id() + &ids::new_subscription_id()[..16],
+        None => new_secret(scheme_of(&find(&state, &scope, &id).await?.secret)),
     };
     let until = timefmt::now_ms() + overlap as i64 * 1000;
     let patch = SubscriptionPatch {
