@@ -8,8 +8,9 @@ use crate::lanes::{self, Msg, WindowStats};
 use crate::sender::Sender;
 use bytes::Bytes;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use smile_core::{Event, EventType, Mode, ids, timefmt};
-use smile_store::{NewEvent, Scope, Signal, Store, Subscription};
+use smile_store::{IDEMPOTENCY_WINDOW_MS, IdempotencyKey, NewEvent, Published, Scope, Signal, Store, Subscription};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,14 @@ pub enum Drained {
     Finished,
     /// The grace period ran out with attempts in flight; their lanes were handed back anyway.
     HandedBackInFlight,
+}
+
+/// An event as a publish answered it.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub event: Event,
+    /// The idempotency key had made this event before: nothing new was written or sent.
+    pub replayed: bool,
 }
 
 /// The delivery engine; cheap to clone, one per process (a node).
@@ -49,6 +58,7 @@ impl Engine {
         let signals = store.listen().await?;
         let node = ids::new_id("node-");
         let lanes = lanes::spawn(store.clone(), config.clone(), sender.clone(), node.clone(), signals);
+        forget_old_idempotency_keys(store.clone());
         Ok(Engine { inner: Arc::new(Inner { store, config, sender, node, lanes }) })
     }
 
@@ -102,8 +112,22 @@ impl Engine {
     /// Checks `data` against the catalog, persists the event with one delivery per matching
     /// subscription, and returns once that is durable; delivery starts at once.
     pub async fn publish(&self, scope: &Scope, event_type: EventType, data: Value) -> Result<Event, EngineError> {
+        Ok(self.publish_once(scope, event_type, data, None).await?.event)
+    }
+
+    /// Like [`Engine::publish`]; with an idempotency key, a second publish with the same key in
+    /// `scope` within 24 hours returns the first event and sends nothing. The same key with
+    /// another type or data is refused.
+    pub async fn publish_once(
+        &self,
+        scope: &Scope,
+        event_type: EventType,
+        data: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Publication, EngineError> {
         event_type.validate_data(&data).map_err(EngineError::InvalidData)?;
-        self.publish_to(scope, event_type, data, None, None).await
+        let target = Target { only: None, order_key: None, idempotency_key };
+        self.publish_to(scope, event_type, data, target).await
     }
 
     /// Like [`Engine::publish`], and each subscription gets the events of one `order_key`
@@ -117,17 +141,19 @@ impl Engine {
         order_key: &str,
     ) -> Result<Event, EngineError> {
         event_type.validate_data(&data).map_err(EngineError::InvalidData)?;
-        self.publish_to(scope, event_type, data, None, Some(order_key.to_owned())).await
+        let target = Target { only: None, order_key: Some(order_key.to_owned()), idempotency_key: None };
+        Ok(self.publish_to(scope, event_type, data, target).await?.event)
     }
 
     /// Sends a sample event of `event_type` (default: the subscription's first type) to one
-    /// subscription only.
+    /// subscription only; the idempotency key works as for [`Engine::publish_once`].
     pub async fn send_test(
         &self,
         scope: &Scope,
         subscription_id: &str,
         event_type: Option<EventType>,
-    ) -> Result<Event, EngineError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Publication, EngineError> {
         let sub = self
             .inner
             .store
@@ -140,7 +166,8 @@ impl Engine {
         let event_type = event_type
             .or_else(|| sub.event_types.iter().find_map(|t| EventType::from_name(t)))
             .unwrap_or(EventType::UserCreated);
-        self.publish_to(scope, event_type, event_type.sample_data(), Some(sub.id), None).await
+        let target = Target { only: Some(sub.id), order_key: None, idempotency_key };
+        self.publish_to(scope, event_type, event_type.sample_data(), target).await
     }
 
     /// The API changed a subscription: later attempts, on every node, use its new state.
@@ -180,9 +207,12 @@ impl Engine {
         scope: &Scope,
         event_type: EventType,
         data: Value,
-        only: Option<String>,
-        order_key: Option<String>,
-    ) -> Result<Event, EngineError> {
+        target: Target<'_>,
+    ) -> Result<Publication, EngineError> {
+        let idempotency = target.idempotency_key.map(|key| IdempotencyKey {
+            key: key.to_owned(),
+            fingerprint: fingerprint(event_type, &data, target.only.as_deref()),
+        });
         let now = timefmt::now_ms();
         let event = Event {
             id: ids::new_id(ids::EVENT),
@@ -193,7 +223,7 @@ impl Engine {
         };
         let body = serde_json::to_string(&event).map_err(|e| EngineError::InvalidData(e.to_string()))?;
         let lean_body = lean_body(&event);
-        let deliveries = self
+        let published = self
             .inner
             .store
             .publish(NewEvent {
@@ -203,10 +233,20 @@ impl Engine {
                 created_ms: now,
                 body: body.clone(),
                 lean_body: lean_body.clone(),
-                only_subscription: only,
-                order_key,
+                only_subscription: target.only,
+                order_key: target.order_key,
+                idempotency: idempotency.clone(),
             })
             .await?;
+        let deliveries = match published {
+            Published::Created(deliveries) => deliveries,
+            Published::Replayed { event_id, fingerprint } => {
+                if idempotency.is_none_or(|k| k.fingerprint != fingerprint) {
+                    return Err(EngineError::IdempotencyKeyReused);
+                }
+                return self.first_event(scope, &event_id).await;
+            }
+        };
         if !deliveries.is_empty() {
             let _ = self.inner.lanes.send(Msg::Fresh {
                 event_id: event.id.clone(),
@@ -215,8 +255,53 @@ impl Engine {
                 deliveries,
             });
         }
-        Ok(event)
+        Ok(Publication { event, replayed: false })
     }
+
+    /// The event an idempotency key made first, exactly as it was answered then.
+    async fn first_event(&self, scope: &Scope, event_id: &str) -> Result<Publication, EngineError> {
+        let stored = self.inner.store.get_event(scope, event_id).await?;
+        let event = stored
+            .and_then(|stored| serde_json::from_str(&stored.body).ok())
+            .ok_or_else(|| EngineError::Store(smile_store::StoreError::Invalid(format!("event {event_id} is gone"))))?;
+        Ok(Publication { event, replayed: true })
+    }
+}
+
+/// Where a publish goes beyond the matching subscriptions' rules.
+struct Target<'a> {
+    /// One subscription only (test sends), whatever its event types.
+    only: Option<String>,
+    /// Deliveries of one key go one at a time, in publish order.
+    order_key: Option<String>,
+    idempotency_key: Option<&'a str>,
+}
+
+/// What a request asked for, as an idempotency key remembers it.
+fn fingerprint(event_type: EventType, data: &Value, only: Option<&str>) -> String {
+    let mut digest = Sha256::new();
+    digest.update(event_type.as_str());
+    digest.update([0]);
+    digest.update(only.unwrap_or_default());
+    digest.update([0]);
+    // serde_json's maps are sorted, so the same data always serialises the same.
+    digest.update(data.to_string());
+    hex::encode(digest.finalize())
+}
+
+/// Keys past their window are only taken over by a new request; this deletes them, hourly.
+fn forget_old_idempotency_keys(store: Arc<dyn Store>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match store.forget_idempotency_keys(timefmt::now_ms() - IDEMPOTENCY_WINDOW_MS).await {
+                Ok(0) => {}
+                Ok(forgotten) => tracing::info!(forgotten, "forgot idempotency keys past their 24 hours"),
+                Err(error) => tracing::warn!(%error, "could not forget old idempotency keys; will try again"),
+            }
+        }
+    });
 }
 
 /// The body without `data.payload`, for subscriptions without `includePayload`.

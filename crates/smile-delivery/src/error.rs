@@ -11,4 +11,6 @@ pub enum EngineError {
     SubscriptionNotFound,
     #[error("subscription is inactive")]
     SubscriptionInactive,
+    #[error("this Idempotency-Key was used within the last 24 hours for a different request")]
+    IdempotencyKeyReused,
 }

@@ -34,6 +34,6 @@ pub mod ssrf;
 mod verdict;
 
 pub use config::{DeliveryConfig, EgressConfig};
-pub use engine::{Drained, Engine};
+pub use engine::{Drained, Engine, Publication};
 pub use error::EngineError;
 pub use lanes::WindowStats;

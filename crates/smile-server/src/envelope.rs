@@ -107,7 +107,26 @@ impl From<smile_delivery::EngineError> for Error {
             E::SubscriptionNotFound => Error(ApiError::missing("webhook")),
             E::SubscriptionInactive => Error(ApiError::invalid("the webhook is inactive; activate it first")),
             E::Config(m) => Error(ApiError::server(m)),
+            E::IdempotencyKeyReused => Error(ApiError::invalid(
+                "this Idempotency-Key was used in the last 24 hours for a different request; use a new key",
+            )),
         }
+    }
+}
+
+/// An event as a publish answered it; a replay (an idempotency key seen before) says so in
+/// the `Idempotent-Replayed` header.
+pub struct Published(pub smile_delivery::Publication);
+
+impl IntoResponse for Published {
+    fn into_response(self) -> Response {
+        let mut response = Data(self.0.event).into_response();
+        if self.0.replayed {
+            response
+                .headers_mut()
+                .insert(crate::extract::IDEMPOTENT_REPLAYED, axum::http::HeaderValue::from_static("true"));
+        }
+        response
     }
 }
 

@@ -115,6 +115,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+/// The answer to a publish carries this header, `true`, when it is the first event again.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        match value.to_str() {
+            Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(IdempotencyKey(Some(key.to_owned())))
+            }
+            _ => {
+                Err(Error(ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)")))
+            }
+        }
+    }
+}
+
 fn spells_nul_escape(bytes: &[u8]) -> bool {
     bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
 }

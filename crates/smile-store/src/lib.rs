@@ -163,7 +163,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes each event and one delivery per matching active subscription, all durably,
     /// before returning, leased to the publishing node. Concurrent calls may share one commit.
-    async fn publish(&self, event: NewEvent) -> Result<Vec<NewDelivery>>;
+    /// An event whose idempotency key was used within [`IDEMPOTENCY_WINDOW_MS`] writes nothing
+    /// and names the first event; of concurrent calls with one key, exactly one creates.
+    async fn publish(&self, event: NewEvent) -> Result<Published>;
+    /// Forgets idempotency keys created before `before_ms`; returns how many.
+    async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64>;
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>>;
     async fn list_events(&self, scope: &Scope, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;
 

@@ -103,6 +103,29 @@ pub struct NewEvent {
     /// Deliveries with the same key to the same subscription go one at a time, in publish
     /// order: a later one is parked (not due) while an earlier one is pending.
     pub order_key: Option<String>,
+    /// The caller's `Idempotency-Key`, if it sent one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// How long an `Idempotency-Key` names its first event; after that it may be used afresh.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// A caller's `Idempotency-Key` on a publish, unique within the event's scope.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// A digest of what the request asked for: the same key with another request is refused.
+    pub fingerprint: String,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone)]
+pub enum Published {
+    /// The event is written, with these deliveries.
+    Created(Vec<NewDelivery>),
+    /// Its idempotency key was used within the window: nothing was written. These are the
+    /// first event's id and the fingerprint of the request that made it.
+    Replayed { event_id: String, fingerprint: String },
 }
 
 /// A node's claim on lanes (a subscription's deliveries): nobody else sends them until it

@@ -25,7 +25,7 @@ const PUBLISH_WRITERS: usize = 4;
 /// The most publishes one transaction takes.
 const MAX_PUBLISH_BATCH: usize = 1024;
 
-type PublishJob = (NewEvent, oneshot::Sender<Result<Vec<NewDelivery>>>);
+type PublishJob = (NewEvent, oneshot::Sender<Result<Published>>);
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
@@ -226,9 +226,9 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
         };
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
         match retry_conflicts("publish", || publish_batch(&pool, &events)).await {
-            Ok(created) => {
-                for (reply, deliveries) in replies.into_iter().zip(created) {
-                    let _ = reply.send(Ok(deliveries));
+            Ok(published) => {
+                for (reply, published) in replies.into_iter().zip(published) {
+                    let _ = reply.send(Ok(published));
                 }
             }
             Err(error) => {
@@ -269,13 +269,51 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<Target>> {
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
-async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDelivery>>> {
+/// Takes `e`'s idempotency key for it; or, when the key names an event made within the
+/// window, returns that event. A concurrent transaction inserting the same key waits for this
+/// one to end, then finds the key taken.
+async fn take_idempotency_key(c: &impl GenericClient, e: &NewEvent, k: &IdempotencyKey) -> Result<Option<Published>> {
+    let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
+    let take = c
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (tenant_id, mode, key, fingerprint, event_id, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, mode, key) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, event_id = excluded.event_id, created_ms = excluded.created_ms \
+             WHERE idempotency_keys.created_ms <= $7",
+        )
+        .await?;
+    let cutoff = e.created_ms - IDEMPOTENCY_WINDOW_MS;
+    if c.execute(&take, &[&tenant, &mode, &k.key, &k.fingerprint, &e.id, &e.created_ms, &cutoff]).await? > 0 {
+        return Ok(None);
+    }
+    let row = c
+        .query_one(
+            "SELECT event_id, fingerprint FROM idempotency_keys WHERE tenant_id = $1 AND mode = $2 AND key = $3",
+            &[&tenant, &mode, &k.key],
+        )
+        .await?;
+    Ok(Some(Published::Replayed { event_id: row.get(0), fingerprint: row.get(1) }))
+}
+
+async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Keys are taken in one order, so that two batches sharing keys cannot deadlock.
+    let mut keyed: Vec<(usize, &IdempotencyKey)> =
+        all.iter().enumerate().filter_map(|(i, e)| Some((i, e.idempotency.as_ref()?))).collect();
+    keyed.sort_by(|a, b| (&a.1.key, a.0).cmp(&(&b.1.key, b.0)));
+    let mut replayed: HashMap<usize, Published> = HashMap::new();
+    for (i, k) in keyed {
+        if let Some(first) = take_idempotency_key(&tx, &all[i], k).await? {
+            replayed.insert(i, first);
+        }
+    }
+    let events: Vec<&NewEvent> =
+        all.iter().enumerate().filter(|(i, _)| !replayed.contains_key(i)).map(|(_, e)| e).collect();
     // Events of one tenant, mode and type share their matching subscriptions.
     let mut matching: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
     let mut d = DeliveryColumns::default();
-    for e in events {
+    for e in events.iter().copied() {
         let found = match (
             &e.only_subscription,
             matching.get(&(e.scope.tenant_id.as_str(), e.scope.mode, e.event_type.as_str())),
@@ -301,7 +339,7 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
         )
         .await?;
-    let column = |f: fn(&NewEvent) -> &str| events.iter().map(f).collect::<Vec<&str>>();
+    let column = |f: fn(&NewEvent) -> &str| events.iter().copied().map(f).collect::<Vec<&str>>();
     tx.execute(
         &insert_events,
         &[
@@ -364,7 +402,13 @@ async fn publish_batch(pool: &Pool, events: &[NewEvent]) -> Result<Vec<Vec<NewDe
         }
     }
     tx.commit().await?;
-    Ok(events.iter().map(|e| created.remove(&e.id).unwrap_or_default()).collect())
+    Ok(all
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            replayed.remove(&i).unwrap_or_else(|| Published::Created(created.remove(&e.id).unwrap_or_default()))
+        })
+        .collect())
 }
 
 /// New deliveries of a batch, column by column, for one bulk insert.
@@ -764,10 +808,15 @@ impl Store for PostgresStore {
         retry_conflicts("delete subscription", || self.delete_subscription_once(scope, id)).await
     }
 
-    async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
+    async fn publish(&self, e: NewEvent) -> Result<Published> {
         let (reply, answer) = oneshot::channel();
         self.publishes.send((e, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64> {
+        let client = self.pool.get().await?;
+        Ok(client.execute("DELETE FROM idempotency_keys WHERE created_ms < $1", &[&before_ms]).await?)
     }
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {

@@ -210,6 +210,40 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result
 }
 
 /// Runs a statement kept prepared, since these run once per write.
+/// Takes `e`'s idempotency key (if it has one) for it; or, when the key names an event made
+/// within the window, returns that event instead. Keys older than the window are taken over.
+fn take_idempotency_key(c: &Connection, e: &NewEvent) -> Result<Option<Published>> {
+    let Some(k) = &e.idempotency else {
+        return Ok(None);
+    };
+    let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
+    let taken = c
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (tenant_id, mode, key, fingerprint, event_id, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, mode, key) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, event_id = excluded.event_id, created_ms = excluded.created_ms \
+             WHERE idempotency_keys.created_ms <= ?7",
+        )?
+        .execute(params![
+            tenant,
+            mode,
+            k.key,
+            k.fingerprint,
+            e.id,
+            e.created_ms,
+            e.created_ms - IDEMPOTENCY_WINDOW_MS
+        ])?;
+    if taken > 0 {
+        return Ok(None);
+    }
+    let (event_id, fingerprint) = c
+        .prepare_cached(
+            "SELECT event_id, fingerprint FROM idempotency_keys WHERE tenant_id = ?1 AND mode = ?2 AND key = ?3",
+        )?
+        .query_row(params![tenant, mode, k.key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Some(Published::Replayed { event_id, fingerprint }))
+}
+
 fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
     conn.prepare_cached(sql).and_then(|mut s| s.execute([]))?;
     Ok(())
@@ -527,8 +561,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish(&self, e: NewEvent) -> Result<Vec<NewDelivery>> {
+    async fn publish(&self, e: NewEvent) -> Result<Published> {
         self.write(move |c| {
+            if let Some(replayed) = take_idempotency_key(c, &e)? {
+                return Ok(replayed);
+            }
             let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
             c.prepare_cached(
                 "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
@@ -582,9 +619,14 @@ impl Store for SqliteStore {
                     },
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(created)
+            Ok(Published::Created(created))
         })
         .await
+    }
+
+    async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64> {
+        self.write(move |c| Ok(c.execute("DELETE FROM idempotency_keys WHERE created_ms < ?1", [before_ms])? as u64))
+            .await
     }
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {

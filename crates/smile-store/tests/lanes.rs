@@ -60,9 +60,91 @@ async fn publish_keyed(store: &dyn Store, order_key: Option<&str>) -> Vec<NewDel
             lean_body: None,
             only_subscription: None,
             order_key: order_key.map(str::to_owned),
+            idempotency: None,
         })
         .await
         .expect("publish")
+        .created()
+}
+
+trait CreatedDeliveries {
+    fn created(self) -> Vec<NewDelivery>;
+}
+
+impl CreatedDeliveries for Published {
+    fn created(self) -> Vec<NewDelivery> {
+        match self {
+            Published::Created(deliveries) => deliveries,
+            Published::Replayed { event_id, .. } => panic!("replayed {event_id}, expected a new event"),
+        }
+    }
+}
+
+fn keyed_event(key: &str, created_ms: i64) -> NewEvent {
+    let id = smile_core::ids::new_id("et-");
+    NewEvent {
+        id: id.clone(),
+        scope: scope(),
+        event_type: "USER_CREATED".into(),
+        created_ms,
+        body: format!("{{\"id\":\"{id}\"}}"),
+        lean_body: None,
+        only_subscription: None,
+        order_key: None,
+        idempotency: Some(IdempotencyKey { key: key.into(), fingerprint: "f".into() }),
+    }
+}
+
+/// Two nodes on one PostgreSQL schema (or one SQLite store twice), 16 publishes of one key at
+/// once: exactly one writes an event, and every other names it.
+#[tokio::test]
+async fn one_idempotency_key_makes_one_event_across_nodes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite: Arc<dyn Store> = Arc::new(sqlite::SqliteStore::open(&dir.path().join("s.db")).expect("sqlite"));
+    let mut pairs = vec![("sqlite", sqlite.clone(), sqlite)];
+    if let Some(url) = testing::fresh_postgres_schema().await {
+        let node = |url: String| async move { Arc::new(postgres::PostgresStore::connect(&url).await.expect("node")) };
+        pairs.push(("postgres", node(url.clone()).await, node(url).await));
+    }
+    for (name, store, second) in pairs {
+        let sub = subscribe(&*store).await;
+        let publishes = (0..16).map(|i| {
+            let node = if i % 2 == 0 { store.clone() } else { second.clone() };
+            tokio::spawn(async move { node.publish(keyed_event("k", now_ms())).await.expect("publish") })
+        });
+        let mut created = Vec::new();
+        let mut named = HashSet::new();
+        for publish in publishes {
+            match publish.await.expect("joined") {
+                Published::Created(deliveries) => created.push(deliveries),
+                Published::Replayed { event_id, fingerprint } => {
+                    assert_eq!(fingerprint, "f");
+                    named.insert(event_id);
+                }
+            }
+        }
+        assert_eq!(created.len(), 1, "{name}: exactly one publish creates");
+        assert_eq!(created[0].len(), 1, "{name}: with its one delivery");
+        assert_eq!(named.len(), 1, "{name}: every replay names the same event");
+        let page = PageRequest { size: 150, before_seq: None };
+        let events = store.list_events(&scope(), &EventFilter::default(), &page).await.expect("events");
+        assert_eq!(events.items.len(), 1, "{name}");
+        let deliveries = store.list_deliveries(&scope(), DeliveriesOf::Subscription(&sub), &page).await.expect("list");
+        assert_eq!(deliveries.items.len(), 1, "{name}");
+    }
+}
+
+/// After its 24 hours a key may be used afresh; a forgotten key too.
+#[tokio::test]
+async fn an_idempotency_key_past_its_window_makes_a_new_event() {
+    for (name, store, _dir) in stores().await {
+        let day_ago = now_ms() - IDEMPOTENCY_WINDOW_MS - 1;
+        store.publish(keyed_event("old", day_ago)).await.expect("publish").created();
+        store.publish(keyed_event("old", now_ms())).await.expect("publish").created();
+        assert!(matches!(store.publish(keyed_event("old", now_ms())).await, Ok(Published::Replayed { .. })), "{name}");
+        assert_eq!(store.forget_idempotency_keys(now_ms() + 1).await.expect("forget"), 1, "{name}");
+        store.publish(keyed_event("old", now_ms())).await.expect("publish").created();
+    }
 }
 
 async fn publish(store: &dyn Store) -> NewDelivery {

@@ -3,6 +3,7 @@
 mod api;
 mod cluster;
 mod delivery;
+mod idempotency;
 mod lanes;
 mod outage;
 mod process;

@@ -222,6 +222,22 @@ impl Api {
         (status, response.json::<Value>().await.unwrap_or(Value::Null))
     }
 
+    /// A POST with an `Idempotency-Key`; also answers whether `Idempotent-Replayed` was set.
+    pub async fn post_once(&self, path: &str, key: &str, body: Value) -> (u16, Value, bool) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(&self.secret))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        (status, response.json::<Value>().await.unwrap_or(Value::Null), replayed)
+    }
+
     /// Like `post`, but None when the server cannot be reached (a killed node).
     pub async fn try_post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
         let response = self

@@ -2,11 +2,11 @@
 
 use crate::AppState;
 use crate::auth::OperatorKey;
-use crate::envelope::{Data, Result};
-use crate::extract::JsonBody;
+use crate::envelope::{Published, Result};
+use crate::extract::{IdempotencyKey, JsonBody};
 use axum::extract::State;
 use serde::Deserialize;
-use smile_core::{ApiError, Event, EventType, Mode};
+use smile_core::{ApiError, EventType, Mode};
 use smile_store::Scope;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -23,20 +23,28 @@ struct PublishRequest {
 }
 
 /// `POST /v1/operator/events`: publishes an event for a tenant and mode, as the platform does.
-/// Answers once the event and its deliveries are durable.
+/// Answers once the event and its deliveries are durable. With an `Idempotency-Key` header,
+/// the same key within 24 hours answers the first event again and sends nothing.
 #[utoipa::path(
     post,
     path = "/v1/operator/events",
     tag = "operator",
     request_body = PublishRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: the same key within 24 hours answers the first event again, and sends nothing")),
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
-pub async fn publish(_: OperatorKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Event>> {
+pub async fn publish(
+    _: OperatorKey,
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody,
+) -> Result<Published> {
     let request: PublishRequest = body.parse()?;
     if !state.store.tenant_exists(&request.tenant_id).await? {
         return Err(ApiError::missing("tenant").into());
     }
     let scope = Scope { tenant_id: request.tenant_id, mode: request.mode };
-    Ok(Data(state.engine.publish(&scope, request.event_type, request.data).await?))
+    let publication = state.engine.publish_once(&scope, request.event_type, request.data, key.as_deref()).await?;
+    Ok(Published(publication))
 }

@@ -3,13 +3,13 @@
 
 use crate::AppState;
 use crate::auth::TenantKey;
-use crate::envelope::{Data, Done, Error, Result};
-use crate::extract::{Id, JsonBody, QueryParams};
+use crate::envelope::{Data, Done, Error, Published, Result};
+use crate::extract::{Id, IdempotencyKey, JsonBody, QueryParams};
 use crate::views::{ListView, SubscriptionView};
 use axum::extract::State;
 use serde::Deserialize;
 use smile_core::catalog::ALL_EVENTS;
-use smile_core::{ApiError, Event, EventType, Mode, ids, timefmt};
+use smile_core::{ApiError, EventType, Mode, ids, timefmt};
 use smile_signature::Secret;
 use smile_store::{Ordering, Scope, Subscription, SubscriptionPatch};
 
@@ -344,7 +344,7 @@ struct TestRequest {
     path = "/v1/webhooks/{id}/test",
     tag = "webhooks",
     request_body = Option<TestRequest>,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: the same key within 24 hours answers the first event again")),
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
@@ -352,10 +352,11 @@ pub async fn test(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     Id(id): Id,
+    IdempotencyKey(key): IdempotencyKey,
     body: JsonBody,
-) -> Result<Data<Event>> {
+) -> Result<Published> {
     let r: TestRequest = body.parse_or_default()?;
-    Ok(Data(state.engine.send_test(&scope, &id, r.event_type).await?))
+    Ok(Published(state.engine.send_test(&scope, &id, r.event_type, key.as_deref()).await?))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
