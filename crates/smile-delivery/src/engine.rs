@@ -170,9 +170,12 @@ impl Engine {
         self.publish_to(scope, event_type, event_type.sample_data(), target).await
     }
 
-    /// The API changed a subscription: later attempts, on every node, use its new state.
+    /// The API changed a subscription: later attempts, on every node, use its new state. This
+    /// node takes `sub` as it is, before any later publish reaches the lane: a delivery
+    /// published after a rotation is never signed with the secret it replaced.
     pub async fn subscription_changed(&self, sub: &Subscription) {
-        self.changed(&sub.id).await;
+        let _ = self.inner.lanes.send(Msg::Reloaded(sub.id.clone(), Some(sub.clone())));
+        self.tell_others(Signal::SubscriptionChanged { id: sub.id.clone() }).await;
     }
 
     /// The API deleted a subscription: its lane stops, on every node.

@@ -115,6 +115,8 @@ struct Target {
     secret: Secret,
     previous: Option<(Secret, i64)>,
     active: bool,
+    /// The subscription's `updated_ms`: an older read never replaces a newer one.
+    updated_ms: i64,
 }
 
 impl Target {
@@ -125,6 +127,7 @@ impl Target {
             secret: secret_of(&sub.secret),
             previous: sub.previous_secret.as_deref().map(secret_of).zip(sub.previous_secret_until_ms),
             active: sub.active,
+            updated_ms: sub.updated_ms,
         }
     }
 }
@@ -450,6 +453,8 @@ impl Lanes {
     fn reloaded(&mut self, id: String, sub: Option<Subscription>) {
         let Some(lane) = self.lanes.get_mut(&id) else { return };
         match sub {
+            // A read that started before a change the API already handed over.
+            Some(sub) if sub.updated_ms < lane.target.updated_ms => {}
             Some(sub) if sub.active => {
                 lane.target = Arc::new(Target::of(&sub));
                 lane.failing_since = sub.failing_since_ms;
