@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// (invite landing pages) start with it [default: http:// and the listen address].
     #[arg(long, env = "SMILE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Also serve /metrics, without authentication, on this address (keep it private); on the
+    /// API's address /metrics takes an operator key.
+    #[arg(long, env = "SMILE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -154,6 +158,7 @@ impl ServeArgs {
             body_timeout: self.body_timeout.or(file.body_timeout),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             public_url: self.public_url.or(file.public_url),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
         }
     }
 
@@ -230,6 +235,7 @@ impl ServeArgs {
             options.shutdown_grace = duration(t, "shutdown-grace")?;
         }
         options.edge.max_connections = a.max_connections.map(|n| n.max(1));
+        options.metrics_listen = a.metrics_listen;
         if let Some(t) = &a.header_timeout {
             options.edge.header_timeout = duration(t, "header-timeout")?;
         }

@@ -92,6 +92,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         print_key(key);
     }
     println!("Listening on http://{}", running.addr);
+    if let Some(addr) = running.metrics_addr {
+        println!("Metrics (no authentication) on http://{addr}/metrics");
+    }
     tracing::info!(addr = %running.addr, "serving");
     running.serve_until(stop_signal(), grace).await
 }

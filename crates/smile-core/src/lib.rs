@@ -6,10 +6,12 @@
 //! - [`Event`]: the envelope a receiver gets.
 //! - [`error`]: the Smile error codes and their HTTP statuses.
 //! - [`timefmt`]: the wire formats of dates and date-times.
+//! - [`metric`]: the names and meanings of the metrics every crate records.
 
 pub mod catalog;
 pub mod error;
 pub mod ids;
+pub mod metric;
 pub mod timefmt;
 
 mod event;

@@ -9,7 +9,7 @@ use crate::sender::Sender;
 use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use smile_core::{Event, EventType, Mode, ids, timefmt};
+use smile_core::{Event, EventType, Mode, ids, metric, timefmt};
 use smile_store::{IDEMPOTENCY_WINDOW_MS, IdempotencyKey, NewEvent, Published, Scope, Signal, Store, Subscription};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -106,7 +106,11 @@ impl Engine {
 
     /// Why a production delivery to `url` would be refused outright (an internal IP literal).
     pub fn url_refusal(&self, url: &str, mode: Mode) -> Option<String> {
-        (mode == Mode::Production).then(|| self.inner.sender.literal_blocked(url)).flatten()
+        let refusal = (mode == Mode::Production).then(|| self.inner.sender.literal_blocked(url)).flatten();
+        if refusal.is_some() {
+            metrics::counter!(metric::SSRF_REFUSALS, "at" => "subscription").increment(1);
+        }
+        refusal
     }
 
     /// Checks `data` against the catalog, persists the event with one delivery per matching
@@ -242,7 +246,11 @@ impl Engine {
             })
             .await?;
         let deliveries = match published {
-            Published::Created(deliveries) => deliveries,
+            Published::Created(deliveries) => {
+                metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => scope.mode.as_str()).increment(1);
+                metrics::counter!(metric::DELIVERIES_CREATED).increment(deliveries.len() as u64);
+                deliveries
+            }
             Published::Replayed { event_id, fingerprint } => {
                 if idempotency.is_none_or(|k| k.fingerprint != fingerprint) {
                     return Err(EngineError::IdempotencyKeyReused);

@@ -16,10 +16,11 @@ use crate::outcomes::{self, Committed, Recording};
 use crate::sender::{AttemptResult, Sender, Signing};
 use crate::verdict;
 use bytes::Bytes;
-use smile_core::{Mode, ids, timefmt};
+use smile_core::{Mode, ids, metric, timefmt};
 use smile_signature::Secret;
 use smile_store::{
-    Attempt, LaneBatch, Lease, NewDelivery, Outcome, Signal, Store, StoreError, Subscription, SubscriptionEffect,
+    Attempt, DeliveryStatus, LaneBatch, Lease, NewDelivery, Outcome, Signal, Store, StoreError, Subscription,
+    SubscriptionEffect,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -608,6 +609,7 @@ impl Lanes {
         // A lane lost meanwhile still gets its attempt logged.
         let failing_since = self.lanes.get(&id).and_then(|lane| lane.failing_since);
         let verdict = verdict::decide(&self.config, &result, attempt_no, failing_since, finished);
+        record_attempt(&result, verdict.status);
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
@@ -917,6 +919,19 @@ impl Lanes {
             let _ = store.notify(Signal::SubscriptionChanged { id }).await;
         });
     }
+}
+
+/// Counts an attempt and what it decided, for `/metrics`.
+fn record_attempt(result: &AttemptResult, decided: DeliveryStatus) {
+    metrics::histogram!(metric::ATTEMPT_SECONDS).record(result.latency.as_secs_f64());
+    let outcome = if result.succeeded() { "success" } else { "failure" };
+    metrics::counter!(metric::ATTEMPTS, "result" => outcome).increment(1);
+    let decided = match decided {
+        DeliveryStatus::Succeeded => "succeeded",
+        DeliveryStatus::Pending => "retry",
+        DeliveryStatus::Failed | DeliveryStatus::Cancelled => "failed",
+    };
+    metrics::counter!(metric::DELIVERY_OUTCOMES, "outcome" => decided).increment(1);
 }
 
 /// Makes one attempt in a task of its own and reports what it saw.

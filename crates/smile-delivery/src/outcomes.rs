@@ -1,6 +1,7 @@
 //! The attempt log writer: outcomes queued while the last batch committed are written
 //! together in one transaction, then reported back to the lanes.
 
+use smile_core::metric;
 use smile_store::{Outcome, OutcomeEffects, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +45,10 @@ pub(crate) fn spawn(
                 batch.iter().map(|r| (r.outcome.subscription_id.clone(), r.seq, r.outcome.next_attempt_ms)).collect();
             let outcomes: Arc<[Outcome]> = batch.into_iter().map(|r| r.outcome).collect();
             let effects = match record(&*store, outcomes).await {
-                Ok(effects) => effects,
+                Ok(effects) => {
+                    metrics::counter!(metric::AUTO_DISABLES).increment(effects.disabled.len() as u64);
+                    effects
+                }
                 Err(error) => {
                     tracing::error!(%error, "could not record attempt outcomes; those deliveries will be sent again");
                     OutcomeEffects::default()

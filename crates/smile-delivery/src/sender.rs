@@ -134,6 +134,7 @@ impl Sender {
     ) -> AttemptResult {
         let started = Instant::now();
         if guarded && let Some(error) = self.literal_blocked(url) {
+            metrics::counter!(smile_core::metric::SSRF_REFUSALS, "at" => "attempt").increment(1);
             return AttemptResult {
                 status: None,
                 latency: started.elapsed(),

@@ -127,6 +127,7 @@ impl Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
+                metrics::counter!(smile_core::metric::SSRF_REFUSALS, "at" => "attempt").increment(1);
                 let (ip, reason) = refused.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "unresolvable"));
                 return Err(Box::new(Blocked::new(&host, ip, reason)) as Box<dyn std::error::Error + Send + Sync>);
             }

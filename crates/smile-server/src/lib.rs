@@ -4,6 +4,7 @@
 //!   first start, and serves the API until [`Running::shutdown`].
 //! - `edge`: connections: the cap, header, body and idle timeouts, shedding, graceful stop.
 //! - `envelope`: the `{code, message, requestId, data}` body of every response.
+//! - `exporter`: `/metrics`, in the Prometheus text format.
 //! - `auth`: HTTP Basic `apikey:apisecret`, resolved to a tenant and mode or the operator.
 //! - `extract`: request parts that fail as Smile errors, never as plain-text rejections.
 //! - `routes`: the endpoints, one module per resource.
@@ -11,6 +12,7 @@
 mod auth;
 mod edge;
 mod envelope;
+mod exporter;
 mod extract;
 mod limits;
 mod routes;
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     /// Where clients reach this server (e.g. `https://smile.example.com`), for the links it
     /// hands out; None: `http://` and the listen address.
     pub public_url: Option<String>,
+    /// Also serve `/metrics`, without authentication, on this address.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -68,6 +72,7 @@ impl ServeOptions {
             shutdown_grace: std::time::Duration::from_secs(10),
             edge: EdgeConfig::default(),
             public_url: None,
+            metrics_listen: None,
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct Running {
     pub engine: Engine,
     /// The sandbox keys created on first start, if this was the first start.
     pub first_start_key: Option<NewKey>,
+    /// Where `/metrics` is served without authentication, if it is.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -102,6 +110,9 @@ impl Running {
     /// nodes at once.
     pub async fn shutdown(self, grace: std::time::Duration) -> anyhow::Result<Drained> {
         let _ = self.shutdown.send(());
+        if let Some(metrics) = &self.metrics_served {
+            metrics.abort();
+        }
         match tokio::time::timeout(grace, self.served).await {
             Ok(served) => served??,
             Err(_) => tracing::warn!(?grace, "requests still in progress after the grace period; leaving them"),
@@ -142,6 +153,7 @@ pub async fn open_store(data_dir: &std::path::Path, database_url: Option<&str>) 
 
 /// Starts the store, the engine and the API.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+    exporter::install();
     let store = open_store(&options.data_dir, options.database_url.as_deref()).await?;
     let first_start_key = if store.has_tenants().await? {
         None
@@ -168,11 +180,23 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     };
     state.platform.start_retention();
     state.platform.resume_jobs();
+    let (metrics_addr, metrics_served) = match options.metrics_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at).await?;
+            let addr = listener.local_addr()?;
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(exporter::scrape_open))
+                .with_state(state.clone());
+            let served = tokio::spawn(edge::serve(listener, app, options.edge.clone(), std::future::pending()));
+            (Some(addr), Some(served))
+        }
+        None => (None, None),
+    };
     let app = routes::router(state, options.max_body_bytes);
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let edge_config = options.edge.clone();
     let served = tokio::spawn(edge::serve(listener, app, edge_config, async move {
         let _ = stop.await;
     }));
-    Ok(Running { addr, store, engine, first_start_key, shutdown, served })
+    Ok(Running { addr, store, engine, first_start_key, metrics_addr, metrics_served, shutdown, served })
 }

@@ -201,6 +201,8 @@ pub trait Store: Send + Sync + 'static {
     async fn release_all_lanes(&self) -> Result<()>;
     /// The pending delivery a FIFO subscription waits on, once it has failed at least once.
     async fn blocked_head(&self, scope: &Scope, subscription_id: &str) -> Result<Option<Delivery>>;
+    /// How many deliveries are PENDING, in every scope, and since when: for `/metrics` only.
+    async fn backlog(&self) -> Result<Backlog>;
     /// Whether only one node can use this store.
     fn single_node(&self) -> bool;
     /// Counts one request of `client` in the one-second window `window_s` and returns the

@@ -220,6 +220,15 @@ pub struct StoredEvent {
     pub body: String,
 }
 
+/// The store's backlog, over every tenant and node: for the operator's metrics only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Deliveries still PENDING.
+    pub pending: u64,
+    /// When the oldest of them was created.
+    pub oldest_created_ms: Option<i64>,
+}
+
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

@@ -9,7 +9,7 @@ use crate::common::{mode_of, new_key_pair, now, paginate, retry_conflicts, types
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use smile_core::ids;
+use smile_core::{ids, metric};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -269,6 +269,13 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<Target>> {
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
+/// Records one write transaction's time and size.
+fn record_commit(write: &'static str, started: std::time::Instant, size: usize) {
+    let labels = [("backend", "postgres"), ("write", write)];
+    metrics::histogram!(metric::COMMIT_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(metric::COMMIT_BATCH, &labels).record(size as f64);
+}
+
 /// Takes `e`'s idempotency key for it; or, when the key names an event made within the
 /// window, returns that event. A concurrent transaction inserting the same key waits for this
 /// one to end, then finds the key taken.
@@ -296,6 +303,7 @@ async fn take_idempotency_key(c: &impl GenericClient, e: &NewEvent, k: &Idempote
 }
 
 async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> {
+    let started = std::time::Instant::now();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Keys are taken in one order, so that two batches sharing keys cannot deadlock.
@@ -402,6 +410,7 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
         }
     }
     tx.commit().await?;
+    record_commit("publish", started, all.len());
     Ok(all
         .iter()
         .enumerate()
@@ -574,6 +583,7 @@ impl PostgresStore {
     }
 
     async fn record_outcomes_once(&self, outcomes: &[Outcome]) -> Result<OutcomeEffects> {
+        let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Whole columns at once: one round trip for the attempts, one for the deliveries.
@@ -640,6 +650,7 @@ impl PostgresStore {
             }
         }
         tx.commit().await?;
+        record_commit("outcomes", started, outcomes.len());
         Ok(effects)
     }
 
@@ -710,6 +721,16 @@ impl Store for PostgresStore {
             _ => return Ok(None),
         };
         Ok(Some(KeyRecord { secret_sha256, principal }))
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_one("SELECT COUNT(*), MIN(created_ms) FROM deliveries WHERE status = 'PENDING'", &[])
+            .await?;
+        Ok(Backlog { pending: row.get::<_, i64>(0) as u64, oldest_created_ms: row.get(1) })
     }
 
     async fn has_tenants(&self) -> Result<bool> {

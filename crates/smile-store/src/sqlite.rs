@@ -7,7 +7,7 @@
 use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use smile_core::ids;
+use smile_core::{ids, metric};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -142,7 +142,11 @@ fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let (started, size) = (std::time::Instant::now(), batch.len());
         let (completions, committed) = run_batch(&mut conn, batch);
+        let labels = [("backend", "sqlite"), ("write", "group")];
+        metrics::histogram!(metric::COMMIT_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(metric::COMMIT_BATCH, &labels).record(size as f64);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "group commit failed");
         }
@@ -396,6 +400,15 @@ impl Store for SqliteStore {
                 _ => return Ok(None),
             };
             Ok(Some(KeyRecord { secret_sha256, principal }))
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT COUNT(*), MIN(created_ms) FROM deliveries WHERE status = 'PENDING'", [], |r| {
+                Ok(Backlog { pending: r.get::<_, i64>(0)? as u64, oldest_created_ms: r.get(1)? })
+            })?)
         })
         .await
     }

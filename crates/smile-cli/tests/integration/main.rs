@@ -5,6 +5,7 @@ mod cluster;
 mod delivery;
 mod idempotency;
 mod lanes;
+mod metrics;
 mod outage;
 mod process;
 mod sandbox;

@@ -130,13 +130,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/egressIps", get(catalog::egress_ips))
         .route("/v1/operator/events", post(operator::publish))
         .route("/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(crate::exporter::scrape))
         .fallback(|| async { Error(ApiError::new(ErrorCode::MissingResource, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")
         })
+        .layer(axum::middleware::from_fn(crate::exporter::tag_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(crate::extract::refuse_nul))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
         .layer(axum::middleware::from_fn(cors))
+        .layer(axum::middleware::from_fn(crate::exporter::count_requests))
         .with_state(state)
 }
