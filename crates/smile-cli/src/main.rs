@@ -1,6 +1,9 @@
 //! `smile`: the Smile event notification server and its tools.
 
 mod config;
+mod listen;
+mod remote;
+mod trigger;
 
 // Delivery allocates many small, short-lived buffers; mimalloc handles that pattern far
 // better than the system allocator (measured in docs/benchmarks.md).
@@ -34,6 +37,10 @@ enum Command {
     },
     /// Measure publish and delivery throughput against a raw HTTP baseline.
     Bench(smile_bench::BenchArgs),
+    /// Forward a server's webhooks to a local URL (for development), reporting each answer back.
+    Listen(listen::ListenArgs),
+    /// Publish a sample event (or given data) for a sandbox key's tenant; show where it went.
+    Trigger(trigger::TriggerArgs),
 }
 
 #[derive(Subcommand)]
@@ -100,7 +107,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM (what orchestrators send) or Ctrl-C.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -124,11 +131,15 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SMILE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    // The HTTP clients of `listen` and `trigger` use rustls with ring, like the server's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
         Command::Keys { command: KeysCommand::Create { tenant, mode, operator, data_dir, database_url } } => {
             keys_create(tenant, mode, operator, data_dir, database_url).await
         }
         Command::Bench(args) => smile_bench::run(args).await,
+        Command::Listen(args) => listen::run(args).await,
+        Command::Trigger(args) => trigger::run(args).await,
     }
 }

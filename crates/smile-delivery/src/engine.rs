@@ -99,6 +99,11 @@ impl Engine {
         answer.await.unwrap_or_default()
     }
 
+    /// This node's `smile listen` sessions.
+    pub fn relays(&self) -> &Arc<crate::relay::Relays> {
+        &self.inner.sender.relays
+    }
+
     /// The egress IPs receivers should allow.
     pub fn public_egress_ips(&self) -> &[String] {
         &self.inner.config.egress.public_ips

@@ -23,12 +23,14 @@
 //! - [`Engine`]: publish, test sends, and what the API tells the engine.
 //! - [`DeliveryConfig`]: retry schedule, timeouts, windows and caps, egress, TLS roots.
 //! - [`ssrf`]: which addresses production deliveries may not reach.
+//! - [`relay`]: `smile listen` sessions, which take a subscription's attempts in place of HTTP.
 
 mod config;
 mod engine;
 mod error;
 mod lanes;
 mod outcomes;
+pub mod relay;
 mod sender;
 pub mod ssrf;
 mod verdict;

@@ -2,6 +2,7 @@
 
 use crate::config::DeliveryConfig;
 use crate::error::EngineError;
+use crate::relay::{RELAY_SCHEME, Relays};
 use crate::ssrf::{Blocked, GuardedResolver, forbidden_reason};
 use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;
@@ -38,6 +39,9 @@ pub struct Sender {
     /// For production subscriptions: the SSRF guard on every resolved address.
     guarded: reqwest::Client,
     allow: Arc<Vec<ipnet::IpNet>>,
+    /// `smile listen` sessions: where `listen://` attempts go instead of HTTP.
+    pub relays: Arc<Relays>,
+    relay_timeout: Duration,
     max_response_read: usize,
     response_snippet: usize,
 }
@@ -118,6 +122,8 @@ impl Sender {
             open: client(config, None)?,
             guarded: client(config, Some(GuardedResolver { allow: allow.clone() }))?,
             allow,
+            relays: Arc::default(),
+            relay_timeout: config.request_timeout,
             max_response_read: config.max_response_read,
             response_snippet: config.response_snippet,
         })
@@ -147,16 +153,22 @@ impl Sender {
         let secrets = std::iter::once(signing.secret).chain(signing.previous);
         let smile: Vec<String> = secrets.clone().filter_map(|s| s.smile_signature(&body)).collect();
         let standard: Vec<String> = secrets.map(|s| s.standard_signature(event_id, timestamp, &body)).collect();
-        let client = if guarded { &self.guarded } else { &self.open };
-        let mut request = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+        let mut headers = vec![("content-type", "application/json".to_owned())];
         if !smile.is_empty() {
-            request = request.header(sig::SMILE_SIGNATURE_HEADER, smile.join(","));
+            headers.push((sig::SMILE_SIGNATURE_HEADER, smile.join(",")));
         }
-        let request = request
-            .header(sig::WEBHOOK_ID_HEADER, event_id)
-            .header(sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string())
-            .header(sig::WEBHOOK_SIGNATURE_HEADER, standard.join(" "))
-            .body(body);
+        headers.push((sig::WEBHOOK_ID_HEADER, event_id.to_owned()));
+        headers.push((sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string()));
+        headers.push((sig::WEBHOOK_SIGNATURE_HEADER, standard.join(" ")));
+        if let Some(session) = url.strip_prefix(RELAY_SCHEME) {
+            return self.relays.send(session, event_id, headers, body, self.relay_timeout).await;
+        }
+        let client = if guarded { &self.guarded } else { &self.open };
+        let mut request = client.post(url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(body);
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {

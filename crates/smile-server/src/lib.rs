@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Also serve `/metrics`, without authentication, on this address.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a `smile listen` session lives without a poll before it ends.
+    pub listen_idle: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -73,6 +75,7 @@ impl ServeOptions {
             edge: EdgeConfig::default(),
             public_url: None,
             metrics_listen: None,
+            listen_idle: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -86,6 +89,7 @@ pub(crate) struct AppState {
     pub rate_limit: RateLimit,
     pub platform: smile_sandbox::Platform,
     pub demo: Arc<routes::assets::DemoInbox>,
+    pub listen_idle: std::time::Duration,
 }
 
 /// A serving server.
@@ -177,9 +181,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             public_url.trim_end_matches('/').to_owned(),
         ),
         demo: Arc::default(),
+        listen_idle: options.listen_idle.max(std::time::Duration::from_secs(1)),
     };
     state.platform.start_retention();
     state.platform.resume_jobs();
+    routes::listen::reap_idle_sessions(state.clone());
     let (metrics_addr, metrics_served) = match options.metrics_listen {
         Some(at) => {
             let listener = tokio::net::TcpListener::bind(at).await?;

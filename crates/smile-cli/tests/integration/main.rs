@@ -5,6 +5,7 @@ mod cluster;
 mod delivery;
 mod idempotency;
 mod lanes;
+mod listen;
 mod metrics;
 mod outage;
 mod process;

@@ -1,12 +1,12 @@
-//! `/v1/events`: what was published to this tenant and mode.
+//! `/v1/events`: what was published to this tenant and mode, and sandbox triggers.
 
 use crate::AppState;
 use crate::auth::TenantKey;
-use crate::envelope::{Data, Error, Result};
-use crate::extract::{Id, QueryParams};
+use crate::envelope::{Data, Error, Published, Result};
+use crate::extract::{Id, IdempotencyKey, JsonBody, QueryParams};
 use crate::views::{ListView, event_json};
 use axum::extract::State;
-use smile_core::{ApiError, EventType, timefmt};
+use smile_core::{ApiError, ErrorCode, EventType, Mode, timefmt};
 use smile_store::EventFilter;
 
 fn bound(q: &QueryParams, name: &str, end: bool) -> Result<Option<i64>> {
@@ -64,4 +64,43 @@ pub async fn get(
 ) -> Result<Data<serde_json::Value>> {
     let event = state.store.get_event(&scope, &id).await?.ok_or_else(|| Error(ApiError::missing("event")))?;
     Ok(Data(event_json(&event)))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct TriggerRequest {
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "ACCOUNT_CONNECTED")]
+    event_type: EventType,
+    /// The event's `data`, checked against the type's schema; default: the type's sample.
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+}
+
+/// `POST /v1/events`: publishes an event (the type's sample data unless given) to every
+/// matching subscription of this tenant, as `smile trigger` does. Sandbox keys only.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body = TriggerRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: the same key within 24 hours answers the first event again")),
+    responses((status = 200, description = "success, in the Smile envelope")),
+    security(("basic" = []))
+)]
+pub async fn trigger(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody,
+) -> Result<Published> {
+    if scope.mode != Mode::Sandbox {
+        return Err(Error(ApiError::new(
+            ErrorCode::UnauthorizedAccess,
+            "triggering events takes a sandbox key: production events come from the platform",
+        )));
+    }
+    let request: TriggerRequest = body.parse()?;
+    let data = request.data.unwrap_or_else(|| request.event_type.sample_data());
+    Ok(Published(state.engine.publish_once(&scope, request.event_type, data, key.as_deref()).await?))
 }

@@ -6,10 +6,11 @@ mod catalog;
 mod deliveries;
 mod events;
 mod link;
+pub(crate) mod listen;
 mod openapi;
 mod operator;
 mod platform;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use crate::AppState;
 use crate::envelope::{Error, with_status};
@@ -121,7 +122,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/webhooks/{id}/rotateSecret", post(webhooks::rotate_secret))
         .route("/v1/webhooks/{id}/recover", post(webhooks::recover))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::of_subscription))
-        .route("/v1/events", get(events::list))
+        .route("/v1/events", get(events::list).post(events::trigger))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/events/{id}/deliveries", get(deliveries::of_event))
         .route("/v1/deliveries/{id}", get(deliveries::get))
@@ -131,6 +132,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/operator/events", post(operator::publish))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(crate::exporter::scrape))
+        .route("/v1/listen", post(listen::open))
+        .route("/v1/listen/{id}", axum::routing::delete(listen::close))
+        .route("/v1/listen/{id}/next", get(listen::next))
+        .route("/v1/listen/{id}/results", post(listen::report))
         .fallback(|| async { Error(ApiError::new(ErrorCode::MissingResource, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")

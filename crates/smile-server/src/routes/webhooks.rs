@@ -56,7 +56,7 @@ struct UpdateRequest {
 /// How a subscription's deliveries are signed.
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum SigningScheme {
+pub(crate) enum SigningScheme {
     #[default]
     Hmac,
     Ed25519,
@@ -97,7 +97,7 @@ fn check_secret(secret: &str) -> Result<()> {
 }
 
 /// The secret a subscription starts with, or turns to on rotation, when none is given.
-fn new_secret(scheme: SigningScheme) -> String {
+pub(crate) fn new_secret(scheme: SigningScheme) -> String {
     match scheme {
         SigningScheme::Hmac => ids::new_subscription_id() + &ids::new_subscription_id()[..16],
         SigningScheme::Ed25519 => Secret::ed25519_from_seed(rand::random()),
@@ -163,7 +163,7 @@ fn check_url(state: &AppState, url: &str, mode: Mode) -> Result<String> {
 }
 
 /// Checks and normalises event type names: each known or `ALL_EVENTS`, no repeats.
-fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
+pub(crate) fn check_event_types(types: Vec<String>) -> Result<Vec<String>> {
     if types.is_empty() {
         return Err(invalid("eventTypes must name at least one event type (or ALL_EVENTS)"));
     }
