@@ -49,7 +49,7 @@ export async function startServer(extraArgs = []) {
     });
     return { status: response.status, body: await response.json() };
   };
-  return { ...found, api, stop: () => child.kill('SIGKILL') };
+  return { ...found, dataDir, binary, api, stop: () => child.kill('SIGKILL') };
 }
 
 /** A webhook receiver recording every delivery. */

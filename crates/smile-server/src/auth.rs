@@ -21,6 +21,15 @@ pub struct TenantKey(pub Scope);
 /// A request authenticated with an operator key.
 pub struct OperatorKey;
 
+/// A consumer portal link, checked by `routes::portal::grant`: it acts as its tenant and mode,
+/// on its subscriptions only (all of them when `only` is None).
+#[derive(Debug, Clone)]
+pub struct PortalGrant {
+    pub scope: Scope,
+    pub only: Option<Vec<String>>,
+    pub expires_ms: i64,
+}
+
 fn bad_credentials() -> Error {
     Error(ApiError::new(ErrorCode::InvalidCredentials, "invalid API key or secret"))
 }
@@ -66,6 +75,10 @@ impl FromRequestParts<AppState> for TenantKey {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        // Only the portal's own routes put a grant here, after checking its link.
+        if let Some(grant) = parts.extensions.get::<PortalGrant>() {
+            return Ok(TenantKey(grant.scope.clone()));
+        }
         match principal(parts, state).await? {
             Principal::Tenant(scope) => Ok(TenantKey(scope)),
             Principal::Operator => Err(Error(ApiError::new(

@@ -90,6 +90,8 @@ pub(crate) struct AppState {
     pub platform: smile_sandbox::Platform,
     pub demo: Arc<routes::assets::DemoInbox>,
     pub listen_idle: std::time::Duration,
+    /// Where clients reach this server, without a trailing slash.
+    pub public_url: String,
 }
 
 /// A serving server.
@@ -182,6 +184,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         ),
         demo: Arc::default(),
         listen_idle: options.listen_idle.max(std::time::Duration::from_secs(1)),
+        public_url: public_url.trim_end_matches('/').to_owned(),
     };
     state.platform.start_retention();
     state.platform.resume_jobs();

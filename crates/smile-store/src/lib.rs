@@ -176,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>>;
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>>;
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// A subscription's deliveries created since `since_ms`, counted per minute and status.
+    async fn delivery_counts(&self, scope: &Scope, subscription_id: &str, since_ms: i64) -> Result<Vec<MinuteCount>>;
     /// Records attempt outcomes: each attempt row, and the delivery's new status only where
     /// it is still PENDING (see [`DeliveryStatus::may_become`]). A delivery that finished
     /// makes the next one of its order key due. A lost outcome only means the delivery is

@@ -229,6 +229,15 @@ pub struct Backlog {
     pub oldest_created_ms: Option<i64>,
 }
 
+/// How many deliveries of one subscription, created in one minute, have one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// The minute's start, Unix milliseconds.
+    pub minute_ms: i64,
+    pub status: DeliveryStatus,
+    pub count: u64,
+}
+
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

@@ -733,6 +733,26 @@ impl Store for PostgresStore {
         Ok(Backlog { pending: row.get::<_, i64>(0) as u64, oldest_created_ms: row.get(1) })
     }
 
+    async fn delivery_counts(&self, scope: &Scope, subscription_id: &str, since_ms: i64) -> Result<Vec<MinuteCount>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT (created_ms / 60000) * 60000, status, COUNT(*) FROM deliveries WHERE subscription_id = $1 AND tenant_id = $2 AND mode = $3 AND created_ms >= $4 GROUP BY 1, 2",
+                &[&subscription_id, &scope.tenant_id, &scope.mode.as_str(), &since_ms],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| MinuteCount {
+                minute_ms: r.get(0),
+                status: DeliveryStatus::parse(r.get(1)),
+                count: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
     async fn has_tenants(&self) -> Result<bool> {
         Ok(self.pool.get().await?.query_one("SELECT EXISTS(SELECT 1 FROM tenants)", &[]).await?.get(0))
     }

@@ -413,6 +413,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delivery_counts(&self, scope: &Scope, subscription_id: &str, since_ms: i64) -> Result<Vec<MinuteCount>> {
+        let (scope, id) = (scope.clone(), subscription_id.to_owned());
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT (created_ms / 60000) * 60000, status, COUNT(*) FROM deliveries WHERE subscription_id = ?1 AND tenant_id = ?2 AND mode = ?3 AND created_ms >= ?4 GROUP BY 1, 2",
+            )?;
+            let rows = statement.query_map(params![id, scope.tenant_id, scope.mode.as_str(), since_ms], |r| {
+                Ok(MinuteCount {
+                    minute_ms: r.get(0)?,
+                    status: DeliveryStatus::parse(&r.get::<_, String>(1)?),
+                    count: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn has_tenants(&self) -> Result<bool> {
         self.read(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants)", [], |r| r.get(0))?)).await
     }

@@ -15,6 +15,13 @@ const INVITE_JS: &str = include_str!("../../../../widget/invite.js");
 const DEMO_HTML: &str = include_str!("../../../../widget/demo.html");
 const DEMO_JS: &str = include_str!("../../../../widget/demo.js");
 const DEMO_CSS: &str = include_str!("../../../../widget/demo.css");
+const PORTAL_HTML: &str = include_str!("../../../../widget/portal.html");
+const PORTAL_JS: &str = include_str!("../../../../widget/portal.js");
+const PORTAL_CSS: &str = include_str!("../../../../widget/portal.css");
+
+/// The portal calls only this server, runs only its own script, and may be framed by any site
+/// (integrators embed it in their dashboards); it keeps its link out of `Referer`.
+const PORTAL_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
 
 /// Only this server's own scripts, styles and images; any site may frame the widget.
 const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
@@ -137,6 +144,23 @@ pub async fn demo_js(headers: HeaderMap) -> Response {
 
 pub async fn demo_css(headers: HeaderMap) -> Response {
     serve_static(&headers, "text/css; charset=utf-8", DEMO_CSS)
+}
+
+/// `/portal#token=…`: the consumer portal (see `routes::portal`).
+pub async fn portal(headers: HeaderMap) -> Response {
+    let mut response = serve_static(&headers, "text/html; charset=utf-8", PORTAL_HTML);
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PORTAL_CSP));
+    out.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+pub async fn portal_js(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/javascript; charset=utf-8", PORTAL_JS)
+}
+
+pub async fn portal_css(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/css; charset=utf-8", PORTAL_CSS)
 }
 
 /// What the demo receiver got: the raw body and its signature, for the demo page to check.

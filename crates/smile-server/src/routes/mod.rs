@@ -10,6 +10,7 @@ pub(crate) mod listen;
 mod openapi;
 mod operator;
 mod platform;
+mod portal;
 pub(crate) mod webhooks;
 
 use crate::AppState;
@@ -108,6 +109,23 @@ fn asset_router() -> Router<AppState> {
         .route("/widget/demo.css", get(assets::demo_css))
         .route("/demo/inboxes", post(assets::demo_new_inbox))
         .route("/demo/hooks/{inbox}", get(assets::demo_inbox).post(assets::demo_receive))
+        .route("/portal", get(assets::portal))
+        .route("/portal/portal.js", get(assets::portal_js))
+        .route("/portal/portal.css", get(assets::portal_css))
+}
+
+/// The consumer portal's calls: the `/v1` handlers themselves, for a portal link's tenant, mode
+/// and subscriptions (see `portal::grant`).
+fn portal_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/portal/api/overview", get(portal::overview))
+        .route("/portal/api/webhooks/{id}/active", post(portal::set_active))
+        .route("/portal/api/webhooks/{id}/test", post(webhooks::test))
+        .route("/portal/api/webhooks/{id}/rotateSecret", post(webhooks::rotate_secret))
+        .route("/portal/api/webhooks/{id}/recover", post(webhooks::recover))
+        .route("/portal/api/webhooks/{id}/deliveries", get(deliveries::of_subscription))
+        .route("/portal/api/deliveries/{id}/retry", post(deliveries::retry))
+        .route_layer(axum::middleware::from_fn_with_state(state, portal::grant))
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -115,6 +133,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(asset_router())
         .merge(link_router())
         .merge(platform_router())
+        .merge(portal_router(state.clone()))
+        .route("/v1/portal/sessions", post(portal::create_session))
         .route("/health", get(|| async { "ok" }))
         .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))

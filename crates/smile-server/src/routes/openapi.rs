@@ -1,7 +1,7 @@
 //! The API description, generated from the handlers' `#[utoipa::path]` attributes and
 //! request types, served at `GET /v1/openapi.json`.
 
-use super::{archives, catalog, deliveries, events, link, listen, operator, platform, webhooks};
+use super::{archives, catalog, deliveries, events, link, listen, operator, platform, portal, webhooks};
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::test, webhooks::rotate_secret, webhooks::recover,
         deliveries::of_subscription, deliveries::of_event, deliveries::get, deliveries::retry,
-        events::list, events::trigger, events::get, listen::open, listen::next, listen::report, listen::close, catalog::event_types, catalog::egress_ips, operator::publish,
+        events::list, events::trigger, events::get, listen::open, listen::next, listen::report, listen::close, portal::create_session, catalog::event_types, catalog::egress_ips, operator::publish,
         link::session, link::list_providers, link::connect, link::list_accounts, link::get_account,
         link::mfa, link::revoke,
         platform::create_user, platform::create_token, platform::revoke_account, platform::sync_account,

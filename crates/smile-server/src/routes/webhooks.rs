@@ -244,7 +244,12 @@ async fn find(state: &AppState, scope: &Scope, id: &str) -> Result<Subscription>
 }
 
 /// Applies a change in one statement (never from a stale read) and tells the engine.
-async fn save(state: &AppState, scope: &Scope, id: &str, patch: SubscriptionPatch) -> Result<Data<SubscriptionView>> {
+pub(crate) async fn save(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+    patch: SubscriptionPatch,
+) -> Result<Data<SubscriptionView>> {
     let sub = state
         .store
         .patch_subscription(scope, id, &patch, timefmt::now_ms())
