@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// API's address /metrics takes an operator key.
     #[arg(long, env = "SMILE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Export OpenTelemetry traces, one per event from publish to each attempt, to this
+    /// OTLP/HTTP collector (e.g. http://localhost:4318; spans go to /v1/traces) [default: off].
+    #[arg(long, env = "SMILE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -159,6 +163,7 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             public_url: self.public_url.or(file.public_url),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
         }
     }
 
@@ -174,6 +179,14 @@ impl ServeArgs {
         let a = self.merge(file);
         let mut options = ServeOptions::new(a.data_dir.unwrap_or_else(|| PathBuf::from("./smile-data")));
         let d = &mut options.delivery;
+        if let Some(endpoint) = &a.otlp_endpoint {
+            let parsed =
+                url::Url::parse(endpoint).with_context(|| format!("otlp-endpoint: `{endpoint}` is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!("otlp-endpoint: `{endpoint}` must be an http:// or https:// URL");
+            }
+            d.otlp_endpoint = Some(endpoint.clone());
+        }
         if let Some(listen) = a.listen {
             options.listen = listen;
         }

@@ -40,6 +40,9 @@ pub struct DeliveryConfig {
     /// left by an earlier run).
     pub poll_interval: Duration,
     pub egress: EgressConfig,
+    /// Export OpenTelemetry traces (one per event) to this OTLP/HTTP collector, e.g.
+    /// `http://localhost:4318`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where outgoing connections come from and whom they trust.
@@ -88,6 +91,7 @@ impl Default for DeliveryConfig {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(2),
             egress: EgressConfig::default(),
+            otlp_endpoint: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::config::DeliveryConfig;
 use crate::error::EngineError;
 use crate::lanes::{self, Msg, WindowStats};
 use crate::sender::Sender;
+use crate::trace::Traces;
 use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -41,6 +42,7 @@ struct Inner {
     store: Arc<dyn Store>,
     config: DeliveryConfig,
     sender: Arc<Sender>,
+    traces: Traces,
     /// This process's name in lane leases.
     node: String,
     lanes: mpsc::UnboundedSender<Msg>,
@@ -57,9 +59,13 @@ impl Engine {
         }
         let signals = store.listen().await?;
         let node = ids::new_id("node-");
-        let lanes = lanes::spawn(store.clone(), config.clone(), sender.clone(), node.clone(), signals);
+        let traces = match &config.otlp_endpoint {
+            Some(endpoint) => Traces::start(endpoint).map_err(EngineError::Config)?,
+            None => Traces::default(),
+        };
+        let lanes = lanes::spawn(store.clone(), config.clone(), sender.clone(), node.clone(), signals, traces.clone());
         forget_old_idempotency_keys(store.clone());
-        Ok(Engine { inner: Arc::new(Inner { store, config, sender, node, lanes }) })
+        Ok(Engine { inner: Arc::new(Inner { store, config, sender, traces, node, lanes }) })
     }
 
     /// This node's name in leases.
@@ -225,6 +231,7 @@ impl Engine {
             key: key.to_owned(),
             fingerprint: fingerprint(event_type, &data, target.only.as_deref()),
         });
+        let started = std::time::SystemTime::now();
         let now = timefmt::now_ms();
         let event = Event {
             id: ids::new_id(ids::EVENT),
@@ -254,6 +261,8 @@ impl Engine {
             Published::Created(deliveries) => {
                 metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => scope.mode.as_str()).increment(1);
                 metrics::counter!(metric::DELIVERIES_CREATED).increment(deliveries.len() as u64);
+                let scope_labels = (scope.tenant_id.as_str(), scope.mode.as_str());
+                self.inner.traces.publish(&event.id, event_type.as_str(), scope_labels, started, deliveries.len());
                 deliveries
             }
             Published::Replayed { event_id, fingerprint } => {

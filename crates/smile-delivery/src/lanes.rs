@@ -14,6 +14,7 @@
 use crate::config::DeliveryConfig;
 use crate::outcomes::{self, Committed, Recording};
 use crate::sender::{AttemptResult, Sender, Signing};
+use crate::trace::{AttemptSpan, Traces};
 use crate::verdict;
 use bytes::Bytes;
 use smile_core::{Mode, ids, metric, timefmt};
@@ -210,6 +211,7 @@ struct Lanes {
     store: Arc<dyn Store>,
     config: DeliveryConfig,
     sender: Arc<Sender>,
+    traces: Traces,
     node: String,
     tx: mpsc::UnboundedSender<Msg>,
     outcomes: mpsc::UnboundedSender<Recording>,
@@ -239,6 +241,7 @@ pub(crate) fn spawn(
     sender: Arc<Sender>,
     node: String,
     signals: mpsc::UnboundedReceiver<Signal>,
+    traces: Traces,
 ) -> mpsc::UnboundedSender<Msg> {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = tx.clone();
@@ -249,6 +252,7 @@ pub(crate) fn spawn(
         store,
         config,
         sender,
+        traces,
         node,
         tx: tx.clone(),
         outcomes,
@@ -610,6 +614,17 @@ impl Lanes {
         let failing_since = self.lanes.get(&id).and_then(|lane| lane.failing_since);
         let verdict = verdict::decide(&self.config, &result, attempt_no, failing_since, finished);
         record_attempt(&result, verdict.status);
+        self.traces.attempt(AttemptSpan {
+            event_id: &job.event_id,
+            delivery_id: &job.delivery_id,
+            subscription_id: &id,
+            attempt: attempt_no,
+            started: std::time::SystemTime::now() - result.latency,
+            latency: result.latency,
+            status_code: result.status,
+            error: result.error.as_deref(),
+            decided: verdict.status.as_str(),
+        });
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);

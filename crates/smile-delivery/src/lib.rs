@@ -24,6 +24,7 @@
 //! - [`DeliveryConfig`]: retry schedule, timeouts, windows and caps, egress, TLS roots.
 //! - [`ssrf`]: which addresses production deliveries may not reach.
 //! - [`relay`]: `smile listen` sessions, which take a subscription's attempts in place of HTTP.
+//! - `trace`: OpenTelemetry spans over OTLP (publish, then each attempt), when configured.
 
 mod config;
 mod engine;
@@ -33,6 +34,7 @@ mod outcomes;
 pub mod relay;
 mod sender;
 pub mod ssrf;
+mod trace;
 mod verdict;
 
 pub use config::{DeliveryConfig, EgressConfig};

@@ -92,3 +92,87 @@ async fn metrics_count_what_the_engine_and_the_api_did() {
     assert!(!text.contains(operator.key_secret()) && !text.contains("secret"), "no secrets");
 }
 }
+
+/// A fake OTLP/HTTP collector: every span it was sent, decoded from protobuf.
+struct Collector {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP trace export");
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        kept.lock().expect("lock").extend(scope.spans);
+                    }
+                }
+                ""
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Collector { url, spans }
+    }
+
+    fn spans(&self) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        self.spans.lock().expect("lock").clone()
+    }
+}
+
+fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        _ => None,
+    })
+}
+
+on_both_backends! {
+async fn with_an_otlp_endpoint_each_event_is_one_trace_from_publish_to_each_attempt() {
+    let collector = Collector::start().await;
+    let endpoint = collector.url.clone();
+    let server = TestServer::with(|o| o.delivery.otlp_endpoint = Some(endpoint)).await;
+    let operator = server.operator().await;
+    let flaky = Receiver::scripted(vec![Reply::Status(503)]).await;
+    let steady = Receiver::start().await;
+    server.sandbox.subscribe(&flaky.url(), &["USER_CREATED"], "s").await;
+    server.sandbox.subscribe(&steady.url(), &["USER_CREATED"], "s").await;
+    let event_id = user_created(&operator).await;
+    let other_event = user_created(&operator).await;
+
+    // Per event: a publish span, and an attempt span per attempt (2 to the flaky one, 1 to the other).
+    let spans = eventually(Duration::from_secs(15), "the spans of both events", || async {
+        let spans = collector.spans();
+        let of = |id: &str| spans.iter().filter(|s| attribute(s, "smile.event.id").as_deref() == Some(id)).count();
+        (of(&event_id) >= 4 && of(&other_event) >= 3).then_some(spans)
+    })
+    .await;
+    let mine: Vec<_> = spans.iter().filter(|s| attribute(s, "smile.event.id").as_deref() == Some(event_id.as_str())).collect();
+    let publish: Vec<_> = mine.iter().filter(|s| s.name == "publish").collect();
+    assert_eq!(publish.len(), 1, "one root per event");
+    assert!(publish[0].parent_span_id.is_empty());
+    assert_eq!(attribute(publish[0], "smile.deliveries").as_deref(), Some("2"));
+    let attempts: Vec<_> = mine.iter().filter(|s| s.name == "attempt").collect();
+    assert_eq!(attempts.len(), 3);
+    for attempt in &attempts {
+        assert_eq!(attempt.trace_id, publish[0].trace_id, "one trace per event");
+        assert_eq!(attempt.parent_span_id, publish[0].span_id, "attempts hang under the publish");
+        assert!(attempt.end_time_unix_nano >= attempt.start_time_unix_nano);
+    }
+    let mut codes: Vec<String> = attempts.iter().filter_map(|a| attribute(a, "http.response.status_code")).collect();
+    codes.sort();
+    assert_eq!(codes, vec!["200", "200", "503"]);
+    let theirs = spans.iter().find(|s| attribute(s, "smile.event.id").as_deref() == Some(other_event.as_str())).expect("span");
+    assert_ne!(theirs.trace_id, publish[0].trace_id, "another event, another trace");
+}
+}
