@@ -25,25 +25,54 @@
       send: 'Upload', archiveDone: 'Uploaded!', archiveLead: 'We are reading your document now.', viewUploads: 'View my uploads',
       uploadsTitle: 'My uploads', delete: 'Delete', noUploads: 'No uploads yet.', errorTitle: 'Something went wrong', tryAgain: 'Try again',
       exit: 'Exit', working: 'Working…', expired: 'Your session expired. Reconnecting…', securedBy: 'Secured by Smile',
-      tooBig: 'That file is over 15 MB.', pickFile: 'Choose a file first.'
-    },
-    'zh-CN': {
-      close: '关闭', back: '返回', consentTitle: '连接您的数据', consentLead: '{company} 使用 Smile 核实您的工作和收入',
-      consentPoints: ['您的登录信息绝不会分享给 {company}。', '由您决定连接哪些账户。', '您可以随时断开连接。'],
-      continue: '继续', chooseProvider: '选择您工作或收入的来源', search: '搜索', all: '全部',
-      types: { GIG: '零工平台', GOVERNMENT: '政府服务', EMPLOYER: '雇主', SYSTEM: '薪资与人事', CREDENTIAL: '证件' },
-      upload: '改为上传文件', survey: '找不到您的雇主？', loginTitle: '登录 {provider}', username: '电子邮箱', phone: '手机号码',
-      ssNumber: '社保号码', password: '密码', logIn: '登录', otherWays: '其他登录方式', optionsTitle: '选择登录方式', email: '电子邮箱',
-      mfaTitle: '输入验证码', mfaLead: '{provider} 已向您的手机或邮箱发送验证码。', code: '验证码', verify: '验证',
-      connectedTitle: '已连接！', connectedLead: '您的 {provider} 账户已连接。', done: '完成', connectAnother: '连接其他账户',
-      statusTitle: '{provider} 账户', status: '状态', disconnect: '断开连接', surveyTitle: '告诉我们您的雇主', employer: '雇主名称',
-      submit: '提交', surveyThanks: '谢谢！当 {employer} 可以连接时我们会通知您。', fileTypesTitle: '您想上传什么？',
-      uploadTitle: '上传{type}', chooseFile: '文件（PDF、PNG、JPG 或 TIFF，最大 15 MB）', send: '上传', archiveDone: '已上传！',
-      archiveLead: '我们正在读取您的文件。', viewUploads: '查看我的上传', uploadsTitle: '我的上传', delete: '删除', noUploads: '还没有上传。',
-      errorTitle: '出错了', tryAgain: '重试', exit: '退出', working: '处理中…', expired: '会话已过期，正在重新连接…',
-      securedBy: '由 Smile 提供安全保障', tooBig: '文件超过 15 MB。', pickFile: '请先选择文件。'
+      tooBig: 'That file is over 15 MB.', pickFile: 'Choose a file first.',
+      errorCode: 'Error code: {code}', resend: 'Resend code', codeResent: 'We sent a new code.',
+      triesLeft: 'That code is not right. You have {n} tries left.', lastTry: 'That code is not right. You have 1 try left.',
+      cancel: 'Cancel', confirmDisconnect: 'Disconnect your {provider} account? {company} will stop receiving updates from it.',
+      disconnected: 'Your {provider} account is disconnected.', confirmDelete: 'Delete this upload? This cannot be undone.',
+      deleted: 'The upload is deleted.', yourCompany: 'The company',
+      errors: {
+        ACCOUNT_DISABLED: 'This account is disabled at {provider}. Contact {provider} to turn it back on.',
+        ACCOUNT_INACCESSIBLE: '{provider} does not let us reach this account right now.',
+        ACCOUNT_INCOMPLETE: 'This account is not fully set up at {provider}. Finish setting it up there, then try again.',
+        ACCOUNT_LOCKED: 'This account is locked at {provider}. Unlock it with {provider}, then try again.',
+        AUTH_REQUIRED: 'Enter your login details to continue.',
+        EXPIRED_CREDENTIALS: 'Your {provider} password has expired. Reset it with {provider}, then try again.',
+        INVALID_ACCOUNT_TYPE: 'This kind of {provider} account cannot be connected.',
+        INVALID_AUTH: 'We could not log you in to {provider}. Check your details and try again.',
+        INVALID_CREDENTIALS: 'That e-mail or password is not right. Check them and try again.',
+        INVALID_MFA: 'The verification code was not right too many times.',
+        MFA_TIMEOUT: 'The verification code was not entered in time.',
+        SERVICE_UNAVAILABLE: '{provider} is not available right now. Try again in a few minutes.',
+        SYSTEM_ERROR: 'Something went wrong on our side. Try again in a few minutes.',
+        TOS_REQUIRED: 'Accept the terms of service at {provider} first, then try again.',
+        UNSUPPORTED_AUTH_TYPE: 'This way of logging in to {provider} is not supported yet.',
+        UNSUPPORTED_MFA_METHOD: 'This kind of verification is not supported yet.',
+        OTHER: 'Something went wrong. Try again in a few minutes.'
+      }
     }
+
   };
+
+  // Other languages come in a file of their own, fetched only when asked for.
+  var LOCALES = ['zh-CN'];
+
+  function loadLocale(locale) {
+    return new Promise(function (resolve) {
+      if (LOCALES.indexOf(locale) < 0 || TEXT[locale]) {
+        resolve();
+        return;
+      }
+      var script = document.createElement('script');
+      script.src = '/widget/' + locale + '.js';
+      script.onload = function () {
+        TEXT[locale] = (window.SmileWidgetText || {})[locale];
+        resolve();
+      };
+      script.onerror = function () { resolve(); }; // English, then
+      document.head.appendChild(script);
+    });
+  }
 
   var params = new URLSearchParams(window.location.search);
   var parentOrigin = params.get('parentOrigin');
@@ -127,9 +156,24 @@
 
   // ---- rendering ----
 
+  function fill(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (_, name) { return (values || {})[name] || ''; });
+  }
+
   function t(key, values) {
     var text = state.text[key] || TEXT.en[key] || key;
-    return typeof text === 'string' ? text.replace(/\{(\w+)\}/g, function (_, name) { return (values || {})[name] || ''; }) : text;
+    return typeof text === 'string' ? fill(text, values) : text;
+  }
+
+  // Account errors a user can mend at the login form, and those where trying again can work.
+  var LOGIN_ERRORS = ['INVALID_CREDENTIALS', 'AUTH_REQUIRED', 'INVALID_AUTH'];
+  var RETRYABLE = LOGIN_ERRORS.concat(['INVALID_MFA', 'MFA_TIMEOUT', 'SERVICE_UNAVAILABLE', 'SYSTEM_ERROR', 'TOS_REQUIRED',
+    'EXPIRED_CREDENTIALS', 'ACCOUNT_INCOMPLETE', 'ACCOUNT_LOCKED']);
+
+  /** The sentence a person reads for an account error code, in the widget's language. */
+  function sentence(code, providerId) {
+    var errors = state.text.errors || TEXT.en.errors;
+    return fill(errors[code] || errors.OTHER, { provider: providerName(providerId) });
   }
 
   function el(tag, attributes, children) {
@@ -202,10 +246,11 @@
   function start(options) {
     state.options = options;
     state.token = options.userToken;
-    state.text = TEXT[options.locale] || TEXT.en;
-    document.documentElement.lang = TEXT[options.locale] ? options.locale : 'en';
-    Promise.all([api('GET', '/session'), api('GET', '/providers?size=150'), api('GET', '/accounts?size=150')])
+    Promise.all([api('GET', '/session'), api('GET', '/providers?size=150'), api('GET', '/accounts?size=150'),
+      loadLocale(options.locale)])
       .then(function (results) {
+        state.text = TEXT[options.locale] || TEXT.en;
+        document.documentElement.lang = TEXT[options.locale] ? options.locale : 'en';
         state.session = results[0];
         state.providers = results[1].items;
         state.accounts = results[2].items;
@@ -308,40 +353,62 @@
     return { accountId: account.id, userId: state.session.userId, providerId: account.providerId };
   }
 
-  function afterLogin(account) {
+  /** Where a login or a code leads; `retryLogin(message)` shows the login form again. */
+  function afterLogin(account, retryLogin) {
     rememberAccount(account);
+    var connection = account.connection || {};
     if (account.connectionStatus === 'AWAITING_MFA') {
-      mfaPage(account);
+      var left = connection.mfaAttemptsLeft;
+      mfaPage(account, connection.errorCode === 'INVALID_MFA' ? (left === 1 ? t('lastTry') : t('triesLeft', { n: left })) : null);
     } else if (account.connectionStatus === 'CONNECTED') {
       emit('onAccountConnected', ids(account));
       successPage(account);
     } else {
       var payload = ids(account);
-      payload.errorCode = account.connection.errorCode;
+      payload.errorCode = connection.errorCode;
       emit('onAccountError', payload);
-      errorPage({ message: account.connection.errorMessage, code: account.connection.errorCode });
+      if (retryLogin && LOGIN_ERRORS.indexOf(connection.errorCode) >= 0) {
+        retryLogin(sentence(connection.errorCode, account.providerId));
+      } else {
+        errorPage({ code: connection.errorCode, providerId: account.providerId });
+      }
     }
   }
 
-  function loginPage(providerId, loginOption) {
+  /** A form's message after a mistake: read out at once, and tied to the field to fix. */
+  function inlineError(id, message, field) {
+    field.setAttribute('aria-invalid', 'true');
+    field.setAttribute('aria-describedby', id);
+    return el('p', { class: 'error', role: 'alert', id: id, text: message });
+  }
+
+  /** `kept`, after a failed login: the identifier typed, and what went wrong. */
+  function loginPage(providerId, loginOption, kept) {
     var provider = state.providers.filter(function (p) { return p.id === providerId; })[0] || { name: providerId, loginOptions: [] };
     var option = loginOption || (provider.loginOptions[0] || 'EMAIL');
     var labels = { EMAIL: t('username'), PHONE: t('phone'), SS_NUMBER: t('ssNumber') };
     var username = el('input', { type: 'text', name: 'username', autocomplete: 'username', required: true });
     var password = el('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
     var button = el('button', { class: 'primary', type: 'submit', text: t('logIn') });
+    if (kept) {
+      username.value = kept.username;
+    }
+    var retry = function (message) {
+      loginPage(providerId, option, { username: username.value, error: message });
+    };
     var form = el('form', {
       class: 'content', onsubmit: function (event) {
         event.preventDefault();
         busy(button, api('POST', '/accounts', { providerId: providerId, username: username.value, password: password.value }))
           .then(function (account) {
             emit('onAccountCreated', ids(account));
-            afterLogin(account);
+            afterLogin(account, retry);
           })
           .catch(errorPage);
       }
     }, [
       el('p', { class: 'muted', text: state.options.companyName ? state.options.companyName + ' · Smile' : '' }),
+      kept ? inlineError('login-error', kept.error, password) : null,
       el('label', {}, [labels[option] || t('username'), username]),
       el('label', {}, [t('password'), password]),
       provider.loginOptions.length > 1
@@ -350,6 +417,9 @@
       el('div', { class: 'actions' }, [button])
     ]);
     page('login', t('loginTitle', { provider: provider.name }), [form], providerList);
+    if (kept) {
+      password.focus();
+    }
     uiEvent('LoginPageOpened', { providerId: providerId });
   }
 
@@ -364,17 +434,32 @@
     uiEvent('LoginOptionsPageOpened');
   }
 
-  function mfaPage(account) {
+  /** `error`: what was wrong with the last code, and how many tries are left. */
+  function mfaPage(account, error) {
     var code = el('input', { type: 'text', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true });
     var button = el('button', { class: 'primary', type: 'submit', text: t('verify') });
+    var resend = el('button', { class: 'secondary', type: 'button', text: t('resend') });
+    resend.addEventListener('click', function () {
+      busy(resend, api('POST', '/accounts/' + account.id + '/mfa/resend', {})).then(function (waiting) {
+        mfaPage(waiting);
+        notice(t('codeResent'));
+      }).catch(errorPage);
+    });
     var name = providerName(account.providerId);
     page('mfa', t('mfaTitle'), [el('form', {
       class: 'content', onsubmit: function (event) {
         event.preventDefault();
-        busy(button, api('POST', '/accounts/' + account.id + '/mfa', { code: code.value })).then(afterLogin).catch(errorPage);
+        busy(button, api('POST', '/accounts/' + account.id + '/mfa', { code: code.value }))
+          .then(function (answer) { afterLogin(answer); })
+          .catch(errorPage);
       }
-    }, [el('p', { class: 'muted', text: t('mfaLead', { provider: name }) }), el('label', {}, [t('code'), code]),
-      el('div', { class: 'actions' }, [button])])]);
+    }, [el('p', { class: 'muted', text: t('mfaLead', { provider: name }) }),
+      error ? inlineError('mfa-error', error, code) : null,
+      el('label', {}, [t('code'), code]),
+      el('div', { class: 'actions' }, [button, resend])])], function () { loginPage(account.providerId); });
+    if (error) {
+      code.focus();
+    }
     uiEvent('MfaPageOpened', { providerId: account.providerId });
   }
 
@@ -391,19 +476,32 @@
   }
 
   function accountPage(account) {
+    var button = el('button', { class: 'danger', text: t('disconnect'), onclick: function () { confirmDisconnect(account); } });
+    page('account', t('statusTitle', { provider: providerName(account.providerId) }), [
+      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus })]),
+      el('div', { class: 'actions' }, [button])
+    ], providerList);
+    uiEvent('AccountRevokePageOpened', { providerId: account.providerId, accountId: account.id });
+  }
+
+  /** Disconnecting is asked once more, then said to be done. */
+  function confirmDisconnect(account) {
+    var provider = providerName(account.providerId);
     var button = el('button', { class: 'danger', text: t('disconnect') });
     button.addEventListener('click', function () {
       busy(button, api('DELETE', '/accounts/' + account.id)).then(function (removed) {
         rememberAccount(removed);
         emit('onAccountRemoved', ids(removed));
         providerList();
+        notice(t('disconnected', { provider: provider }));
       }).catch(errorPage);
     });
-    page('account', t('statusTitle', { provider: providerName(account.providerId) }), [
-      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus })]),
-      el('div', { class: 'actions' }, [button])
-    ], providerList);
-    uiEvent('AccountRevokePageOpened', { providerId: account.providerId, accountId: account.id });
+    var company = state.options.companyName || t('yourCompany');
+    page('confirmDisconnect', t('statusTitle', { provider: provider }), [
+      el('p', { class: 'lead', text: t('confirmDisconnect', { provider: provider, company: company }) }),
+      el('div', { class: 'actions' }, [button,
+        el('button', { class: 'secondary', text: t('cancel'), onclick: function () { accountPage(account); } })])
+    ], function () { accountPage(account); });
   }
 
   function surveyPage() {
@@ -464,17 +562,27 @@
     uiEvent('ArchiveSuccessPageOpened', null, { fileType: type.type });
   }
 
+  /** Deleting an upload is asked once more, then said to be done. */
+  function confirmDelete(archive) {
+    var button = el('button', { class: 'danger', text: t('delete') });
+    button.addEventListener('click', function () {
+      busy(button, api('DELETE', '/archives/' + archive.id)).then(function (removed) {
+        emit('onUploadsRemoved', { uploads: [removed], userId: state.session.userId });
+        return uploadsPage();
+      }).then(function () { notice(t('deleted')); }).catch(errorPage);
+    });
+    page('confirmDelete', t('uploadsTitle'), [
+      el('p', { class: 'lead', text: t('confirmDelete') }),
+      el('div', { class: 'actions' }, [button, el('button', { class: 'secondary', text: t('cancel'), onclick: uploadsPage })])
+    ], uploadsPage);
+  }
+
   function uploadsPage() {
-    api('GET', '/archives').then(function (archives) {
+    return api('GET', '/archives').then(function (archives) {
       var items = archives.items.filter(function (a) { return a.state.status !== 'REVOKED'; });
       page('uploads', t('uploadsTitle'), [items.length ? el('ul', { class: 'list' }, items.map(function (archive) {
-        var remove = el('button', { class: 'danger', 'data-delete': archive.id, text: t('delete') });
-        remove.addEventListener('click', function () {
-          busy(remove, api('DELETE', '/archives/' + archive.id)).then(function (removed) {
-            emit('onUploadsRemoved', { uploads: [removed], userId: state.session.userId });
-            uploadsPage();
-          }).catch(errorPage);
-        });
+        var remove = el('button', { class: 'danger', 'data-delete': archive.id, text: t('delete'),
+          onclick: function () { confirmDelete(archive); } });
         return el('li', { class: 'upload' }, [el('span', { class: 'grow' }, [el('span', { text: archive.type }),
           el('small', { text: archive.createdAt })]), el('span', { class: 'badge ' + archive.state.status, text: archive.state.status }), remove]);
       })) : el('p', { class: 'muted', text: t('noUploads') })], fileTypeList);
@@ -482,15 +590,30 @@
     }).catch(errorPage);
   }
 
+  /**
+   * A terminal error. An account error code reads as a sentence with the code small, for
+   * support; its main action is "Try again" where trying again can work.
+   */
   function errorPage(error) {
+    error = error || {};
+    var known = error.code && (state.text.errors || TEXT.en.errors)[error.code];
+    var message = known ? sentence(error.code, error.providerId) : (error.message || t('errorTitle'));
+    var retry = null;
+    if (known && error.providerId && RETRYABLE.indexOf(error.code) >= 0) {
+      retry = function () { loginPage(error.providerId); };
+    } else if (!known && state.session) {
+      retry = providerList;
+    }
+    var exit = function () { emit('onClose', { reason: 'error' }); };
+    var actions = retry
+      ? [el('button', { class: 'primary', text: t('tryAgain'), onclick: retry }), el('button', { class: 'secondary', text: t('exit'), onclick: exit })]
+      : [el('button', { class: 'primary', text: t('exit'), onclick: exit }),
+        state.session ? el('button', { class: 'secondary', text: t('connectAnother'), onclick: providerList }) : null];
     page('error', t('errorTitle'), [
       el('div', { class: 'hero' }, [el('div', { class: 'mark bad', 'aria-hidden': 'true', text: '!' }),
-        el('p', { class: 'error', role: 'alert', text: (error && error.message) || t('errorTitle') }),
-        error && error.code ? el('p', { class: 'muted', text: error.code }) : null]),
-      el('div', { class: 'actions' }, [
-        el('button', { class: 'primary', text: t('exit'), onclick: function () { emit('onClose', { reason: 'error' }); } }),
-        state.session ? el('button', { class: 'secondary', text: t('tryAgain'), onclick: providerList }) : null
-      ])
+        el('p', { class: 'error', role: 'alert', text: message }),
+        error.code ? el('p', { class: 'code', text: t('errorCode', { code: error.code }) }) : null]),
+      el('div', { class: 'actions' }, actions)
     ]);
   }
 

@@ -119,28 +119,31 @@ test('connecting with MFA fires every callback in order, with the seed payloads,
   await page.close();
 });
 
-test('a wrong password fires onAccountError and Exit closes with reason error', async () => {
+test('a wrong password returns to the login form with the e-mail kept and the password cleared', async () => {
   const { page, frame } = await openWidget({ enableConsentPage: false, providers: ['abccorp'] });
   await onPage(frame, 'login');
   await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
   await frame.getByLabel('Password').fill('not-it');
   await frame.getByRole('button', { name: 'Log in', exact: true }).click();
-  await onPage(frame, 'error');
-  await shot(page, '06-error');
-  await frame.getByRole('button', { name: 'Exit' }).click();
-  const got = await eventually('onClose', async () => {
-    const list = await calls(page);
-    return list.some((c) => c.name === 'onClose') && list;
-  });
-  const error = got.find((c) => c.name === 'onAccountError').payload;
+  await frame.getByRole('alert').getByText('That e-mail or password is not right. Check them and try again.').waitFor();
+  await onPage(frame, 'login');
+  assert.equal(await frame.getByLabel('E-mail').inputValue(), 'gpalomero1234@smileapi.io');
+  assert.equal(await frame.getByLabel('Password').inputValue(), '');
+  assert.equal(await frame.getByLabel('Password').getAttribute('aria-invalid'), 'true');
+  assert.equal(await frame.locator(':focus').getAttribute('name'), 'password', 'focus is where the fix goes');
+  await shot(page, '06-wrong-password');
+  const error = (await calls(page)).find((c) => c.name === 'onAccountError').payload;
   assert.equal(error.errorCode, 'INVALID_CREDENTIALS');
   assert.deepEqual(Object.keys(error).sort(), ['accountId', 'errorCode', 'providerId', 'userId']);
-  assert.deepEqual(got.at(-1).payload, { reason: 'error' });
   assert.equal((await webhooks('ACCOUNT_FAILED', error.accountId)).data.errorCode, 'INVALID_CREDENTIALS');
+  // The right password from here connects.
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'connected');
   await page.close();
 });
 
-test('a wrong MFA code and a simulated error code both reach onAccountError', async () => {
+test('a wrong MFA code stays on the MFA page with the tries left; Resend and Back work', async () => {
   const { page, frame } = await openWidget({ enableConsentPage: false });
   await onPage(frame, 'providers');
   await frame.locator('[data-provider="xyzbank"]').click();
@@ -150,15 +153,44 @@ test('a wrong MFA code and a simulated error code both reach onAccountError', as
   await onPage(frame, 'mfa');
   await frame.getByLabel('Verification code').fill('0000');
   await frame.getByRole('button', { name: 'Verify' }).click();
-  await onPage(frame, 'error');
-  await frame.getByRole('button', { name: 'Try again' }).click();
+  await frame.getByRole('alert').getByText('That code is not right. You have 2 tries left.').waitFor();
+  await onPage(frame, 'mfa');
+  await shot(page, '07-wrong-mfa');
+  await frame.getByRole('button', { name: 'Resend code' }).click();
+  await frame.getByRole('status').getByText('We sent a new code.').waitFor();
+  assert.equal(await frame.getByRole('alert').count(), 0, 'the tries start over');
+  assert.equal((await calls(page)).filter((c) => c.name === 'onAccountError').length, 0, 'not failed yet');
+  await frame.getByRole('button', { name: 'Back' }).click();
+  await onPage(frame, 'login');
+  await page.close();
+});
+
+test('errors read as sentences with the code small; Try again where it can work, Exit where not', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false });
+  await onPage(frame, 'providers');
   await frame.locator('[data-provider="sss"]').click();
   await frame.getByLabel('E-mail').fill('fail@smileapi.io');
   await frame.getByLabel('Password').fill('ACCOUNT_LOCKED');
   await frame.getByRole('button', { name: 'Log in', exact: true }).click();
   await onPage(frame, 'error');
-  const codes = (await calls(page)).filter((c) => c.name === 'onAccountError').map((c) => c.payload.errorCode);
-  assert.deepEqual(codes, ['INVALID_MFA', 'ACCOUNT_LOCKED']);
+  await frame.getByRole('alert').getByText(/This account is locked at .+\. Unlock it with .+, then try again\./).waitFor();
+  await frame.getByText('Error code: ACCOUNT_LOCKED').waitFor();
+  await shot(page, '08-error-retryable');
+  await frame.getByRole('button', { name: 'Try again' }).click();
+  await onPage(frame, 'login');
+  await frame.getByLabel('E-mail').fill('fail@smileapi.io');
+  await frame.getByLabel('Password').fill('ACCOUNT_DISABLED');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await onPage(frame, 'error');
+  await frame.getByText('Error code: ACCOUNT_DISABLED').waitFor();
+  assert.equal(await frame.getByRole('button', { name: 'Try again' }).count(), 0, 'no retry where it cannot work');
+  await frame.getByRole('button', { name: 'Exit' }).click();
+  const got = await eventually('onClose', async () => {
+    const list = await calls(page);
+    return list.some((c) => c.name === 'onClose') && list;
+  });
+  assert.deepEqual(got.filter((c) => c.name === 'onAccountError').map((c) => c.payload.errorCode), ['ACCOUNT_LOCKED', 'ACCOUNT_DISABLED']);
+  assert.deepEqual(got.at(-1).payload, { reason: 'error' });
   await page.close();
 });
 
@@ -203,7 +235,12 @@ test('revoking a connected account fires onAccountRemoved', async () => {
   await onPage(frame, 'account');
   await shot(page, '09-account-revoke');
   await frame.getByRole('button', { name: 'Disconnect' }).click();
+  await onPage(frame, 'confirmDisconnect');
+  assert.equal((await calls(page)).filter((c) => c.name === 'onAccountRemoved').length, 0, 'nothing happens before the confirmation');
+  await shot(page, '09-account-revoke-confirm');
+  await frame.getByRole('button', { name: 'Disconnect' }).click();
   await onPage(frame, 'providers');
+  await frame.getByRole('status').getByText(/account is disconnected/).waitFor();
   const got = await calls(page);
   const removed = got.find((c) => c.name === 'onAccountRemoved').payload;
   assert.equal(removed.providerId, 'lazada');
@@ -236,6 +273,9 @@ test('uploading a sample payslip, then deleting it, fires the upload callbacks',
   await onPage(frame, 'uploads');
   await shot(page, '13-archive-status');
   await frame.locator(`[data-delete="${archiveId}"]`).click();
+  await onPage(frame, 'confirmDelete');
+  await frame.getByRole('button', { name: 'Delete' }).click();
+  await frame.getByRole('status').getByText('The upload is deleted.').waitFor();
   const removed = await eventually('onUploadsRemoved', async () =>
     (await calls(page)).find((c) => c.name === 'onUploadsRemoved'));
   assert.equal(removed.payload.uploads[0].id, archiveId);

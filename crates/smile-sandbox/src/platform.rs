@@ -195,6 +195,9 @@ fn check_external_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError
     Ok(())
 }
 
+/// Wrong verification codes a user may enter before the connection fails.
+pub const MFA_TRIES: u64 = 3;
+
 impl Platform {
     /// `public_url`: where clients reach the server, without a trailing slash; links the
     /// platform hands out (invite landing pages) start with it.
@@ -423,7 +426,8 @@ impl Platform {
         }
     }
 
-    /// Answers the MFA step with the verification code.
+    /// Answers the MFA step with the verification code. A wrong code leaves the account waiting
+    /// (the answer says how many tries are left); the last wrong one fails it (`INVALID_MFA`).
     pub async fn submit_mfa(&self, session: &LinkSession, account_id: &str, code: &str) -> Result<Value, ApiError> {
         let account = self.own_account(session, account_id).await?;
         if account["connectionStatus"] != "AWAITING_MFA" {
@@ -434,10 +438,37 @@ impl Platform {
         let person = people::find(account["loginName"].as_str().unwrap_or_default())
             .ok_or_else(|| server_error("unknown person"))?;
         if code.trim() == person.mfa_code {
-            self.connected(&session.scope, account, provider).await
-        } else {
-            self.fail(&session.scope, account, &provider, "INVALID_MFA").await
+            return self.connected(&session.scope, account, provider).await;
         }
+        let tries_left = account["connection"]["mfaAttemptsLeft"].as_u64().unwrap_or(MFA_TRIES).saturating_sub(1);
+        if tries_left == 0 {
+            return self.fail(&session.scope, account, &provider, "INVALID_MFA").await;
+        }
+        self.awaiting_mfa(&session.scope, account, Some("INVALID_MFA"), tries_left).await
+    }
+
+    /// Sends the verification code again: the tries start over.
+    pub async fn resend_mfa(&self, session: &LinkSession, account_id: &str) -> Result<Value, ApiError> {
+        let account = self.own_account(session, account_id).await?;
+        if account["connectionStatus"] != "AWAITING_MFA" {
+            return Err(ApiError::invalid("the account is not waiting for a verification code"));
+        }
+        self.awaiting_mfa(&session.scope, account, None, MFA_TRIES).await
+    }
+
+    /// Still waiting for the code: after a wrong one (`error`), with `tries_left`.
+    async fn awaiting_mfa(
+        &self,
+        scope: &Scope,
+        account: Value,
+        error: Option<&str>,
+        tries_left: u64,
+    ) -> Result<Value, ApiError> {
+        let mut account = self.set_status(scope, account, "AWAITING_MFA", error).await?;
+        account["connection"]["mfaAttemptsLeft"] = json!(tries_left);
+        let (id, user) = (account["id"].as_str().unwrap_or_default(), account["userId"].as_str().unwrap_or_default());
+        self.put(vec![document(kinds::ACCOUNT, id, scope, user, None, account.clone())]).await?;
+        Ok(account)
     }
 
     /// The account, if it belongs to the session's user.

@@ -170,9 +170,24 @@ async fn failed_logins_and_wrong_codes_fail_the_account() {
 
     let pending = link.connect("xyzbank", "christina4321@smileapi.io", "YGUS1").await;
     let id = pending["id"].as_str().expect("id");
-    let (_, wrong) = link.post(&format!("/link/v1/accounts/{id}/mfa"), json!({"code": "9999"})).await;
+    let mfa = format!("/link/v1/accounts/{id}/mfa");
+    // A wrong code leaves the account waiting, with the tries left; resending starts them over.
+    let (_, wrong) = link.post(&mfa, json!({"code": "9999"})).await;
+    assert_eq!(wrong["data"]["connectionStatus"], "AWAITING_MFA");
     assert_eq!(wrong["data"]["connection"]["errorCode"], "INVALID_MFA");
-    let (status, _) = link.post(&format!("/link/v1/accounts/{id}/mfa"), json!({"code": "1234"})).await;
+    assert_eq!(wrong["data"]["connection"]["mfaAttemptsLeft"], 2);
+    let (_, resent) = link.post(&format!("{mfa}/resend"), json!({})).await;
+    assert_eq!(resent["data"]["connection"]["mfaAttemptsLeft"], 3);
+    assert!(resent["data"]["connection"]["errorCode"].is_null());
+    for left in [2, 1] {
+        let (_, wrong) = link.post(&mfa, json!({"code": "9999"})).await;
+        assert_eq!(wrong["data"]["connection"]["mfaAttemptsLeft"], left);
+    }
+    // The third wrong code in a row fails the connection.
+    let (_, failed) = link.post(&mfa, json!({"code": "9999"})).await;
+    assert_eq!(failed["data"]["connectionStatus"], "ERROR");
+    assert_eq!(failed["data"]["connection"]["errorCode"], "INVALID_MFA");
+    let (status, _) = link.post(&mfa, json!({"code": "1234"})).await;
     assert_eq!(status, 400, "a failed account takes no more codes");
 
     let (status, body) = link.post("/link/v1/accounts", json!({"providerId": "abccorp"})).await;

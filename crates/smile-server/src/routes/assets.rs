@@ -10,6 +10,7 @@ const SDK: &str = include_str!("../../../../widget/sdk.js");
 const WIDGET_HTML: &str = include_str!("../../../../widget/index.html");
 const WIDGET_JS: &str = include_str!("../../../../widget/widget.js");
 const WIDGET_CSS: &str = include_str!("../../../../widget/widget.css");
+const WIDGET_ZH_CN: &str = include_str!("../../../../widget/zh-CN.js");
 const INVITE_HTML: &str = include_str!("../../../../widget/invite.html");
 const INVITE_JS: &str = include_str!("../../../../widget/invite.js");
 const DEMO_HTML: &str = include_str!("../../../../widget/demo.html");
@@ -26,41 +27,62 @@ const PORTAL_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 's
 /// Only this server's own scripts, styles and images; any site may frame the widget.
 const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
 
-/// A static file as served: its ETag, and its gzip form when that is smaller.
+/// A static file as served: its bytes, its ETag, and its gzip form when that is smaller.
 struct Prepared {
+    body: Vec<u8>,
     etag: String,
     gzip: Option<Vec<u8>>,
 }
 
-/// Made once per file, on first use.
-fn prepared(body: &'static str) -> &'static Prepared {
+/// Made once per file, on first use. Scripts and styles lose their indentation and comment
+/// lines (the sources stay readable; the wire does not pay for it).
+fn prepared(body: &'static str, content_type: &str) -> &'static Prepared {
     static CACHE: OnceLock<Mutex<HashMap<usize, &'static Prepared>>> = OnceLock::new();
     let key = body.as_ptr() as usize;
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    cache.entry(key).or_insert_with(|| Box::leak(Box::new(prepare(body.as_bytes()))))
+    cache.entry(key).or_insert_with(|| {
+        let served = if content_type.starts_with("text/javascript") || content_type.starts_with("text/css") {
+            compact(body)
+        } else {
+            body.to_owned()
+        };
+        Box::leak(Box::new(prepare(served.into_bytes())))
+    })
 }
 
-fn prepare(body: &[u8]) -> Prepared {
+/// Drops each line's indentation, and lines that are only a `//` comment. Line breaks stay, so
+/// JavaScript's automatic semicolons are untouched; our files hold no multi-line strings.
+fn compact(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    for line in source.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn prepare(body: Vec<u8>) -> Prepared {
     use sha2::Digest;
-    let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body)[..12]));
+    let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..12]));
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let gzip = std::io::Write::write_all(&mut encoder, body)
+    let gzip = std::io::Write::write_all(&mut encoder, &body)
         .and_then(|()| encoder.finish())
         .ok()
         .filter(|gz| gz.len() < body.len());
-    Prepared { etag, gzip }
+    Prepared { body, etag, gzip }
 }
 
 /// Serves a static file: `304` when the client has this version (`If-None-Match`), gzip when
 /// it accepts it; browsers revalidate each time (`no-cache`), so a re-open costs a 304.
 pub fn serve_static(headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
-    respond_static(headers, content_type, body.as_bytes(), prepared(body))
+    let prepared = prepared(body, content_type);
+    respond_static(headers, content_type, &prepared.body, prepared)
 }
 
 /// Like [`serve_static`], for a file made at run time (a provider logo).
 pub fn serve_made(headers: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
-    let prepared = prepare(&body);
-    respond_static(headers, content_type, &body, &prepared)
+    let prepared = prepare(body);
+    respond_static(headers, content_type, &prepared.body, &prepared)
 }
 
 fn respond_static(headers: &HeaderMap, content_type: &'static str, body: &[u8], prepared: &Prepared) -> Response {
@@ -122,6 +144,11 @@ pub async fn widget_js(headers: HeaderMap) -> Response {
 
 pub async fn widget_css(headers: HeaderMap) -> Response {
     serve_static(&headers, "text/css; charset=utf-8", WIDGET_CSS)
+}
+
+/// The widget's Chinese words, fetched only when it opens in zh-CN.
+pub async fn widget_zh_cn(headers: HeaderMap) -> Response {
+    serve_static(&headers, "text/javascript; charset=utf-8", WIDGET_ZH_CN)
 }
 
 /// `/invite/{id}?token=…`: where an invite's link lands; it opens the widget for that user.

@@ -118,6 +118,23 @@ pub async fn mfa(
     Ok(Data(state.platform.submit_mfa(&session, &id, &request.code).await?))
 }
 
+/// `POST /link/v1/accounts/{id}/mfa/resend`: a new verification code; the tries start over.
+#[utoipa::path(
+    post,
+    path = "/link/v1/accounts/{id}/mfa/resend",
+    tag = "link",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "success, in the Smile envelope")),
+    security(("bearer" = []))
+)]
+pub async fn resend_mfa(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> Result<Data<Value>> {
+    Ok(Data(state.platform.resend_mfa(&session, &id).await?))
+}
+
 /// `DELETE /link/v1/accounts/{id}`: the user revokes an account.
 #[utoipa::path(
     delete,

@@ -28,6 +28,7 @@ fn link_router() -> Router<AppState> {
         .route("/link/v1/accounts", get(link::list_accounts).post(link::connect))
         .route("/link/v1/accounts/{id}", get(link::get_account).delete(link::revoke))
         .route("/link/v1/accounts/{id}/mfa", post(link::mfa))
+        .route("/link/v1/accounts/{id}/mfa/resend", post(link::resend_mfa))
         .route(
             "/link/v1/archives",
             get(archives::list_own)
@@ -102,6 +103,7 @@ fn asset_router() -> Router<AppState> {
         .route("/widget/", get(assets::widget))
         .route("/widget/widget.js", get(assets::widget_js))
         .route("/widget/widget.css", get(assets::widget_css))
+        .route("/widget/zh-CN.js", get(assets::widget_zh_cn))
         .route("/widget/invite.js", get(assets::invite_js))
         .route("/invite/{id}", get(assets::invite))
         .route("/demo", get(assets::demo))
