@@ -31,6 +31,10 @@
       cancel: 'Cancel', confirmDisconnect: 'Disconnect your {provider} account? {company} will stop receiving updates from it.',
       disconnected: 'Your {provider} account is disconnected.', confirmDelete: 'Delete this upload? This cannot be undone.',
       deleted: 'The upload is deleted.', yourCompany: 'The company',
+      statuses: { CONNECTED: 'Connected', AWAITING_MFA: 'Waiting for a code', PENDING: 'Connecting', ERROR: 'Needs attention',
+        REVOKED: 'Disconnected', STARTED: 'Reading', ANALYZED: 'Read', UNSUPPORTED: 'Could not be read' },
+      fileTypes: { PAYSLIP: 'Payslips', SOCIAL_SECURITY: 'Social security records', INCOME_TAX: 'Income tax returns',
+        EMPLOYMENT_CERTIFICATE: 'Certificates of employment', BANK_STATEMENT: 'Bank statements' },
       errors: {
         ACCOUNT_DISABLED: 'This account is disabled at {provider}. Contact {provider} to turn it back on.',
         ACCOUNT_INACCESSIBLE: '{provider} does not let us reach this account right now.',
@@ -170,6 +174,17 @@
   var RETRYABLE = LOGIN_ERRORS.concat(['INVALID_MFA', 'MFA_TIMEOUT', 'SERVICE_UNAVAILABLE', 'SYSTEM_ERROR', 'TOS_REQUIRED',
     'EXPIRED_CREDENTIALS', 'ACCOUNT_INCOMPLETE', 'ACCOUNT_LOCKED']);
 
+  /** A word for an internal value (a status, a file type), in the widget's language. */
+  function word(group, value) {
+    return (state.text[group] || {})[value] || (TEXT.en[group] || {})[value] || value;
+  }
+
+  /** A date and time as people in the widget's language write them. */
+  function when(iso) {
+    var date = new Date(iso);
+    return isNaN(date) ? '' : date.toLocaleString(document.documentElement.lang || 'en', { dateStyle: 'medium', timeStyle: 'short' });
+  }
+
   /** The sentence a person reads for an account error code, in the widget's language. */
   function sentence(code, providerId) {
     var errors = state.text.errors || TEXT.en.errors;
@@ -306,8 +321,8 @@
             onclick: function () { account ? accountPage(account) : loginPage(p.id); }
           }, [
             el('img', { src: p.logoUrl, alt: '' }),
-            el('span', { class: 'grow' }, [el('span', { text: p.name }), el('small', { text: p.typeLabel })]),
-            account ? el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus }) : null
+            el('span', { class: 'grow' }, [el('span', { text: p.name }), el('small', { text: word('types', p.type) })]),
+            account ? el('span', { class: 'badge ' + account.connectionStatus, text: word('statuses', account.connectionStatus) }) : null
           ])]));
         });
     }
@@ -478,7 +493,7 @@
   function accountPage(account) {
     var button = el('button', { class: 'danger', text: t('disconnect'), onclick: function () { confirmDisconnect(account); } });
     page('account', t('statusTitle', { provider: providerName(account.providerId) }), [
-      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: account.connectionStatus })]),
+      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: word('statuses', account.connectionStatus) })]),
       el('div', { class: 'actions' }, [button])
     ], providerList);
     uiEvent('AccountRevokePageOpened', { providerId: account.providerId, accountId: account.id });
@@ -520,7 +535,7 @@
     api('GET', '/fileTypes').then(function (types) {
       page('fileTypes', t('fileTypesTitle'), [el('ul', { class: 'list' }, types.items.map(function (type) {
         return el('li', {}, [el('button', { 'data-file-type': type.type, onclick: function () { uploadPage(type); } },
-          [el('span', { class: 'grow', text: type.typeLabel })])]);
+          [el('span', { class: 'grow', text: word('fileTypes', type.type) })])]);
       })), el('button', { class: 'linkish', text: t('viewUploads'), onclick: uploadsPage })], providerList);
       uiEvent('FileTypeListPageOpened');
     }).catch(errorPage);
@@ -529,7 +544,7 @@
   function uploadPage(type) {
     var file = el('input', { type: 'file', name: 'file', accept: '.pdf,.png,.jpg,.jpeg,.tif,.tiff,application/pdf,image/png,image/jpeg,image/tiff' });
     var button = el('button', { class: 'primary', type: 'submit', text: t('send') });
-    page('upload', t('uploadTitle', { type: type.typeLabel }), [el('form', {
+    page('upload', t('uploadTitle', { type: word('fileTypes', type.type) }), [el('form', {
       class: 'content', onsubmit: function (event) {
         event.preventDefault();
         var chosen = file.files[0];
@@ -583,8 +598,8 @@
       page('uploads', t('uploadsTitle'), [items.length ? el('ul', { class: 'list' }, items.map(function (archive) {
         var remove = el('button', { class: 'danger', 'data-delete': archive.id, text: t('delete'),
           onclick: function () { confirmDelete(archive); } });
-        return el('li', { class: 'upload' }, [el('span', { class: 'grow' }, [el('span', { text: archive.type }),
-          el('small', { text: archive.createdAt })]), el('span', { class: 'badge ' + archive.state.status, text: archive.state.status }), remove]);
+        return el('li', { class: 'upload' }, [el('span', { class: 'grow' }, [el('span', { text: word('fileTypes', archive.type) }),
+          el('small', { text: when(archive.createdAt) })]), el('span', { class: 'badge ' + archive.state.status, text: word('statuses', archive.state.status) }), remove]);
       })) : el('p', { class: 'muted', text: t('noUploads') })], fileTypeList);
       uiEvent('RevokeArchivePageOpened', null, { fileType: items[0] ? items[0].type : null });
     }).catch(errorPage);

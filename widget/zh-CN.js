@@ -22,6 +22,10 @@
       cancel: '取消', confirmDisconnect: '要断开您的 {provider} 账户吗？{company} 将不再收到它的更新。',
       disconnected: '您的 {provider} 账户已断开连接。', confirmDelete: '要删除这个上传吗？此操作无法撤销。',
       deleted: '上传已删除。', yourCompany: '该公司',
+      statuses: { CONNECTED: '已连接', AWAITING_MFA: '等待验证码', PENDING: '连接中', ERROR: '需要处理', REVOKED: '已断开',
+        STARTED: '读取中', ANALYZED: '已读取', UNSUPPORTED: '无法读取' },
+      fileTypes: { PAYSLIP: '工资单', SOCIAL_SECURITY: '社保记录', INCOME_TAX: '所得税申报表', EMPLOYMENT_CERTIFICATE: '在职证明',
+        BANK_STATEMENT: '银行对账单' },
       errors: {
         ACCOUNT_DISABLED: '此账户已在 {provider} 被停用。请联系 {provider} 重新启用。',
         ACCOUNT_INACCESSIBLE: '{provider} 暂时不允许我们访问此账户。',

@@ -271,6 +271,11 @@ test('uploading a sample payslip, then deleting it, fires the upload callbacks',
   await eventually('ARCHIVE_ANALYZED', () => receiver.events.find((e) => e.type === 'ARCHIVE_ANALYZED' && e.data.archiveId === archiveId));
   await frame.getByRole('button', { name: 'View my uploads' }).click();
   await onPage(frame, 'uploads');
+  // Words a person uses, not internal values or ISO timestamps.
+  const row = frame.locator('li.upload').first();
+  await row.getByText('Payslips').waitFor();
+  await row.getByText('Read', { exact: true }).waitFor();
+  assert.doesNotMatch(await row.innerText(), /PAYSLIP|ANALYZED|\d{4}-\d{2}-\d{2}T/);
   await shot(page, '13-archive-status');
   await frame.locator(`[data-delete="${archiveId}"]`).click();
   await onPage(frame, 'confirmDelete');
