@@ -30,7 +30,9 @@
       triesLeft: 'That code is not right. You have {n} tries left.', lastTry: 'That code is not right. You have 1 try left.',
       cancel: 'Cancel', confirmDisconnect: 'Disconnect your {provider} account? {company} will stop receiving updates from it.',
       disconnected: 'Your {provider} account is disconnected.', confirmDelete: 'Delete this upload? This cannot be undone.',
-      deleted: 'The upload is deleted.', yourCompany: 'The company',
+      deleted: 'The upload is deleted.', yourCompany: 'The company', providerTypes: 'Provider types',
+      noMatch: 'Nothing matches “{text}”.', noMatchUpload: 'Check the spelling, try another type, or upload documents instead.',
+      noMatchSurvey: 'Check the spelling, try another type, or tell us your employer below.',
       statuses: { CONNECTED: 'Connected', AWAITING_MFA: 'Waiting for a code', PENDING: 'Connecting', ERROR: 'Needs attention',
         REVOKED: 'Disconnected', STARTED: 'Reading', ANALYZED: 'Read', UNSUPPORTED: 'Could not be read' },
       fileTypes: { PAYSLIP: 'Payslips', SOCIAL_SECURITY: 'Social security records', INCOME_TAX: 'Income tax returns',
@@ -311,10 +313,14 @@
     var list = el('ul', { class: 'list', 'aria-label': t('chooseProvider') });
     function draw() {
       list.textContent = '';
-      visibleProviders()
+      var shown = visibleProviders()
         .filter(function (p) { return !filter.type || p.type === filter.type; })
-        .filter(function (p) { return !filter.text || p.name.toLowerCase().indexOf(filter.text) >= 0 || p.longName.toLowerCase().indexOf(filter.text) >= 0; })
-        .forEach(function (p) {
+        .filter(function (p) { return !filter.text || p.name.toLowerCase().indexOf(filter.text) >= 0 || p.longName.toLowerCase().indexOf(filter.text) >= 0; });
+      if (!shown.length) {
+        list.appendChild(el('li', { class: 'empty', role: 'status' }, [el('p', { text: t('noMatch', { text: filter.text }) }),
+          el('p', { class: 'muted', text: o.enableUpload ? t('noMatchUpload') : t('noMatchSurvey') })]));
+      }
+      shown.forEach(function (p) {
           var account = accountFor(p.id);
           list.appendChild(el('li', {}, [el('button', {
             'data-provider': p.id,
@@ -327,7 +333,7 @@
         });
     }
     var types = ['GIG', 'GOVERNMENT', 'EMPLOYER', 'SYSTEM', 'CREDENTIAL'];
-    var tabs = el('div', { class: 'tabs', role: 'group', 'aria-label': 'Provider types' },
+    var tabs = el('div', { class: 'tabs', role: 'group', 'aria-label': t('providerTypes') },
       [null].concat(types).map(function (type) {
         return el('button', {
           'aria-pressed': type === null ? 'true' : 'false', text: type ? t('types')[type] : t('all'),

@@ -534,3 +534,26 @@ test('on a phone the widget fills the screen, the page behind does not scroll, a
   assert.ok(card.width <= 420 && card.height <= 680, `a card on a wide screen: ${card.width}x${card.height}`);
   await page.close();
 });
+
+test('the provider list scrolls under a fixed title, search and chips; chips wrap; no match says what to do', async () => {
+  const { page, frame } = await openWidget({ enableConsentPage: false, enableUpload: true });
+  await onPage(frame, 'providers');
+  const search = frame.getByRole('searchbox');
+  const before = await search.boundingBox();
+  const list = frame.getByRole('list', { name: 'Choose where you work or earn' });
+  const scrolled = await list.evaluate((ul) => { ul.scrollTop = ul.scrollHeight; return ul.scrollTop; });
+  assert.ok(scrolled > 0, 'the list scrolls on its own');
+  assert.deepEqual(await search.boundingBox(), before, 'the search stays where it was');
+  const pageScrolls = await list.evaluate(() => document.scrollingElement.scrollHeight > window.innerHeight + 1);
+  assert.equal(pageScrolls, false, 'the page itself does not scroll');
+  const clipped = await frame.getByRole('group', { name: 'Provider types' }).evaluate((group) => {
+    const box = group.getBoundingClientRect();
+    return [...group.querySelectorAll('button')].filter((b) => b.getBoundingClientRect().right > box.right + 0.5).length;
+  });
+  assert.equal(clipped, 0, 'no chip is cut off');
+  await search.fill('zzz');
+  await frame.getByRole('status').getByText('Nothing matches “zzz”.').waitFor();
+  await frame.getByText('or upload documents instead').waitFor();
+  await shot(page, '18-provider-search-empty');
+  await page.close();
+});

@@ -50,13 +50,21 @@ fn prepared(body: &'static str, content_type: &str) -> &'static Prepared {
     })
 }
 
-/// Drops each line's indentation, and lines that are only a `//` comment. Line breaks stay, so
-/// JavaScript's automatic semicolons are untouched; our files hold no multi-line strings.
+/// Drops each line's indentation, and lines that are only a comment (`//`, or a `/* … */`
+/// starting a line). Line breaks stay, so JavaScript's automatic semicolons are untouched; our
+/// files hold no multi-line strings.
 fn compact(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
-    for line in source.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")) {
-        out.push_str(line);
-        out.push('\n');
+    let mut in_comment = false;
+    for line in source.lines().map(str::trim) {
+        if in_comment || line.starts_with("/*") {
+            in_comment = !line.contains("*/");
+            continue;
+        }
+        if !line.is_empty() && !line.starts_with("//") {
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out
 }
@@ -70,6 +78,15 @@ fn prepare(body: Vec<u8>) -> Prepared {
         .ok()
         .filter(|gz| gz.len() < body.len());
     Prepared { body, etag, gzip }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compacting_keeps_code_and_line_breaks_and_drops_comments() {
+        let source = "/*\n * A file.\n */\n(function () {\n  // why\n  var a = 1 /* inline */;\n  /** doc */\n  return a\n})();\n";
+        assert_eq!(super::compact(source), "(function () {\nvar a = 1 /* inline */;\nreturn a\n})();\n");
+    }
 }
 
 /// Serves a static file: `304` when the client has this version (`If-None-Match`), gzip when
