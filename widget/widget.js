@@ -20,7 +20,7 @@
       mfaTitle: 'Enter your verification code', mfaLead: '{provider} sent a code to your phone or e-mail.', code: 'Verification code',
       verify: 'Verify', connectedTitle: 'Connected!', connectedLead: 'Your {provider} account is connected.', done: 'Done',
       connectAnother: 'Connect another account', statusTitle: '{provider} account', status: 'Status', disconnect: 'Disconnect',
-      surveyTitle: 'Tell us your employer', employer: 'Employer name', submit: 'Submit', surveyThanks: 'Thank you! We will let you know when {employer} can be connected.',
+      surveyTitle: 'Tell us your employer', employer: 'Employer name', submit: 'Submit', surveyThanks: 'Thank you! We passed {employer} on to {company}.',
       fileTypesTitle: 'What would you like to upload?', uploadTitle: 'Upload {type}', chooseFile: 'File (PDF, PNG, JPG or TIFF, up to 15 MB)',
       send: 'Upload', archiveDone: 'Uploaded!', archiveLead: 'We are reading your document now.', viewUploads: 'View my uploads',
       uploadsTitle: 'My uploads', delete: 'Delete', noUploads: 'No uploads yet.', errorTitle: 'Something went wrong', tryAgain: 'Try again',
@@ -530,7 +530,13 @@
     var content = el('form', {
       class: 'content', onsubmit: function (event) {
         event.preventDefault();
-        notice(t('surveyThanks', { employer: employer.value }));
+        var button = content.querySelector('button[type=submit]');
+        busy(button, api('POST', '/employerSurveys', { employerName: employer.value })).then(function (survey) {
+          page('surveyThanks', t('surveyTitle'), [el('div', { class: 'hero' }, [el('div', { class: 'mark ok', 'aria-hidden': 'true', text: '✓' }),
+            el('p', { class: 'lead', text: t('surveyThanks', { employer: survey.employerName, company: state.options.companyName || t('yourCompany').toLowerCase() }) })]),
+          el('div', { class: 'actions' }, [el('button', { class: 'primary', text: t('done'), onclick: providerList })])], providerList);
+          uiEvent('EmployerSurveySubmitted');
+        }).catch(errorPage);
       }
     }, [el('label', {}, [t('employer'), employer]), el('div', { class: 'actions' }, [el('button', { class: 'primary', type: 'submit', text: t('submit') })])]);
     page('survey', t('surveyTitle'), [content], providerList);

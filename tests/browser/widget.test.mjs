@@ -557,3 +557,18 @@ test('the provider list scrolls under a fixed title, search and chips; chips wra
   await shot(page, '18-provider-search-empty');
   await page.close();
 });
+
+test('the employer survey passes the employer on: the API lists it and onUIEvent says it was sent', async () => {
+  const { page, frame, userId } = await openWidget({ enableConsentPage: false, companyName: 'Acme Lending' });
+  await onPage(frame, 'providers');
+  await frame.getByRole('button', { name: "Can't find your employer?" }).click();
+  await onPage(frame, 'survey');
+  await frame.getByLabel('Employer name').fill('Jollibee Foods');
+  await frame.getByRole('button', { name: 'Submit' }).click();
+  await onPage(frame, 'surveyThanks');
+  await frame.getByText('Thank you! We passed Jollibee Foods on to Acme Lending.').waitFor();
+  assert.ok(uiEvents(await calls(page)).includes('EmployerSurveySubmitted'));
+  const { body } = await server.api('GET', `/v1/employerSurveys?userId=${userId}`);
+  assert.ok(body.data.items.some((s) => s.employerName === 'Jollibee Foods' && s.userId === userId), JSON.stringify(body));
+  await page.close();
+});

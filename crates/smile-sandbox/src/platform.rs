@@ -29,6 +29,8 @@ pub mod kinds {
     pub const INSIGHT: &str = "insight";
     pub const ARCHIVE: &str = "archive";
     pub const INVITE: &str = "invite";
+    /// An employer a user could not find in the widget, passed on to the integrator.
+    pub const EMPLOYER_SURVEY: &str = "employer_survey";
     /// The outbox: what was sent (or would be, by e-mail or SMS) about an invite.
     pub const INVITE_LOG: &str = "invite_log";
     /// Work that runs after its request (a sync, an analysis) and is not finished yet.
@@ -394,6 +396,24 @@ impl Platform {
             return Err(invalid());
         }
         Ok(LinkSession { scope: token.scope, user_id: token.user_id.unwrap_or_default() })
+    }
+
+    // ---- employer surveys ----
+
+    /// Records an employer the user could not find, for the integrator to read at
+    /// `GET /v1/employerSurveys` and follow up.
+    pub async fn submit_survey(&self, session: &LinkSession, employer_name: &str) -> Result<Value, ApiError> {
+        let name = employer_name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ApiError::invalid("employerName must be 1 to 200 characters, without control characters"));
+        }
+        let id = ids::new_id("es-");
+        let survey = json!({
+            "id": id, "userId": session.user_id, "employerName": name, "createdAt": format_ms(now_ms()),
+        });
+        self.put(vec![document(kinds::EMPLOYER_SURVEY, &id, &session.scope, &session.user_id, None, survey.clone())])
+            .await?;
+        Ok(survey)
     }
 
     // ---- accounts ----

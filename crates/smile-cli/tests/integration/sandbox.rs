@@ -197,6 +197,24 @@ async fn failed_logins_and_wrong_codes_fail_the_account() {
     assert_well_formed(&receiver);
 }
 
+async fn an_employer_survey_is_kept_for_the_integrator() {
+    let server = TestServer::start().await;
+    let (user, link) = new_user(&server.sandbox).await;
+    let (status, survey) = link.post("/link/v1/employerSurveys", json!({"employerName": "  Jollibee Foods "})).await;
+    assert_eq!(status, 200, "{survey}");
+    assert_eq!(survey["data"]["employerName"], "Jollibee Foods");
+    let (status, _) = link.post("/link/v1/employerSurveys", json!({"employerName": " "})).await;
+    assert_eq!(status, 400);
+    let (_, listed) = server.sandbox.get("/v1/employerSurveys").await;
+    let items = listed["data"]["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["userId"], user.as_str());
+    // Another tenant's key sees none of it.
+    let other = server.key("other", smile_core::Mode::Sandbox).await;
+    let (_, theirs) = other.get("/v1/employerSurveys").await;
+    assert_eq!(theirs["data"]["items"].as_array().map(Vec::len), Some(0));
+}
+
 async fn every_account_error_code_can_be_simulated() {
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;

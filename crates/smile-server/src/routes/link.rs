@@ -118,6 +118,31 @@ pub async fn mfa(
     Ok(Data(state.platform.submit_mfa(&session, &id, &request.code).await?))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SurveyRequest {
+    employer_name: String,
+}
+
+/// `POST /link/v1/employerSurveys`: an employer the user could not find; the integrator reads
+/// these at `GET /v1/employerSurveys`.
+#[utoipa::path(
+    post,
+    path = "/link/v1/employerSurveys",
+    tag = "link",
+    request_body = SurveyRequest,
+    responses((status = 200, description = "success, in the Smile envelope")),
+    security(("bearer" = []))
+)]
+pub async fn survey(
+    LinkToken(session): LinkToken,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<Value>> {
+    let request: SurveyRequest = body.parse()?;
+    Ok(Data(state.platform.submit_survey(&session, &request.employer_name).await?))
+}
+
 /// `POST /link/v1/accounts/{id}/mfa/resend`: a new verification code; the tries start over.
 #[utoipa::path(
     post,

@@ -40,6 +40,7 @@ fn link_router() -> Router<AppState> {
         )
         .route("/link/v1/archives/{id}", axum::routing::delete(archives::delete_own))
         .route("/link/v1/fileTypes", get(archives::link_file_types))
+        .route("/link/v1/employerSurveys", post(link::survey))
 }
 
 /// CORS for `/link/*` only: any origin may call it, without cookies (the link token travels

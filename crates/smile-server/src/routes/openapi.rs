@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
         deliveries::of_subscription, deliveries::of_event, deliveries::get, deliveries::retry,
         events::list, events::trigger, events::get, listen::open, listen::next, listen::report, listen::close, portal::create_session, catalog::event_types, catalog::egress_ips, operator::publish,
         link::session, link::list_providers, link::connect, link::list_accounts, link::get_account,
-        link::mfa, link::resend_mfa, link::revoke,
+        link::mfa, link::resend_mfa, link::survey, link::revoke,
         platform::create_user, platform::create_token, platform::revoke_account, platform::sync_account,
         platform::list_providers, platform::get_provider, platform::create_invite, platform::invite_logs,
         archives::create, archives::list_own, archives::delete_own, archives::delete, archives::file,

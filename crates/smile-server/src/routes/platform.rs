@@ -247,6 +247,7 @@ pub const DATA_KINDS: &[(&str, &str)] = &[
     ("/v1/eincomes", kinds::EINCOME),
     ("/v1/insights", kinds::INSIGHT),
     ("/v1/invites", kinds::INVITE),
+    ("/v1/employerSurveys", kinds::EMPLOYER_SURVEY),
     ("/v1/archives", kinds::ARCHIVE),
     ("/v1/uploads", kinds::ARCHIVE),
 ];
