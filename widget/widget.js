@@ -25,7 +25,8 @@
       send: 'Upload', archiveDone: 'Uploaded!', archiveLead: 'We are reading your document now.', viewUploads: 'View my uploads',
       uploadsTitle: 'My uploads', delete: 'Delete', noUploads: 'No uploads yet.', errorTitle: 'Something went wrong', tryAgain: 'Try again',
       exit: 'Exit', working: 'Working…', expired: 'Your session expired. Reconnecting…', securedBy: 'Secured by Smile',
-      tooBig: 'That file is over 15 MB.', pickFile: 'Choose a file first.',
+      tooBig: 'That file is over 15 MB.', pickFile: 'Choose a file first.', dropHere: 'Drag a file here, or',
+      chooseOne: 'choose one', uploading: 'Uploading… {pct}%',
       errorCode: 'Error code: {code}', resend: 'Resend code', codeResent: 'We sent a new code.',
       triesLeft: 'That code is not right. You have {n} tries left.', lastTry: 'That code is not right. You have 1 try left.',
       cancel: 'Cancel', confirmDisconnect: 'Disconnect your {provider} account? {company} will stop receiving updates from it.',
@@ -553,28 +554,77 @@
     }).catch(errorPage);
   }
 
+  /** POSTs an upload, reporting its progress; an expired token takes the usual path. */
+  function sendUpload(form, progress) {
+    return new Promise(function (resolve, reject) {
+      var xhr = new XMLHttpRequest();
+      xhr.open('POST', '/link/v1/archives');
+      xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
+      xhr.upload.onprogress = function (event) {
+        if (event.lengthComputable) { progress(event.loaded / event.total); }
+      };
+      xhr.onload = function () {
+        var json = {};
+        try { json = JSON.parse(xhr.responseText); } catch (e) { /* not JSON: reported below */ }
+        if (xhr.status === 401 && json.code === 'INVALID_TOKEN') {
+          api('POST', '/archives', form, true).then(resolve, reject);
+        } else if (xhr.status >= 200 && xhr.status < 300) {
+          resolve(json.data);
+        } else {
+          reject(json.code ? json : { message: 'HTTP ' + xhr.status });
+        }
+      };
+      xhr.onerror = function () { reject({ code: 'SERVER_UNAVAILABLE', message: 'The network is not reachable.' }); };
+      xhr.send(form);
+    });
+  }
+
   function uploadPage(type) {
-    var file = el('input', { type: 'file', name: 'file', accept: '.pdf,.png,.jpg,.jpeg,.tif,.tiff,application/pdf,image/png,image/jpeg,image/tiff' });
+    var file = el('input', { type: 'file', name: 'file', class: 'file', accept: '.pdf,.png,.jpg,.jpeg,.tif,.tiff,application/pdf,image/png,image/jpeg,image/tiff' });
+    var chosen = el('span', { class: 'chosen' });
+    var bar = el('progress', { max: '100', value: '0', hidden: true, 'aria-label': t('uploading', { pct: '' }) });
+    var zone = el('label', { class: 'drop' }, [file, el('span', { text: t('dropHere') }), el('span', { class: 'pick', text: t('chooseOne') }),
+      el('small', { class: 'muted', text: t('chooseFile') }), chosen]);
+    function show() {
+      var f = file.files[0];
+      var size = f && (f.size < 1024 * 1024 ? Math.ceil(f.size / 1024) + ' KB' : (f.size / 1024 / 1024).toFixed(1) + ' MB');
+      chosen.textContent = f ? f.name + ' · ' + size : '';
+    }
+    file.addEventListener('change', show);
+    zone.addEventListener('dragover', function (event) { event.preventDefault(); zone.classList.add('over'); });
+    zone.addEventListener('dragleave', function () { zone.classList.remove('over'); });
+    zone.addEventListener('drop', function (event) {
+      event.preventDefault();
+      zone.classList.remove('over');
+      if (event.dataTransfer.files.length) {
+        file.files = event.dataTransfer.files;
+        show();
+      }
+    });
     var button = el('button', { class: 'primary', type: 'submit', text: t('send') });
     page('upload', t('uploadTitle', { type: word('fileTypes', type.type) }), [el('form', {
       class: 'content', onsubmit: function (event) {
         event.preventDefault();
-        var chosen = file.files[0];
-        if (!chosen) {
+        var picked = file.files[0];
+        if (!picked) {
           return notice(t('pickFile'));
         }
-        if (chosen.size > 15 * 1024 * 1024) {
+        if (picked.size > 15 * 1024 * 1024) {
           return notice(t('tooBig'));
         }
         var form = new FormData();
         form.append('fileType', type.type);
-        form.append('file', chosen, chosen.name);
-        busy(button, api('POST', '/archives', form, true)).then(function (archive) {
+        form.append('file', picked, picked.name);
+        bar.hidden = false;
+        busy(button, sendUpload(form, function (done) {
+          bar.value = Math.round(done * 100);
+          button.textContent = t('uploading', { pct: Math.round(done * 100) });
+        })).then(function (archive) {
           emit('onUploadsCreated', { uploads: [archive], userId: state.session.userId });
           archiveSuccess(archive, type);
         }).catch(errorPage);
       }
-    }, [el('label', {}, [t('chooseFile'), file]), el('div', { class: 'actions' }, [button])])], fileTypeList);
+    }, [zone, bar, el('div', { class: 'actions' }, [button])])], fileTypeList);
     uiEvent('FileTypePageOpened', null, { fileType: type.type });
   }
 

@@ -260,7 +260,16 @@ test('uploading a sample payslip, then deleting it, fires the upload callbacks',
   await onPage(frame, 'upload');
   await shot(page, '11-file-upload');
   const sample = join(import.meta.dirname, '..', '..', 'crates', 'smile-sandbox', 'samples', 'payslip-george-2025-11.pdf');
+  // A drop zone: a file dropped on it is taken, and its name and size are shown.
+  await frame.locator('.drop').evaluate((zone) => {
+    const dropped = new DataTransfer();
+    dropped.items.add(new File(['%PDF-1.4'], 'dropped.pdf', { type: 'application/pdf' }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dropped, bubbles: true, cancelable: true }));
+  });
+  await frame.getByText('dropped.pdf · 1 KB').waitFor();
   await frame.locator('input[type=file]').setInputFiles(sample);
+  await frame.getByText(/payslip-george-2025-11\.pdf · \d+ KB/).waitFor();
+  await shot(page, '11-file-upload-chosen');
   await frame.getByRole('button', { name: 'Upload', exact: true }).click();
   await onPage(frame, 'archiveSuccess');
   await shot(page, '12-archive-success');

@@ -239,9 +239,8 @@ pub fn logo_svg(id: &str) -> Option<String> {
     let initials: String = p.name.split_whitespace().filter_map(|w| w.chars().next()).take(2).collect();
     let hue = p.id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 360;
     Some(format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"64\" viewBox=\"0 0 64 64\" role=\"img\" aria-label=\"{name}\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"64\" viewBox=\"0 0 64 64\">\
          <rect width=\"64\" height=\"64\" rx=\"14\" fill=\"hsl({hue},55%,42%)\"/>\
-         <text x=\"32\" y=\"40\" font-family=\"sans-serif\" font-size=\"22\" font-weight=\"700\" fill=\"#fff\" text-anchor=\"middle\">{initials}</text></svg>",
-        name = p.name
+         <text x=\"32\" y=\"40\" font-family=\"sans-serif\" font-size=\"22\" font-weight=\"700\" fill=\"#fff\" text-anchor=\"middle\">{initials}</text></svg>"
     ))
 }
