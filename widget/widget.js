@@ -19,7 +19,7 @@
       logIn: 'Log in', otherWays: 'Other ways to log in', optionsTitle: 'Choose how to log in', email: 'E-mail',
       mfaTitle: 'Enter your verification code', mfaLead: '{provider} sent a code to your phone or e-mail.', code: 'Verification code',
       verify: 'Verify', connectedTitle: 'Connected!', connectedLead: 'Your {provider} account is connected.', done: 'Done',
-      connectAnother: 'Connect another account', statusTitle: '{provider} account', status: 'Status', disconnect: 'Disconnect',
+      connectAnother: 'Connect another account', statusTitle: '{provider} account', status: 'Status: ', disconnect: 'Disconnect',
       surveyTitle: 'Tell us your employer', employer: 'Employer name', submit: 'Submit', surveyThanks: 'Thank you! We passed {employer} on to {company}.',
       fileTypesTitle: 'What would you like to upload?', uploadTitle: 'Upload {type}', chooseFile: 'File (PDF, PNG, JPG or TIFF, up to 15 MB)',
       send: 'Upload', archiveDone: 'Uploaded!', archiveLead: 'We are reading your document now.', viewUploads: 'View my uploads',
@@ -194,6 +194,28 @@
     return fill(errors[code] || errors.OTHER, { provider: providerName(providerId) });
   }
 
+  // Latin words inside text of another language (names, "Smile", a server's message): marked
+  // lang="en", so that screen readers say them in English.
+  var LATIN = /[A-Za-z][A-Za-z0-9.,'&@+-]*(?: +[A-Za-z0-9][A-Za-z0-9.,'&@+-]*)*/g;
+
+  function appendText(node, text) {
+    text = String(text);
+    if (state.text === TEXT.en || !/[A-Za-z]/.test(text)) {
+      node.appendChild(document.createTextNode(text));
+      return;
+    }
+    var at = 0;
+    text.replace(LATIN, function (word, index) {
+      node.appendChild(document.createTextNode(text.slice(at, index)));
+      var span = document.createElement('span');
+      span.lang = 'en';
+      span.textContent = word;
+      node.appendChild(span);
+      at = index + word.length;
+    });
+    node.appendChild(document.createTextNode(text.slice(at)));
+  }
+
   function el(tag, attributes, children) {
     var node = document.createElement(tag);
     Object.keys(attributes || {}).forEach(function (name) {
@@ -201,14 +223,14 @@
       if (name === 'onclick' || name === 'onsubmit' || name === 'oninput') {
         node.addEventListener(name.slice(2), value);
       } else if (name === 'text') {
-        node.textContent = value;
+        appendText(node, value);
       } else if (value !== false && value != null) {
         node.setAttribute(name, value === true ? '' : value);
       }
     });
     (children || []).forEach(function (child) {
       if (child) {
-        node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+        if (typeof child === 'string') { appendText(node, child); } else { node.appendChild(child); }
       }
     });
     return node;
@@ -240,7 +262,8 @@
   function notice(message) {
     var existing = app.querySelector('[role=status]');
     var node = existing || el('p', { role: 'status', class: 'muted' });
-    node.textContent = message;
+    node.textContent = '';
+    appendText(node, message);
     // Before the first page there is nowhere to show it (the token may expire that early).
     var content = app.querySelector('.content');
     if (!existing && content) {
@@ -500,7 +523,7 @@
   function accountPage(account) {
     var button = el('button', { class: 'danger', text: t('disconnect'), onclick: function () { confirmDisconnect(account); } });
     page('account', t('statusTitle', { provider: providerName(account.providerId) }), [
-      el('p', {}, [t('status') + ': ', el('span', { class: 'badge ' + account.connectionStatus, text: word('statuses', account.connectionStatus) })]),
+      el('p', {}, [t('status'), el('span', { class: 'badge ' + account.connectionStatus, text: word('statuses', account.connectionStatus) })]),
       el('div', { class: 'actions' }, [button])
     ], providerList);
     uiEvent('AccountRevokePageOpened', { providerId: account.providerId, accountId: account.id });

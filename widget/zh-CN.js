@@ -11,7 +11,7 @@
       ssNumber: '社保号码', password: '密码', logIn: '登录', otherWays: '其他登录方式', optionsTitle: '选择登录方式', email: '电子邮箱',
       mfaTitle: '输入验证码', mfaLead: '{provider} 已向您的手机或邮箱发送验证码。', code: '验证码', verify: '验证',
       connectedTitle: '已连接！', connectedLead: '您的 {provider} 账户已连接。', done: '完成', connectAnother: '连接其他账户',
-      statusTitle: '{provider} 账户', status: '状态', disconnect: '断开连接', surveyTitle: '告诉我们您的雇主', employer: '雇主名称',
+      statusTitle: '{provider} 账户', status: '状态：', disconnect: '断开连接', surveyTitle: '告诉我们您的雇主', employer: '雇主名称',
       submit: '提交', surveyThanks: '谢谢！我们已把 {employer} 转告给 {company}。', fileTypesTitle: '您想上传什么？',
       uploadTitle: '上传{type}', chooseFile: '文件（PDF、PNG、JPG 或 TIFF，最大 15 MB）', send: '上传', archiveDone: '已上传！',
       archiveLead: '我们正在读取您的文件。', viewUploads: '查看我的上传', uploadsTitle: '我的上传', delete: '删除', noUploads: '还没有上传。',

@@ -581,3 +581,48 @@ test('the employer survey passes the employer on: the API lists it and onUIEvent
   assert.ok(body.data.items.some((s) => s.employerName === 'Jollibee Foods' && s.userId === userId), JSON.stringify(body));
   await page.close();
 });
+
+/** Latin text on the widget's page that is not marked lang="en", and aria-labels in Latin. */
+async function unmarkedEnglish(frame) {
+  return frame.locator('#app').evaluate((app) => {
+    const found = [];
+    const walker = document.createTreeWalker(app, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (/[A-Za-z]/.test(node.nodeValue) && !node.parentElement.closest('[lang="en"]')) found.push(node.nodeValue.trim());
+    }
+    for (const labelled of app.querySelectorAll('[aria-label]')) {
+      if (/[A-Za-z]/.test(labelled.getAttribute('aria-label'))) found.push(`aria-label: ${labelled.getAttribute('aria-label')}`);
+    }
+    return found;
+  });
+}
+
+test('in zh-CN nothing the server sends shows in English, and English names carry lang="en"', async () => {
+  const { page, frame } = await openWidget({ locale: 'zh-CN', companyName: 'Acme Lending' });
+  await onPage(frame, 'consent');
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'consent');
+  await frame.getByRole('button', { name: '继续' }).click();
+  await onPage(frame, 'providers');
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'provider list');
+  await frame.locator('[data-provider="abccorp"]').click();
+  await onPage(frame, 'login');
+  await frame.getByLabel('电子邮箱').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('密码').fill('not-it');
+  await frame.getByRole('button', { name: '登录', exact: true }).click();
+  await frame.getByRole('alert').getByText('电子邮箱或密码不正确。请检查后重试。').waitFor();
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'login with an error');
+  assert.equal(await frame.locator('h1 [lang="en"]').first().textContent(), 'ABC Corporation');
+  await frame.getByLabel('密码').fill('123456');
+  await frame.getByRole('button', { name: '登录', exact: true }).click();
+  await onPage(frame, 'connected');
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'connected');
+  await frame.getByRole('button', { name: '连接其他账户' }).click();
+  await onPage(frame, 'providers');
+  await frame.locator('[data-provider="abccorp"]').getByText('已连接').waitFor();
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'provider list with a connected account');
+  await frame.locator('[data-provider="abccorp"]').click();
+  await onPage(frame, 'account');
+  assert.deepEqual(await unmarkedEnglish(frame), [], 'account');
+  await shot(page, '19-account-zh-CN');
+  await page.close();
+});
