@@ -657,3 +657,43 @@ test('opening the widget again downloads nothing but API JSON: static files come
   assert.ok(others.every((p) => p.startsWith('/link/v1/')), `only API calls besides: ${others}`);
   await page.close();
 });
+
+test('keyboard only: George connects at SSS with Tab, typing and Enter; focus stays in, then returns to the opener', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(host.url);
+  const { token } = await newUserToken(server);
+  await page.exposeFunction('freshToken', async () => token);
+  await page.locator('#opener').focus();
+  await page.evaluate(({ token }) => window.openWidget(token, {}), { token });
+  const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
+  /** Presses Tab until the focused element in the widget matches `selector`. */
+  async function tabTo(selector) {
+    for (let i = 0; i < 40; i++) {
+      if (await frame.locator(`${selector}:focus`).count()) return;
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement.tagName), 'IFRAME', 'focus stays in the widget');
+    }
+    throw new Error(`Tab never reached ${selector}`);
+  }
+  await onPage(frame, 'consent');
+  await tabTo('button.primary');
+  await page.keyboard.press('Enter');
+  await onPage(frame, 'providers');
+  await tabTo('[data-provider="sss"]');
+  await page.keyboard.press('Enter');
+  await onPage(frame, 'login');
+  await tabTo('input[name=username]');
+  await page.keyboard.type('gpalomero1234@smileapi.io');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('123456');
+  await page.keyboard.press('Enter');
+  await onPage(frame, 'connected');
+  await tabTo('button.primary');
+  await page.keyboard.press('Enter');
+  await eventually('focus back on the button that opened the widget',
+    () => page.evaluate(() => document.activeElement && document.activeElement.id === 'opener'));
+  const got = await calls(page);
+  assert.ok(got.some((c) => c.name === 'onAccountConnected' && c.payload.providerId === 'sss'));
+  assert.deepEqual(got.at(-1), { name: 'onClose', payload: { reason: 'exit' } });
+  await page.close();
+});
