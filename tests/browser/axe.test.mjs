@@ -1,11 +1,11 @@
 // axe-core on every page of the Wink Widget, at desktop and phone widths, in English and
-// Chinese: 0 violations. Each run walks the widget through all its pages with the keyboard and
-// mouse as a user would, and checks each page as it is shown.
+// Chinese: 0 violations. Each run walks the widget through all its pages as a user would,
+// checks each page as it is shown, and keeps its screenshot (test-artifacts/widget/all-*).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { launchBrowser, newUserToken, startHostPage, startServer } from './harness.mjs';
+import { artifacts, launchBrowser, newUserToken, startHostPage, startServer } from './harness.mjs';
 
 const axeSource = createRequire(import.meta.url)('axe-core').source;
 const sample = join(import.meta.dirname, '..', '..', 'crates', 'smile-sandbox', 'samples', 'payslip-george-2025-11.pdf');
@@ -53,10 +53,13 @@ for (const locale of ['en', 'zh-CN']) {
   for (const width of [1280, 390]) {
     test(`axe: 0 violations on every page, ${locale} at ${width} px`, async () => {
       const found = {};
+      let shots = 0;
       const check = async (frame, name) => {
         await at(frame, name);
         const v = await violations(frame);
         if (v.length) found[name] = v;
+        shots += 1;
+        await page.screenshot({ path: join(artifacts, `all-${locale}-${width}-${String(shots).padStart(2, '0')}-${name}.png`) });
       };
       const { page, frame } = await open(width, locale);
       const submit = (f) => f.click('form button[type=submit]');
