@@ -114,20 +114,32 @@ pub fn standard_verify(
     now_secs: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
+    let window = (now_secs, tolerance_secs);
+    verify_any(timestamp_header, window, signature_header, "v1,", |timestamp, expected| {
+        standard_mac(key, msg_id, timestamp, body).verify_slice(expected).is_ok()
+    })
+}
+
+/// The checks both schemes share: the signed timestamp within `tolerance` of `now`, then
+/// any signature of the space-separated list with `scheme` (`v1,`, `v1a,`) that `matches`.
+fn verify_any(
+    timestamp_header: &str,
+    (now, tolerance): (i64, i64),
+    signature_header: &str,
+    scheme: &str,
+    matches: impl Fn(i64, &[u8]) -> bool,
+) -> Result<(), VerifyError> {
     let timestamp: i64 = timestamp_header.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now_secs - timestamp).abs() > tolerance_secs {
+    if (now - timestamp).abs() > tolerance {
         return Err(VerifyError::StaleTimestamp);
     }
     let mut seen = false;
     for candidate in signature_header.split(' ').filter(|s| !s.is_empty()) {
-        let Some(encoded) = candidate.strip_prefix("v1,") else {
+        let Some(encoded) = candidate.strip_prefix(scheme) else {
             continue;
         };
         seen = true;
-        let Ok(expected) = BASE64.decode(encoded) else {
-            continue;
-        };
-        if standard_mac(key, msg_id, timestamp, body).verify_slice(&expected).is_ok() {
+        if BASE64.decode(encoded).is_ok_and(|signature| matches(timestamp, &signature)) {
             return Ok(());
         }
     }
@@ -239,26 +251,11 @@ pub fn asymmetric_verify(
         &key_of(PUBLIC_KEY_PREFIX, public_key).map_err(|_| VerifyError::Mismatch)?,
     )
     .map_err(|_| VerifyError::Mismatch)?;
-    let timestamp: i64 = timestamp_header.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now_secs - timestamp).abs() > tolerance_secs {
-        return Err(VerifyError::StaleTimestamp);
-    }
-    let content = signed_content(msg_id, timestamp, body);
-    let mut seen = false;
-    for candidate in signature_header.split(' ').filter(|s| !s.is_empty()) {
-        let Some(encoded) = candidate.strip_prefix("v1a,") else {
-            continue;
-        };
-        seen = true;
-        let Some(signature) = BASE64.decode(encoded).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-        else {
-            continue;
-        };
-        if key.verify_strict(&content, &signature).is_ok() {
-            return Ok(());
-        }
-    }
-    Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
+    verify_any(timestamp_header, (now_secs, tolerance_secs), signature_header, "v1a,", |timestamp, signature| {
+        let content = signed_content(msg_id, timestamp, body);
+        ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|signature| key.verify_strict(&content, &signature).is_ok())
+    })
 }
 
 /// Checks that `public_key` is a `whpk_` ed25519 public key.
