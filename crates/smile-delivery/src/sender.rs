@@ -80,7 +80,9 @@ fn client(config: &DeliveryConfig, guard: Option<GuardedResolver>) -> Result<req
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.connect_timeout)
         .timeout(config.request_timeout)
-        .pool_max_idle_per_host(config.max_in_flight_per_endpoint)
+        // Per host, not per subscription: many subscriptions often share one host, and a pool
+        // smaller than the attempts in flight to it closes and reopens connections all along.
+        .pool_max_idle_per_host(config.max_in_flight.max(config.max_in_flight_per_endpoint))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .user_agent(concat!("Smile-Webhooks/", env!("CARGO_PKG_VERSION")));
