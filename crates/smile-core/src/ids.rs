@@ -21,6 +21,12 @@ pub fn new_subscription_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A fresh bearer token (link tokens, portal links, demo inboxes): 64 hex digits of two random
+/// (v4) UUIDs, 244 random bits; whoever holds it is let in.
+pub fn new_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
 /// A request id, returned in every response envelope.
 pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string()

@@ -619,7 +619,6 @@ impl Lanes {
             delivery_id: &job.delivery_id,
             subscription_id: &id,
             attempt: attempt_no,
-            started: std::time::SystemTime::now() - result.latency,
             latency: result.latency,
             status_code: result.status,
             error: result.error.as_deref(),

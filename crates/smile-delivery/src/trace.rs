@@ -31,7 +31,7 @@ pub(crate) struct AttemptSpan<'a> {
     pub delivery_id: &'a str,
     pub subscription_id: &'a str,
     pub attempt: u32,
-    pub started: SystemTime,
+    /// How long it took, up to now.
     pub latency: Duration,
     pub status_code: Option<u16>,
     pub error: Option<&'a str>,
@@ -158,7 +158,8 @@ impl Traces {
         };
         let context = context(trace_id(a.event_id), attempt_span_id(a.delivery_id, a.attempt));
         let parent = publish_span_id(a.event_id);
-        let times = (a.started, a.started + a.latency);
+        let end = SystemTime::now();
+        let times = (end - a.latency, end);
         self.emit(span(context, parent, "attempt", SpanKind::Client, times, attributes, status));
     }
 }

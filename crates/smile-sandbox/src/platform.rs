@@ -371,7 +371,7 @@ impl Platform {
     }
 
     async fn new_token(&self, scope: &Scope, user_id: &str) -> Result<Value, ApiError> {
-        let access_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let access_token = ids::new_token();
         let expires_ms = now_ms() + self.token_ttl.as_millis() as i64;
         let token = json!({
             "id": ids::new_id("tok-"), "expiresAt": format_ms(expires_ms), "mode": scope.mode.as_str(),

@@ -73,6 +73,30 @@ pub struct Subscription {
     pub updated_ms: i64,
 }
 
+impl Subscription {
+    /// A new active subscription with a fresh id: concurrent, without `includePayload`, and
+    /// nothing rotated, disabled or failing yet.
+    pub fn new(scope: Scope, name: String, url: String, event_types: Vec<String>, secret: String, now_ms: i64) -> Self {
+        Subscription {
+            id: smile_core::ids::new_subscription_id(),
+            scope,
+            name,
+            url,
+            event_types,
+            active: true,
+            secret,
+            previous_secret: None,
+            previous_secret_until_ms: None,
+            include_payload: false,
+            ordering: Ordering::Concurrent,
+            disabled_reason: None,
+            failing_since_ms: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
+}
+
 /// How a subscription's deliveries are sequenced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

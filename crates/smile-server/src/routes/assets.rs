@@ -244,8 +244,8 @@ pub async fn demo_new_inbox(
     crate::auth::TenantKey(_scope): crate::auth::TenantKey,
     axum::extract::State(state): axum::extract::State<crate::AppState>,
 ) -> crate::envelope::Result<crate::envelope::Created<NewInbox>> {
-    // Two random (v4) UUIDs: the id is the only key to the inbox.
-    let id = format!("inbox_{}{}", smile_core::ids::new_subscription_id(), smile_core::ids::new_subscription_id());
+    // The id is the only key to the inbox.
+    let id = format!("inbox_{}", smile_core::ids::new_token());
     let mut inboxes = state.demo.0.lock().map_err(|_| no_inbox())?;
     if inboxes.order.len() >= INBOXES
         && let Some(oldest) = inboxes.order.pop_front()

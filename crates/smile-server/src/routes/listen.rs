@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use smile_core::catalog::ALL_EVENTS;
 use smile_core::{ApiError, ids, timefmt};
 use smile_delivery::relay::{RELAY_SCHEME, RelayError, RelayReport};
-use smile_store::{Ordering, Subscription};
+use smile_store::Subscription;
 use std::time::Duration;
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -79,24 +79,12 @@ pub async fn open(
     let r: OpenRequest = body.parse_or_default()?;
     let event_types = check_event_types(r.event_types.unwrap_or_else(|| vec![ALL_EVENTS.to_owned()]))?;
     let session_id = ids::new_id("ls-");
-    let now = timefmt::now_ms();
     let secret = new_secret(SigningScheme::Hmac);
+    let name = format!("smile listen {session_id}");
+    let url = format!("{RELAY_SCHEME}{session_id}");
     let sub = Subscription {
-        id: ids::new_subscription_id(),
-        scope: scope.clone(),
-        name: format!("smile listen {session_id}"),
-        url: format!("{RELAY_SCHEME}{session_id}"),
-        event_types,
-        active: true,
-        secret: secret.clone(),
-        previous_secret: None,
-        previous_secret_until_ms: None,
         include_payload: true,
-        ordering: Ordering::Concurrent,
-        disabled_reason: None,
-        failing_since_ms: None,
-        created_ms: now,
-        updated_ms: now,
+        ..Subscription::new(scope.clone(), name, url, event_types, secret.clone(), timefmt::now_ms())
     };
     state.store.insert_subscription(sub.clone()).await?;
     state.engine.relays().open(&session_id, scope, &sub.id);

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use smile_core::timefmt::{format_ms, now_ms};
 use smile_core::{ApiError, ErrorCode};
-use smile_store::{DeliveryStatus, Document, PageRequest, Scope, Subscription, SubscriptionPatch};
+use smile_store::{DeliveryStatus, Document, PageRequest, Subscription, SubscriptionPatch};
 use std::collections::BTreeMap;
 
 /// The stored kind of a portal session.
@@ -72,7 +72,7 @@ pub async fn create_session(
             }
         }
     }
-    let token = format!("{}{}", uuid_hex(), uuid_hex());
+    let token = smile_core::ids::new_token();
     let expires_ms = now_ms() + ttl as i64 * 1000;
     let body = serde_json::json!({ "expiresMs": expires_ms, "only": r.subscription_ids });
     let document = Document {
@@ -89,10 +89,6 @@ pub async fn create_session(
         url: format!("{}/portal#token={token}", state.public_url),
         expires_at: format_ms(expires_ms),
     }))
-}
-
-fn uuid_hex() -> String {
-    smile_core::ids::new_subscription_id()
 }
 
 fn expired() -> Error {
@@ -253,7 +249,6 @@ pub async fn set_active(
     body: JsonBody,
 ) -> Result<Data<SubscriptionView>> {
     let r: ActiveRequest = body.parse()?;
-    let scope: &Scope = &grant.scope;
     let patch = SubscriptionPatch { active: Some(r.active), ..SubscriptionPatch::default() };
-    crate::routes::webhooks::save(&state, scope, &id, patch).await
+    crate::routes::webhooks::save(&state, &grant.scope, &id, patch).await
 }

@@ -216,23 +216,11 @@ pub async fn create(
     let url = check_url(&state, &r.url, scope.mode)?;
     let secret = initial_secret(r.signing, r.secret)?;
     let event_types = check_event_types(r.event_types)?;
-    let now = timefmt::now_ms();
     let sub = Subscription {
-        id: ids::new_subscription_id(),
-        scope,
-        name: r.name,
-        url,
-        event_types,
         active: r.active,
-        secret,
-        previous_secret: None,
-        previous_secret_until_ms: None,
         include_payload: r.include_payload,
         ordering: r.ordering,
-        disabled_reason: None,
-        failing_since_ms: None,
-        created_ms: now,
-        updated_ms: now,
+        ..Subscription::new(scope, r.name, url, event_types, secret, timefmt::now_ms())
     };
     state.store.insert_subscription(sub.clone()).await?;
     state.engine.subscription_changed(&sub).await;
