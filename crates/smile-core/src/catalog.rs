@@ -182,7 +182,7 @@ impl EventType {
             }
             ArchiveStarted => "an upload (POST /v1/archives, or the widget)",
             ArchiveAnalyzed => "an upload of a sample payslip (/sandbox/samples/…)",
-            ArchiveFailed => "an upload of any other file",
+            ArchiveFailed => "an upload of any other file, or a manual check that finds it is not a payslip",
             ArchiveRevoked => "DELETE /v1/archives/{id}, or the user deletes in the widget",
             InviteInvited => "POST /v1/invites",
             InviteLinked => "an invited user connects an account",
@@ -193,14 +193,14 @@ impl EventType {
             DocumentsAdded => "a data sync at nbi_ph",
             EincomesAdded => "a data sync at grab",
             InsightAdded => "a data sync that adds incomes",
-            LinkAdded
-            | LiabilitiesAdded
-            | VerificationStarted
+            LinkAdded => "a data sync at lazada",
+            LiabilitiesAdded => "a data sync at xyzbank",
+            UserSessionReset => "POST /v1/users/{id}/resetSession",
+            VerificationStarted
             | VerificationCompleted
             | RecordCreated
             | RecordCompleted
             | UserSessionCompleted
-            | UserSessionReset
             | DocumentsUpdated
             | EmploymentsUpdated
             | IncomesUpdated

@@ -49,6 +49,13 @@ pub fn file_types() -> Vec<FileType> {
         .collect()
 }
 
+/// The `ARCHIVE_FAILED` code for a file the analysis could not read.
+pub const UNREADABLE: &str = "FILE_UNABLE_TO_RECOGNIZE";
+
+/// The archive's `state.errorCode` for the same: Smile's list for archive states has no
+/// "unreadable", and a file that is not in a readable layout is a format error.
+pub const UNREADABLE_STATE: &str = "INVALID_FIELD_FORMAT";
+
 /// Whether `file_type` is one of ours.
 pub fn is_file_type(file_type: &str) -> bool {
     FILE_TYPES.iter().any(|(t, ..)| *t == file_type)

@@ -17,6 +17,9 @@ pub struct SyncedData {
     pub transactions: Vec<Value>,
     pub documents: Vec<Value>,
     pub eincomes: Vec<Value>,
+    pub liabilities: Vec<Value>,
+    /// How often the account was linked, at providers that keep that.
+    pub link: Option<Value>,
     /// Computed from the incomes once they are in.
     pub insight: Option<Value>,
 }
@@ -107,23 +110,27 @@ pub fn generate(person: &Person, source: &Source) -> SyncedData {
         })];
     }
     if supports("EINCOMES") {
-        data.eincomes = (2024..=2025)
-            .map(|y| {
+        data.eincomes = months()
+            .map(|m| {
+                let base = f64::from(person.monthly_pay);
                 json!({
-                    "id": ids::new_id("einc-"), "year": y, "currency": person.currency,
-                    "estimatedAnnualAmount": f64::from(person.monthly_pay) * 12.0 * if y == 2024 { 0.93 } else { 1.0 },
-                    "confidence": "MEDIUM", "metadata": source.metadata(),
+                    "id": ids::new_id("einc-"), "month": format!("2025-{m:02}"), "currency": person.currency,
+                    "baseAmount": base, "amount": round2(base * (0.9 + f64::from(m % 4) * 0.05)), "metadata": source.metadata(),
                 })
             })
             .collect();
     }
-    if !data.incomes.is_empty() {
-        let total: f64 = data.incomes.iter().filter_map(|i| i["grossAmount"].as_f64()).sum();
-        data.insight = Some(json!({
-            "id": ids::new_id("ins-"), "type": "INCOME_STABILITY", "months": data.incomes.len(),
-            "averageMonthlyGross": round2(total / data.incomes.len() as f64), "currency": person.currency,
-            "stable": true, "metadata": source.metadata(),
+    if supports("LIABILITIES") {
+        data.liabilities = vec![liability(person, source)];
+    }
+    if supports("LINK") {
+        data.link = Some(json!({
+            "id": ids::new_id("lnk-"), "startDate": "2025-01-01T00:00:00Z", "endDate": source.now,
+            "records": [{"count": 2, "linkedAt": ["2025-03-14T08:15:00Z", source.now]}], "metadata": source.metadata(),
         }));
+    }
+    if !data.incomes.is_empty() {
+        data.insight = Some(insight(&data.incomes, source));
     }
     if supports("TRANSACTIONS") {
         data.transactions = (1..=30u32)
@@ -139,6 +146,57 @@ pub fn generate(person: &Person, source: &Source) -> SyncedData {
     data
 }
 
+/// Features of the incomes, as Smile's insights name them: counts and amount statistics
+/// over all months and the last 3, 6, 9 and 12.
+fn insight(incomes: &[Value], source: &Source) -> Value {
+    let amounts: Vec<f64> = incomes.iter().filter_map(|i| i["grossAmount"].as_f64()).collect();
+    let mut features = serde_json::Map::new();
+    features.insert("incomes_count".into(), json!(amounts.len()));
+    features.insert("incomes_first_income_month_range".into(), json!(amounts.len()));
+    features.insert("incomes_missing_month_max".into(), json!(0));
+    features.insert("incomes_missing_month_count".into(), json!(0));
+    let mut window = |prefix: &str, values: &[f64]| {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => 0.0,
+            l if l % 2 == 1 => sorted[l / 2],
+            l => (sorted[l / 2 - 1] + sorted[l / 2]) / 2.0,
+        };
+        let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        for (name, value) in [
+            ("sum", values.iter().sum::<f64>()),
+            ("average", mean),
+            ("min", sorted.first().copied().unwrap_or(0.0)),
+            ("max", sorted.last().copied().unwrap_or(0.0)),
+            ("median", median),
+            ("std", std),
+        ] {
+            features.insert(format!("{prefix}_amount_{name}"), json!(round2(value)));
+        }
+    };
+    window("incomes", &amounts);
+    for months in [3, 6, 9, 12] {
+        window(&format!("incomes_last{months}_months"), &amounts[amounts.len().saturating_sub(months)..]);
+    }
+    json!({"id": ids::new_id("ins-"), "cutoffTime": source.now, "features": features, "metadata": source.metadata()})
+}
+
+/// A personal loan of a year's pay over three years, eleven payments in.
+fn liability(person: &Person, source: &Source) -> Value {
+    let loan = f64::from(person.monthly_pay) * 12.0;
+    let payment = round2(loan / 36.0 * 1.12);
+    json!({
+        "id": ids::new_id("lia-"), "type": "Personal Loan", "referenceId": format!("PL-{}", &person.phone[person.phone.len() - 6..]),
+        "startDate": "2025-01-15", "endDate": "2027-12-15", "firstAmortizationDate": "2025-02-15",
+        "amortizationFrequency": "Monthly", "currency": person.currency, "loanAmount": loan, "amortizationAmount": payment,
+        "outstandingBalance": round2(payment * 25.0), "nextPaymentAmount": payment, "overduePaymentAmount": 0.0,
+        "metadata": source.metadata(),
+    })
+}
+
 /// The income a sample payslip of `month` (`yyyy-MM`) shows.
 pub fn payslip_income(person: &Person, month: &str, metadata: Value) -> Value {
     let m: u32 = month.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
@@ -148,6 +206,19 @@ pub fn payslip_income(person: &Person, month: &str, metadata: Value) -> Value {
         "startDate": format!("{month}-01"), "endDate": format!("{month}-{:02}", last_day(m)), "paymentMethod": "Bank",
         "currency": person.currency, "frequency": "Monthly", "baseAmount": f64::from(person.monthly_pay),
         "grossAmount": gross, "netAmount": round2(gross * 0.82), "metadata": metadata,
+    })
+}
+
+/// What reading a sample payslip of `month` (`yyyy-MM`) finds: an archive's `analysis`, and
+/// the prediction the payslip endpoints answer.
+pub fn payslip_analysis(person: &Person, month: &str) -> Value {
+    let m: u32 = month.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    let gross = round2(f64::from(person.monthly_pay) * 1.04);
+    json!({
+        "startDate": format!("{month}-01"), "endDate": format!("{month}-{:02}", last_day(m)),
+        "payDate": format!("{month}-{:02}", last_day(m)), "currency": person.currency, "grossAmount": gross,
+        "netAmount": round2(gross * 0.82), "baseAmount": f64::from(person.monthly_pay), "employerName": "ABC Corporation",
+        "employeeName": person.full_name(), "ssNumber": person.ss_number,
     })
 }
 
@@ -181,7 +252,10 @@ fn identity(person: &Person, source: &Source) -> Value {
         "emails": [{"address": person.email, "type": "Primary"}],
         "phones": [{"number": person.phone, "type": "Mobile"}],
         "socialProfiles": [],
-        "addresses": [{"street": "12 Mabini Street", "city": person.city, "country": person.country, "type": "Home"}],
+        "addresses": [{
+            "fullAddress": format!("12 Mabini Street, {}, {}", person.city, person.country), "line1": "12 Mabini Street",
+            "city": person.city, "country": person.country, "type": "Primary", "tags": ["Home"],
+        }],
         "metadata": source.metadata(),
     })
 }

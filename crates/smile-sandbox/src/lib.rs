@@ -13,6 +13,12 @@ pub mod data;
 pub mod people;
 pub mod providers;
 
+mod payload;
 mod platform;
+mod predictions;
+mod templates;
 
+pub use payload::{AccountExport, AccountPayload, ExportFormat, UserPayload};
 pub use platform::{ConnectRequest, InviteRequest, LinkSession, Platform, UploadFile, kinds};
+pub use predictions::ManualResult;
+pub use templates::{ConsentTemplate, ConsentTemplateRequest, InviteTemplate, InviteTemplateRequest};

@@ -27,6 +27,14 @@ pub mod kinds {
     pub const DOCUMENT: &str = "document";
     pub const EINCOME: &str = "eincome";
     pub const INSIGHT: &str = "insight";
+    pub const LIABILITY: &str = "liability";
+    pub const LINK: &str = "link";
+    pub const CONSENT_TEMPLATE: &str = "consent_template";
+    pub const INVITE_TEMPLATE: &str = "invite_template";
+    /// A file made of an account's data (`POST /v1/accounts/{id}/exports/generate`).
+    pub const EXPORT: &str = "export";
+    /// When a user's session last started over (`POST /v1/users/{id}/resetSession`).
+    pub const SESSION: &str = "user_session";
     pub const ARCHIVE: &str = "archive";
     pub const INVITE: &str = "invite";
     /// An employer a user could not find in the widget, passed on to the integrator.
@@ -36,8 +44,21 @@ pub mod kinds {
     /// Work that runs after its request (a sync, an analysis) and is not finished yet.
     pub const JOB: &str = "sandbox_job";
     /// Everything a sync adds to an account, removed with it.
-    pub const ACCOUNT_DATA: &[&str] =
-        &[TASK, IDENTITY, EMPLOYMENT, INCOME, CONTRIBUTION, RATING, TRANSACTION, DOCUMENT, EINCOME, INSIGHT];
+    pub const ACCOUNT_DATA: &[&str] = &[
+        TASK,
+        IDENTITY,
+        EMPLOYMENT,
+        INCOME,
+        CONTRIBUTION,
+        RATING,
+        TRANSACTION,
+        DOCUMENT,
+        EINCOME,
+        INSIGHT,
+        LIABILITY,
+        LINK,
+        EXPORT,
+    ];
 }
 
 /// Work a request starts and a task finishes later. It is kept as a document until it is
@@ -97,12 +118,12 @@ pub struct ConnectRequest {
 /// The sandbox platform of one process; cheap to clone.
 #[derive(Clone)]
 pub struct Platform {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     engine: Engine,
     token_ttl: Duration,
     /// Where uploaded files are kept, one directory per archive.
-    files_dir: PathBuf,
-    public_url: String,
+    pub(crate) files_dir: PathBuf,
+    pub(crate) public_url: String,
 }
 
 /// What `POST /v1/invites` takes.
@@ -158,7 +179,7 @@ pub struct UploadFile {
     pub content: Vec<u8>,
 }
 
-fn server_error(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn server_error(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "sandbox platform failure");
     ApiError::server("the request could not be completed; try again")
 }
@@ -331,15 +352,21 @@ impl Platform {
         });
     }
 
-    async fn publish(&self, scope: &Scope, event_type: EventType, data: Value, order: &str) -> Result<(), ApiError> {
+    pub(crate) async fn publish(
+        &self,
+        scope: &Scope,
+        event_type: EventType,
+        data: Value,
+        order: &str,
+    ) -> Result<(), ApiError> {
         self.engine.publish_in_order(scope, event_type, data, order).await.map(|_| ()).map_err(server_error)
     }
 
-    async fn put(&self, documents: Vec<Document>) -> Result<(), ApiError> {
+    pub(crate) async fn put(&self, documents: Vec<Document>) -> Result<(), ApiError> {
         self.store.put_documents(documents).await.map_err(server_error)
     }
 
-    async fn get(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>, ApiError> {
+    pub(crate) async fn get(&self, scope: &Scope, kind: &str, id: &str) -> Result<Option<Document>, ApiError> {
         self.store.get_document(scope, kind, id).await.map_err(server_error)
     }
 
@@ -433,7 +460,7 @@ impl Platform {
         let account = json!({
             "id": account_id, "createdAt": now, "providerId": provider.id, "userId": session.user_id,
             "connectionStatus": "PENDING", "connection": {"status": "PENDING", "errorCode": null, "errorMessage": null, "updatedAt": now},
-            "monitorStatus": "UNSUPPORTED", "monitor": {"status": "UNSUPPORTED", "updatedAt": null},
+            "monitorStatus": "UNSUPPORTED", "monitor": {"status": "UNSUPPORTED", "updatedAt": now},
             "loginName": login_name,
         });
         self.put(vec![document(kinds::ACCOUNT, &account_id, scope, &session.user_id, None, account.clone())]).await?;
@@ -598,6 +625,9 @@ impl Platform {
         if !provider.monitor_supported {
             return Err(ApiError::invalid(format!("{} does not sync continuously", provider.name)));
         }
+        if account["monitorStatus"] == "CUSTOMER_DISABLED" {
+            return Err(ApiError::invalid("continuous sync is disabled for this account"));
+        }
         if account["connectionStatus"] != "CONNECTED" {
             return Err(ApiError::invalid("only a connected account can sync"));
         }
@@ -708,12 +738,18 @@ impl Platform {
             (kinds::TRANSACTION, &synced.transactions, "TRANSACTIONS", EventType::TransactionsAdded),
             (kinds::DOCUMENT, &synced.documents, "DOCUMENTS", EventType::DocumentsAdded),
             (kinds::EINCOME, &synced.eincomes, "EINCOMES", EventType::EincomesAdded),
+            (kinds::LIABILITY, &synced.liabilities, "LIABILITIES", EventType::LiabilitiesAdded),
         ] {
             if !items.is_empty() {
                 add(kind, items.iter().collect());
                 datapoints.push(datapoint);
                 events.push((event, ids(("count", json!(items.len())))));
             }
+        }
+        if let Some(link) = &synced.link {
+            add(kinds::LINK, vec![link]);
+            datapoints.push("LINK");
+            events.push((EventType::LinkAdded, ids(("id", link["id"].clone()))));
         }
         if let Some(insight) = &synced.insight {
             add(kinds::INSIGHT, vec![insight]);
@@ -741,6 +777,18 @@ impl Platform {
         if !archives::is_file_type(file_type) {
             return Err(ApiError::invalid(format!("unknown fileType `{file_type}`; see GET /v1/fileTypes")));
         }
+        self.start_archive(scope, user_id, file_type, files).await
+    }
+
+    /// Stores the files of an archive of `file_type` (not checked: a classification may name
+    /// one no upload can) and starts its analysis.
+    pub(crate) async fn start_archive(
+        &self,
+        scope: &Scope,
+        user_id: Option<String>,
+        file_type: &str,
+        files: Vec<UploadFile>,
+    ) -> Result<Value, ApiError> {
         if files.is_empty() {
             return Err(ApiError::invalid("send at least one file"));
         }
@@ -802,19 +850,20 @@ impl Platform {
         let user_id = archive["userId"].as_str().unwrap_or_default().to_owned();
         let samples: Vec<_> = contents.iter().filter_map(|c| archives::recognise(c)).collect();
         let recognised = file_type == "PAYSLIP" && samples.len() == contents.len();
-        let (status, code, message) = match (recognised, file_type) {
-            (true, _) => ("ANALYZED", None, None),
-            (false, "PAYSLIP") => {
-                ("ERROR", Some("FILE_UNABLE_TO_RECOGNIZE"), Some("The file could not be read as a payslip."))
-            }
-            _ => (
-                "UNSUPPORTED",
-                Some("FILE_UNABLE_TO_RECOGNIZE"),
-                Some("The sandbox can only analyse its sample payslips."),
-            ),
+        let (status, message) = match (recognised, file_type) {
+            (true, _) => ("ANALYZED", None),
+            (false, "PAYSLIP") => ("ERROR", Some("The file could not be read as a payslip.")),
+            _ => ("UNSUPPORTED", Some("The sandbox can only analyse its sample payslips.")),
         };
-        archive["state"] =
-            json!({"status": status, "errorCode": code, "errorMessage": message, "updatedAt": format_ms(now_ms())});
+        // The event names the failure as Smile's events do (FILE_UNABLE_TO_RECOGNIZE); the
+        // archive's state takes a code of its own list, where an unreadable file is a format error.
+        let (code, state_code) = match message {
+            Some(_) => (Some(archives::UNREADABLE), Some(archives::UNREADABLE_STATE)),
+            None => (None, None),
+        };
+        archive["state"] = json!({
+            "status": status, "errorCode": state_code, "errorMessage": message, "updatedAt": format_ms(now_ms()),
+        });
         let mut documents = vec![document(kinds::ARCHIVE, &archive_id, scope, &user_id, None, archive.clone())];
         let ids = json!({"userId": user_id, "archiveId": archive_id});
         if !recognised {
@@ -828,6 +877,9 @@ impl Platform {
         let metadata = json!({"createdAt": now, "itemCreatedAt": now, "sourceId": archive_id, "sourceType": "ARCHIVE",
             "userId": user_id, "providerId": "user-provided"});
         let person = &people::PEOPLE[0];
+        archive["classification"] = json!({"fileType": "PAYSLIP"});
+        archive["analysis"] = data::payslip_analysis(person, samples[0].month);
+        documents[0].body = archive;
         for sample in &samples {
             let income = data::payslip_income(person, sample.month, metadata.clone());
             documents.push(item(kinds::INCOME, income, scope, &user_id, &archive_id));
@@ -901,20 +953,38 @@ impl Platform {
             self.public_url,
             token["accessToken"].as_str().unwrap_or_default()
         );
-        let invite = json!({
-            "id": invite_id, "createdAt": now, "fullName": request.full_name, "firstName": request.first_name,
-            "lastName": request.last_name, "email": request.email, "phone": request.phone,
-            "templateId": request.template_id, "winkTemplateId": request.wink_template_id, "userId": user_id,
-            "status": "INVITED", "updatedAt": now, "invitedAt": now, "linkedAt": null, "inviteLandingPageUrl": landing,
+        // Until the user links, `linkedAt` is the invite's own time, as Smile's examples show
+        // (the field is a required date-time); `status` says whether it is linked.
+        let mut invite = json!({
+            "id": invite_id, "createdAt": now, "fullName": request.full_name, "templateId": request.template_id,
+            "userId": user_id, "status": "INVITED", "updatedAt": now, "invitedAt": now, "linkedAt": now,
+            "inviteLandingPageUrl": landing,
         });
+        for (name, value) in [
+            ("firstName", &request.first_name),
+            ("lastName", &request.last_name),
+            ("email", &request.email),
+            ("phone", &request.phone),
+            ("winkTemplateId", &request.wink_template_id),
+        ] {
+            if let Some(value) = value {
+                invite[name] = json!(value);
+            }
+        }
         let (channel, to) = match (&request.email, &request.phone) {
             (Some(email), _) => ("EMAIL", email.clone()),
             (None, phone) => ("SMS", phone.clone().unwrap_or_default()),
         };
-        let message = json!({
-            "channel": channel, "to": to, "subject": "Share your employment and income data",
-            "body": format!("Hello {}, follow this link to connect your accounts: {landing}", request.full_name),
-        });
+        // An invite template the tenant made words the message; any other templateId is
+        // taken as one of Smile's own.
+        let (subject, body) = match self.invite_template(scope, &request.template_id).await? {
+            Some(template) => (template.email.subject, format!("{}\n\n{landing}", template.email.body)),
+            None => (
+                "Share your employment and income data".to_owned(),
+                format!("Hello {}, follow this link to connect your accounts: {landing}", request.full_name),
+            ),
+        };
+        let message = json!({"channel": channel, "to": to, "subject": subject, "body": body});
         self.put(vec![
             document(kinds::INVITE, &invite_id, scope, &user_id, None, invite.clone()),
             self.invite_log(scope, &invite_id, &user_id, "INVITED", Some(message)),
@@ -1006,5 +1076,6 @@ fn payload(synced: &SyncedData) -> Value {
         "identity": synced.identity, "employments": capped(&synced.employments), "incomes": capped(&synced.incomes),
         "contributions": capped(&synced.contributions), "rating": synced.rating, "transactions": capped(&synced.transactions),
         "documents": capped(&synced.documents), "eincomes": capped(&synced.eincomes), "insight": synced.insight,
+        "liabilities": capped(&synced.liabilities), "link": synced.link,
     })
 }

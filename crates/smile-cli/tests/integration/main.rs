@@ -2,6 +2,7 @@
 
 mod api;
 mod cluster;
+mod contract;
 mod delivery;
 mod idempotency;
 mod lanes;

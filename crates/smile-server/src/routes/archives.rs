@@ -7,8 +7,10 @@ use crate::envelope::{Data, Error, Result};
 use crate::extract::{Id, JsonBody, QueryParams};
 use crate::routes::platform::page_of;
 use crate::views::ListView;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,6 +26,14 @@ pub const MAX_JSON_UPLOAD_BODY: usize = 21 * 1024 * 1024;
 /// `POST /link/v1/archives` (multipart) takes at most this much. Parts are streamed to
 /// temporary files, so memory does not grow with it; each file is still at most 15 MB.
 pub const MAX_MULTIPART_BODY: usize = 10 * archives::MAX_FILE_BYTES + 1024 * 1024;
+
+/// A route taking files as base64 in JSON: up to [`MAX_JSON_UPLOAD_BODY`], refused before
+/// reading when the declared length is over.
+pub fn json_upload(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .layer(DefaultBodyLimit::max(MAX_JSON_UPLOAD_BODY))
+        .layer(axum::middleware::from_fn(|r, n| refuse_declared_over(MAX_JSON_UPLOAD_BODY, r, n)))
+}
 
 fn too_large(what: &str) -> Error {
     crate::envelope::with_status(smile_core::ErrorCode::InvalidParameters, 413, what)
@@ -74,8 +84,12 @@ struct CreateArchive {
 )]
 pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Value>> {
     let request: CreateArchive = body.parse()?;
-    let files = request
-        .raw_files
+    let files = decode(request.raw_files)?;
+    Ok(Data(state.platform.create_archive(&scope, request.user_id, &request.file_type, files).await?))
+}
+
+fn decode(raw_files: Vec<FileObject>) -> Result<Vec<UploadFile>> {
+    raw_files
         .into_iter()
         .map(|f| {
             let content = base64::engine::general_purpose::STANDARD
@@ -88,8 +102,93 @@ pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, 
                 content,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Data(state.platform.create_archive(&scope, request.user_id, &request.file_type, files).await?))
+        .collect()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClassifyArchive {
+    user_id: Option<String>,
+    raw_files: Vec<FileObject>,
+}
+
+/// `POST /v1/archives/classify`: says what the files are and starts an archive of that type.
+#[utoipa::path(post, path = "/v1/archives/classify", tag = "sandbox", request_body = ClassifyArchive,
+    responses((status = 200, description = "the archive with its classification, in the Smile envelope")),
+    security(("basic" = [])))]
+pub async fn classify(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<Value>> {
+    let request: ClassifyArchive = body.parse()?;
+    Ok(Data(state.platform.classify_archive(&scope, request.user_id, decode(request.raw_files)?).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PayslipUpload {
+    user_id: String,
+    file_extension_type: String,
+    file_content: String,
+}
+
+/// `POST /v1/archives/-/payslips/uploadRawFile`: one payslip, analysed as `POST /v1/archives`.
+#[utoipa::path(post, path = "/v1/archives/-/payslips/uploadRawFile", tag = "sandbox", request_body = PayslipUpload,
+    responses((status = 200, description = "the archive, in the Smile envelope")), security(("basic" = [])))]
+pub async fn upload_payslip(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<Value>> {
+    let request: PayslipUpload = body.parse()?;
+    let file = FileObject {
+        file_extension_type: request.file_extension_type,
+        file_subtype: Some("PAYSLIP".into()),
+        file_name: None,
+        file_content: request.file_content,
+    };
+    Ok(Data(state.platform.create_archive(&scope, Some(request.user_id), "PAYSLIP", decode(vec![file])?).await?))
+}
+
+/// `GET /v1/archives/-/payslips/queryPrediction?archiveId=`: what an analysed payslip shows.
+#[utoipa::path(get, path = "/v1/archives/-/payslips/queryPrediction", tag = "sandbox",
+    params(("archiveId" = String, Query)),
+    responses((status = 200, description = "the prediction, in the Smile envelope")), security(("basic" = [])))]
+pub async fn payslip_prediction(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> Result<Data<Value>> {
+    let id = q.get("archiveId").ok_or_else(|| Error(ApiError::invalid("archiveId is required")))?;
+    Ok(Data(state.platform.payslip_prediction(&scope, id).await?))
+}
+
+/// `GET /v1/archives/-/payslips/listPredictions`: the predictions of every analysed payslip.
+#[utoipa::path(get, path = "/v1/archives/-/payslips/listPredictions", tag = "sandbox",
+    params(("size" = Option<u32>, Query, description = "1 to 150, default 10"), ("cursor" = Option<String>, Query, description = "a previous nextCursor"),
+        ("startDate" = Option<String>, Query), ("endDate" = Option<String>, Query)),
+    responses((status = 200, description = "a page of predictions, in the Smile envelope")), security(("basic" = [])))]
+pub async fn payslip_predictions(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> Result<Data<ListView<Value>>> {
+    let filter = super::platform::filter(&q)?;
+    Ok(Data(ListView::of(state.platform.payslip_predictions(&scope, &filter, &q.page()?).await?, |p| p)))
+}
+
+/// `POST /v1/archives/-/payslips/sendManualResult`: a person's check of a prediction.
+#[utoipa::path(post, path = "/v1/archives/-/payslips/sendManualResult", tag = "sandbox",
+    request_body = smile_sandbox::ManualResult,
+    responses((status = 200, description = "recorded")), security(("basic" = [])))]
+pub async fn manual_result(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<crate::envelope::Done> {
+    state.platform.send_manual_result(&scope, body.parse()?).await?;
+    Ok(crate::envelope::Done)
 }
 
 /// `POST /link/v1/archives`: the widget's upload, `multipart/form-data` with a `fileType`

@@ -9,8 +9,10 @@ mod link;
 pub(crate) mod listen;
 mod openapi;
 mod operator;
+mod payload;
 mod platform;
 mod portal;
+mod templates;
 pub(crate) mod webhooks;
 
 use crate::AppState;
@@ -73,16 +75,34 @@ fn platform_router() -> Router<AppState> {
         .route("/v1/providers/{id}", get(platform::get_provider))
         .route("/v1/accounts/{id}/sync", post(platform::sync_account))
         .route("/assets/providers/{file}", get(platform::provider_logo))
-        .route(
-            "/v1/archives",
-            post(archives::create).layer(DefaultBodyLimit::max(archives::MAX_JSON_UPLOAD_BODY)).layer(
-                axum::middleware::from_fn(|r, n| archives::refuse_declared_over(archives::MAX_JSON_UPLOAD_BODY, r, n)),
-            ),
-        )
+        .route("/v1/archives", archives::json_upload(post(archives::create)))
         .route("/v1/archives/{id}/files/{file}", get(archives::file))
         .route("/v1/fileTypes", get(archives::file_types))
         .route("/v1/invites", post(platform::create_invite))
         .route("/v1/invites/{id}/logs", get(platform::invite_logs))
+        .route("/v1/archives/classify", archives::json_upload(post(archives::classify)))
+        .route("/v1/archives/-/payslips/uploadRawFile", archives::json_upload(post(archives::upload_payslip)))
+        .route("/v1/archives/-/payslips/queryPrediction", get(archives::payslip_prediction))
+        .route("/v1/archives/-/payslips/listPredictions", get(archives::payslip_predictions))
+        .route("/v1/archives/-/payslips/sendManualResult", post(archives::manual_result))
+        .route(
+            "/v1/consentTemplates",
+            get(templates::list_consent)
+                .post(templates::create_consent)
+                .layer(DefaultBodyLimit::max(templates::MAX_CONSENT_BODY)),
+        )
+        .route("/v1/consentTemplates/{id}", axum::routing::delete(templates::delete_consent))
+        .route("/v1/inviteTemplates", get(templates::list_invite).post(templates::create_invite))
+        .route(
+            "/v1/inviteTemplates/{id}",
+            get(templates::get_invite).put(templates::update_invite).delete(templates::delete_invite),
+        )
+        .route("/v1/users/{id}/payload", get(payload::of_user))
+        .route("/v1/users/{id}/resetSession", post(payload::reset_session))
+        .route("/v1/accounts/{id}/payload", get(payload::of_account))
+        .route("/v1/accounts/{id}/exports/generate", post(payload::generate_export))
+        .route("/v1/accounts/{id}/exports/{export}", get(payload::export_file))
+        .route("/v1/accounts/{id}/disableMonitor", post(payload::disable_monitor))
         .route("/sandbox/samples/{name}", get(archives::sample));
     for (path, kind) in platform::DATA_KINDS {
         let mut item = get(platform::get_of(kind));

@@ -1,7 +1,9 @@
 //! The API description, generated from the handlers' `#[utoipa::path]` attributes and
 //! request types, served at `GET /v1/openapi.json`.
 
-use super::{archives, catalog, deliveries, events, link, listen, operator, platform, portal, webhooks};
+use super::{
+    archives, catalog, deliveries, events, link, listen, operator, payload, platform, portal, templates, webhooks,
+};
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
@@ -27,7 +29,12 @@ use utoipa::{Modify, OpenApi};
         platform::create_user, platform::create_token, platform::revoke_account, platform::sync_account,
         platform::list_providers, platform::get_provider, platform::create_invite, platform::invite_logs,
         archives::create, archives::list_own, archives::delete_own, archives::delete, archives::file,
-        archives::file_types, archives::link_file_types,
+        archives::file_types, archives::link_file_types, archives::classify, archives::upload_payslip,
+        archives::payslip_prediction, archives::payslip_predictions, archives::manual_result,
+        templates::create_consent, templates::list_consent, templates::delete_consent, templates::create_invite,
+        templates::list_invite, templates::get_invite, templates::update_invite, templates::delete_invite,
+        payload::of_user, payload::reset_session, payload::of_account, payload::generate_export, payload::export_file,
+        payload::disable_monitor,
     ),
     modifiers(&Security, &DataKinds, &Errors)
 )]

@@ -47,7 +47,7 @@ pub async fn create_user(
     path = "/v1/tokens",
     tag = "sandbox",
     params(("userId" = String, Query)),
-    responses((status = 200, description = "success, in the Smile envelope")),
+    responses((status = 201, description = "a fresh link token, in the Smile envelope")),
     security(("basic" = []))
 )]
 pub async fn create_token(
@@ -68,7 +68,7 @@ fn bound(q: &QueryParams, name: &str, end: bool) -> Result<Option<i64>> {
 
 /// The filters every platform list takes: `userId`, `sourceId` (or the older `accountId`),
 /// `startDate`, `endDate`.
-fn filter(q: &QueryParams) -> Result<DocumentFilter> {
+pub(super) fn filter(q: &QueryParams) -> Result<DocumentFilter> {
     Ok(DocumentFilter {
         user_id: q.get("userId").map(str::to_owned),
         body_type: q.get("fileType").map(str::to_owned),
@@ -246,6 +246,8 @@ pub const DATA_KINDS: &[(&str, &str)] = &[
     ("/v1/documents", kinds::DOCUMENT),
     ("/v1/eincomes", kinds::EINCOME),
     ("/v1/insights", kinds::INSIGHT),
+    ("/v1/liabilities", kinds::LIABILITY),
+    ("/v1/links", kinds::LINK),
     ("/v1/invites", kinds::INVITE),
     ("/v1/employerSurveys", kinds::EMPLOYER_SURVEY),
     ("/v1/archives", kinds::ARCHIVE),
