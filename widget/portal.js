@@ -5,7 +5,8 @@
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromHash) {
     sessionStorage.setItem(TOKEN_KEY, fromHash);
-    history.replaceState(null, "", location.pathname); // the token leaves the address bar
+    // The token leaves the address bar.
+    history.replaceState(null, "", location.pathname);
   }
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
   const main = document.getElementById("main");

@@ -9,6 +9,11 @@
   'use strict';
 
   var script = document.currentScript;
+  // A sandboxed frame (an iframe's srcdoc without allow-same-origin) has an opaque origin,
+  // "null"; the widget frame inside it inherits the sandbox, so the two can only address each
+  // other by window, not by origin.
+  var pageOrigin = function () { return window.origin || window.location.origin; };
+  var opaque = function () { return pageOrigin() === 'null'; };
   var scriptOrigin = script && script.src ? new URL(script.src).origin : window.location.origin;
   var CALLBACKS = [
     'onAccountCreated', 'onAccountConnected', 'onAccountRemoved', 'onAccountError', 'onTokenExpired',
@@ -53,7 +58,7 @@
       'align-items:center;justify-content:center;';
     var frame = document.createElement('iframe');
     frame.title = 'Smile Wink Widget';
-    frame.src = this.apiHost + '/widget/?parentOrigin=' + encodeURIComponent(window.location.origin);
+    this.locate(frame);
     frame.style.cssText = 'border:0;background:#fff;box-shadow:0 24px 64px rgba(0,0,0,.3);';
     // A card on larger screens, the whole screen on a phone. Styles are set through the DOM, not
     // a <style> element, so that a host page's strict CSP cannot block them.
@@ -92,6 +97,24 @@
     return this;
   };
 
+  /**
+   * Loads the widget under the token's frame key, which picks where it may be framed (anywhere
+   * in sandbox; the tenant's allowed origins in production). Without one (the session could not
+   * be read), the widget loads anyway and reports the token's trouble itself.
+   */
+  SmileLinkModal.prototype.locate = function (frame) {
+    var self = this;
+    fetch(this.apiHost + '/link/v1/session', { headers: { Authorization: 'Bearer ' + this.options.userToken } })
+      .then(function (response) { return response.json(); })
+      .then(function (json) { return json.data.frame; }, function () {})
+      .then(function (key) {
+        if (self.frame === frame) {
+          frame.src = self.apiHost + '/widget/?' + (key ? 'frame=' + key + '&' : '') +
+            'parentOrigin=' + encodeURIComponent(pageOrigin());
+        }
+      });
+  };
+
   /** Closes the widget from the host page (no onClose: the user did not close it). */
   SmileLinkModal.prototype.close = function () {
     window.removeEventListener('message', this.onMessage);
@@ -126,7 +149,7 @@
   SmileLinkModal.prototype.post = function (message) {
     if (this.frame && this.frame.contentWindow && this.ready) {
       message.smile = 1;
-      this.frame.contentWindow.postMessage(message, this.widgetOrigin);
+      this.frame.contentWindow.postMessage(message, opaque() ? '*' : this.widgetOrigin);
     }
   };
 
@@ -142,7 +165,8 @@
 
   SmileLinkModal.prototype.onMessage = function (event) {
     // Only the widget's own frame, from the widget's own origin.
-    if (!this.frame || event.source !== this.frame.contentWindow || event.origin !== this.widgetOrigin) {
+    var fromWidget = event.origin === this.widgetOrigin || (opaque() && event.origin === 'null');
+    if (!this.frame || event.source !== this.frame.contentWindow || !fromWidget) {
       return;
     }
     var message = event.data;

@@ -76,13 +76,17 @@
         TEXT[locale] = (window.SmileWidgetText || {})[locale];
         resolve();
       };
-      script.onerror = function () { resolve(); }; // English, then
+      // On an error, English, then.
+      script.onerror = function () { resolve(); };
       document.head.appendChild(script);
     });
   }
 
   var params = new URLSearchParams(window.location.search);
   var parentOrigin = params.get('parentOrigin');
+  // The tenant and mode whose framing policy this page was served with; production link calls
+  // must carry it.
+  var frameKey = params.get('frame');
   var app = document.getElementById('app');
   var state = { options: {}, token: null, session: null, providers: [], accounts: [], text: TEXT.en, pending: [] };
 
@@ -90,7 +94,9 @@
 
   function send(message) {
     message.smile = 1;
-    window.parent.postMessage(message, parentOrigin);
+    // An opaque parent ("null", a sandboxed frame) cannot be addressed by origin, only as our
+    // parent window.
+    window.parent.postMessage(message, parentOrigin === 'null' ? '*' : parentOrigin);
   }
 
   function emit(name, payload) {
@@ -130,6 +136,9 @@
     return new Promise(function (resolve, reject) {
       function attempt() {
         var headers = { Authorization: 'Bearer ' + state.token };
+        if (frameKey) {
+          headers['X-Smile-Frame'] = frameKey;
+        }
         if (body && !isForm) {
           headers['Content-Type'] = 'application/json';
         }
@@ -583,6 +592,9 @@
       var xhr = new XMLHttpRequest();
       xhr.open('POST', '/link/v1/archives');
       xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
+      if (frameKey) {
+        xhr.setRequestHeader('X-Smile-Frame', frameKey);
+      }
       xhr.upload.onprogress = function (event) {
         if (event.lengthComputable) { progress(event.loaded / event.total); }
       };

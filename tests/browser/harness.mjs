@@ -49,7 +49,25 @@ export async function startServer(extraArgs = []) {
     });
     return { status: response.status, body: await response.json() };
   };
-  return { ...found, dataDir, binary, api, stop: () => child.kill('SIGKILL') };
+  /** Another tenant's key pair in `mode`, and an API caller with it. */
+  const keys = async (tenant, mode) => {
+    const made = spawn(binary, ['keys', 'create', '--tenant', tenant, '--mode', mode, '--data-dir', dataDir], {
+      stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, SMILE_LOG: 'error' },
+    });
+    const pair = {};
+    for await (const line of createInterface({ input: made.stdout })) {
+      if (line.startsWith('API key: ')) pair.key = line.slice(9);
+      if (line.startsWith('API secret: ')) pair.secret = line.slice(12);
+    }
+    const basic = 'Basic ' + Buffer.from(`${pair.key}:${pair.secret}`).toString('base64');
+    return async (method, path, body) => {
+      const response = await fetch(found.base + path, {
+        method, headers: { authorization: basic, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: response.status, body: await response.json() };
+    };
+  };
+  return { ...found, dataDir, binary, api, keys, stop: () => child.kill('SIGKILL') };
 }
 
 /** A webhook receiver recording every delivery. */

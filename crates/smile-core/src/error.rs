@@ -20,6 +20,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidParameters,
+        ErrorCode::InvalidToken,
+        ErrorCode::UnauthorizedAccess,
+        ErrorCode::MissingResource,
+        ErrorCode::UnsupportedType,
+        ErrorCode::RequestLimitExceeded,
+        ErrorCode::ServerError,
+        ErrorCode::UnsupportedMethod,
+        ErrorCode::ServerUnavailable,
+        ErrorCode::TimeLimitExceeded,
+    ];
+
     /// The HTTP status Smile pairs with this code.
     pub fn http_status(self) -> u16 {
         match self {

@@ -62,7 +62,7 @@ pub fn is_file_type(file_type: &str) -> bool {
 }
 
 /// The formats accepted, judged by content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Format {
     #[serde(rename = "PDF")]
     Pdf,

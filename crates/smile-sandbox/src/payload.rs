@@ -1,7 +1,9 @@
 //! Everything known about an account, or about a user's session, in one answer; resetting a
 //! session; exports of an account's data; turning continuous sync off.
 
-use crate::platform::{Platform, kinds, server_error};
+use crate::accounts::{Account, ConnectionStatus};
+use crate::platform::{Platform, kinds, server_error, stored};
+use crate::uploads::{Archive, ArchiveStatus};
 use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -151,18 +153,14 @@ impl Platform {
     }
 
     pub async fn account_payload(&self, scope: &Scope, id: &str) -> Result<AccountPayload, ApiError> {
-        let (source_type, source) = match self.get(scope, kinds::ACCOUNT, id).await? {
-            Some(account) => ("ACCOUNT", account),
-            None => {
-                ("ARCHIVE", self.get(scope, kinds::ARCHIVE, id).await?.ok_or_else(|| ApiError::missing("account"))?)
+        let (source_type, user_id, provider_id) = match self.account(scope, id, None).await {
+            Ok(account) => ("ACCOUNT", account.user_id, account.provider_id),
+            Err(_) => {
+                let archive = self.archive(scope, id, None).await.map_err(|_| ApiError::missing("account"))?;
+                ("ARCHIVE", archive.user_id, archive.provider_id)
             }
         };
-        let metadata = SourceMetadata {
-            source_id: id.to_owned(),
-            source_type,
-            user_id: source.user_id.clone().unwrap_or_default(),
-            provider_id: source.body["providerId"].as_str().unwrap_or("user-provided").to_owned(),
-        };
+        let metadata = SourceMetadata { source_id: id.to_owned(), source_type, user_id, provider_id };
         Ok(AccountPayload { metadata, records: self.records_of(scope, id, Value::Array).await? })
     }
 
@@ -171,34 +169,36 @@ impl Platform {
             return Err(ApiError::missing("user"));
         }
         let session = self.get(scope, kinds::SESSION, user_id).await?;
-        let since = session.and_then(|s| s.body["startedMs"].as_i64()).unwrap_or(0);
+        let since = session.and_then(|s| s.body.get("startedMs").and_then(Value::as_i64)).unwrap_or(0);
         let wrap = |items: Vec<Value>| json!({ "items": items });
         let (mut accounts, mut archives) = (Vec::new(), Vec::new());
         let (mut live, mut revoked) = (0, 0);
         for document in self.session_sources(scope, user_id, kinds::ACCOUNT, since).await? {
-            match document.body["connectionStatus"].as_str() {
-                Some("CONNECTED") => live += 1,
-                Some("DISCONNECTED") => revoked += 1,
+            let account: Account = serde_json::from_value(document.body).map_err(server_error)?;
+            match account.connection_status {
+                ConnectionStatus::Connected => live += 1,
+                ConnectionStatus::Disconnected => revoked += 1,
                 _ => {}
             }
             accounts.push(SessionSource {
-                provider_id: document.body["providerId"].as_str().map(str::to_owned),
+                payload: self.records_of(scope, &account.id, wrap).await?,
+                provider_id: Some(account.provider_id),
                 file_type: None,
-                payload: self.records_of(scope, &document.id, wrap).await?,
-                id: document.id,
+                id: account.id,
             });
         }
         for document in self.session_sources(scope, user_id, kinds::ARCHIVE, since).await? {
-            match document.body["state"]["status"].as_str() {
-                Some("ANALYZED") => live += 1,
-                Some("REVOKED") => revoked += 1,
+            let archive: Archive = serde_json::from_value(document.body).map_err(server_error)?;
+            match archive.state.status {
+                ArchiveStatus::Analyzed => live += 1,
+                ArchiveStatus::Revoked => revoked += 1,
                 _ => {}
             }
             archives.push(SessionSource {
+                payload: self.records_of(scope, &archive.id, wrap).await?,
                 provider_id: None,
-                file_type: document.body["type"].as_str().map(str::to_owned),
-                payload: self.records_of(scope, &document.id, wrap).await?,
-                id: document.id,
+                file_type: Some(archive.file_type),
+                id: archive.id,
             });
         }
         let status = match (live, revoked) {
@@ -230,17 +230,8 @@ impl Platform {
         if self.get(scope, kinds::USER, user_id).await?.is_none() {
             return Err(ApiError::missing("user"));
         }
-        let started = json!({"startedMs": now_ms() + 1});
-        self.put(vec![Document {
-            kind: kinds::SESSION.to_owned(),
-            id: user_id.to_owned(),
-            scope: scope.clone(),
-            user_id: Some(user_id.to_owned()),
-            source_id: None,
-            created_ms: now_ms(),
-            body: started,
-        }])
-        .await?;
+        let started = Document::new(kinds::SESSION, user_id, scope, json!({"startedMs": now_ms() + 1}));
+        self.put(vec![started.of_user(user_id)]).await?;
         let session = json!({"session": {"userId": user_id, "channel": "Default", "status": "IN_PROGRESS"}});
         self.publish(scope, EventType::UserSessionReset, session, user_id).await
     }
@@ -252,7 +243,7 @@ impl Platform {
         account_id: &str,
         format: ExportFormat,
     ) -> Result<AccountExport, ApiError> {
-        let account = self.get(scope, kinds::ACCOUNT, account_id).await?.ok_or_else(|| ApiError::missing("account"))?;
+        let account = self.account(scope, account_id, None).await?;
         let records = self.records_of(scope, account_id, Value::Array).await?;
         let content = match format {
             ExportFormat::Csv => csv(&records).into_bytes(),
@@ -274,18 +265,8 @@ impl Platform {
             export_extension_type: format,
             created_at: format_ms(now_ms()),
         };
-        let body = serde_json::to_value(&export).map_err(server_error)?;
         let user_id = account.user_id.clone();
-        self.put(vec![Document {
-            kind: kinds::EXPORT.to_owned(),
-            id: export.id.clone(),
-            scope: scope.clone(),
-            user_id,
-            source_id: Some(account_id.to_owned()),
-            created_ms: now_ms(),
-            body,
-        }])
-        .await?;
+        self.put(vec![stored(kinds::EXPORT, &export.id, scope, &user_id, Some(account_id), &export)?]).await?;
         Ok(export)
     }
 
@@ -307,21 +288,6 @@ impl Platform {
         let path = self.files_dir.join(export_id).join(format!("export.{}", format.extension()));
         let content = tokio::fs::read(path).await.map_err(|_| ApiError::missing("export (past retention)"))?;
         Ok((format, content))
-    }
-
-    /// Turns continuous sync off for an account: `monitorStatus` becomes `CUSTOMER_DISABLED`
-    /// and resyncs are refused.
-    pub async fn disable_monitor(&self, scope: &Scope, account_id: &str) -> Result<(), ApiError> {
-        let mut account =
-            self.get(scope, kinds::ACCOUNT, account_id).await?.ok_or_else(|| ApiError::missing("account"))?;
-        match account.body["monitorStatus"].as_str() {
-            Some("UNSUPPORTED") => return Err(ApiError::invalid("the account's provider does not sync continuously")),
-            Some("CUSTOMER_DISABLED") => return Ok(()),
-            _ => {}
-        }
-        account.body["monitorStatus"] = json!("CUSTOMER_DISABLED");
-        account.body["monitor"] = json!({"status": "CUSTOMER_DISABLED", "updatedAt": format_ms(now_ms())});
-        self.put(vec![account]).await
     }
 }
 

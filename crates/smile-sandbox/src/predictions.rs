@@ -2,12 +2,13 @@
 //! corrected by a person where they checked it by hand.
 
 use crate::archives;
-use crate::platform::{Platform, UploadFile, kinds, server_error};
+use crate::platform::{Platform, kinds, server_error};
+use crate::uploads::{Archive, ArchiveState, ArchiveStatus, Classification, UploadFile};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use smile_core::ApiError;
 use smile_core::timefmt::{format_ms, now_ms};
-use smile_store::{Document, DocumentFilter, Page, PageRequest, Scope};
+use smile_store::{DocumentFilter, Page, PageRequest, Scope};
 
 /// What `POST /v1/archives/-/payslips/sendManualResult` takes: a person's check of a
 /// prediction.
@@ -70,9 +71,9 @@ fn classify(files: &[UploadFile]) -> &'static str {
 }
 
 /// A payslip archive's prediction: its analysis, any manual corrections, and where it came from.
-fn prediction(archive: &Document) -> Option<Value> {
-    let mut found = archive.body.get("analysis")?.as_object()?.clone();
-    if let Some(corrections) = archive.body["manualResult"]["data"].as_object() {
+fn prediction(archive: &Archive) -> Option<Value> {
+    let mut found = archive.analysis.clone()?;
+    if let Some(corrections) = archive.manual_result.as_ref().and_then(|m| m["data"].as_object()) {
         found.extend(corrections.clone());
     }
     let score = json!(100);
@@ -80,12 +81,11 @@ fn prediction(archive: &Document) -> Option<Value> {
         "matchResult".into(),
         json!({"employeeNameAndSsNumberMatchScore": score, "employeeNameAndIdentificationNumberMatchScore": score}),
     );
-    let created = format_ms(archive.created_ms);
     found.insert(
         "metadata".into(),
         json!({
-            "createdAt": created, "itemCreatedAt": archive.body["state"]["updatedAt"], "sourceId": archive.id,
-            "sourceType": "ARCHIVE", "userId": archive.user_id, "providerId": "user-provided",
+            "createdAt": archive.created_at, "itemCreatedAt": archive.state.updated_at, "sourceId": archive.id,
+            "sourceType": "ARCHIVE", "userId": archive.user_id, "providerId": archive.provider_id,
         }),
     );
     Some(Value::Object(found))
@@ -100,7 +100,7 @@ impl Platform {
         scope: &Scope,
         user_id: Option<String>,
         files: Vec<UploadFile>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Archive, ApiError> {
         let file_type = classify(&files);
         let analysis = files
             .first()
@@ -108,16 +108,14 @@ impl Platform {
             .filter(|_| file_type == "PAYSLIP")
             .map(|sample| crate::data::payslip_analysis(&crate::people::PEOPLE[0], sample.month));
         let mut archive = self.start_archive(scope, user_id, file_type, files).await?;
-        archive["classification"] = json!({ "fileType": file_type });
-        if let Some(analysis) = analysis {
-            archive["analysis"] = analysis;
-        }
+        archive.classification = Some(Classification { file_type: file_type.to_owned() });
+        archive.analysis = analysis;
         Ok(archive)
     }
 
     /// The prediction of one analysed payslip archive.
     pub async fn payslip_prediction(&self, scope: &Scope, archive_id: &str) -> Result<Value, ApiError> {
-        let archive = self.get(scope, kinds::ARCHIVE, archive_id).await?.ok_or_else(|| ApiError::missing("archive"))?;
+        let archive = self.archive(scope, archive_id, None).await?;
         prediction(&archive).ok_or_else(|| ApiError::missing("prediction (the archive is not an analysed payslip)"))
     }
 
@@ -130,33 +128,35 @@ impl Platform {
     ) -> Result<Page<Value>, ApiError> {
         let filter = DocumentFilter { body_type: Some("PAYSLIP".into()), ..filter.clone() };
         let found = self.list(scope, kinds::ARCHIVE, &filter, page).await?;
-        Ok(Page { items: found.items.iter().filter_map(prediction).collect(), next_cursor: found.next_cursor })
+        let archives: Vec<Archive> = found
+            .items
+            .into_iter()
+            .map(|d| serde_json::from_value(d.body).map_err(server_error))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items: archives.iter().filter_map(prediction).collect(), next_cursor: found.next_cursor })
     }
 
     /// Records a person's check of a prediction; its corrections show in the prediction from
     /// then on. A file found not to be a payslip fails the archive (`ARCHIVE_FAILED`).
     pub async fn send_manual_result(&self, scope: &Scope, result: ManualResult) -> Result<(), ApiError> {
         result.check()?;
-        let mut archive =
-            self.get(scope, kinds::ARCHIVE, &result.archive_id).await?.ok_or_else(|| ApiError::missing("archive"))?;
-        if archive.body.get("analysis").is_none() {
+        let mut archive = self.archive(scope, &result.archive_id, None).await?;
+        if archive.analysis.is_none() {
             return Err(ApiError::invalid("the archive is not an analysed payslip"));
         }
-        let now = format_ms(now_ms());
         let mut recorded = serde_json::to_value(&result).map_err(server_error)?;
-        recorded["receivedAt"] = json!(now);
-        archive.body["manualResult"] = recorded;
-        let failed = !result.valid_file && archive.body["state"]["status"] == "ANALYZED";
+        recorded["receivedAt"] = json!(format_ms(now_ms()));
+        archive.manual_result = Some(recorded);
+        let message = "A manual check found the file is not a payslip.";
+        let failed = !result.valid_file && archive.state.status == ArchiveStatus::Analyzed;
         if failed {
-            let message = "A manual check found the file is not a payslip.";
-            archive.body["state"] = json!({"status": "ERROR", "errorCode": archives::UNREADABLE_STATE, "errorMessage": message, "updatedAt": now});
+            archive.state = ArchiveState::now(ArchiveStatus::Error, Some((archives::UNREADABLE_STATE, message)));
         }
-        let user_id = archive.user_id.clone().unwrap_or_default();
-        self.put(vec![archive]).await?;
+        self.put(vec![archive.document(scope)?]).await?;
         if failed {
-            let data = json!({"userId": user_id, "archiveId": result.archive_id, "errorCode": archives::UNREADABLE,
-                "errorMessage": "A manual check found the file is not a payslip."});
-            self.publish(scope, smile_core::EventType::ArchiveFailed, data, &result.archive_id).await?;
+            let data = json!({"userId": archive.user_id, "archiveId": archive.id, "errorCode": archives::UNREADABLE,
+                "errorMessage": message});
+            self.publish(scope, smile_core::EventType::ArchiveFailed, data, &archive.id).await?;
         }
         Ok(())
     }

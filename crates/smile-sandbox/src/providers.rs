@@ -241,6 +241,6 @@ pub fn logo_svg(id: &str) -> Option<String> {
     Some(format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"64\" viewBox=\"0 0 64 64\">\
          <rect width=\"64\" height=\"64\" rx=\"14\" fill=\"hsl({hue},55%,42%)\"/>\
-         <text x=\"32\" y=\"40\" font-family=\"sans-serif\" font-size=\"22\" font-weight=\"700\" fill=\"#fff\" text-anchor=\"middle\">{initials}</text></svg>"
+         <text x=\"32\" y=\"40\" style=\"font:700 22px sans-serif\" fill=\"#fff\" text-anchor=\"middle\">{initials}</text></svg>"
     ))
 }

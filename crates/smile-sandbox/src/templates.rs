@@ -134,15 +134,7 @@ impl InviteTemplateRequest {
 
 /// A template is its own source, so deleting it is deleting its source.
 fn stored<T: Serialize>(kind: &str, id: &str, scope: &Scope, record: &T) -> Result<Document, ApiError> {
-    Ok(Document {
-        kind: kind.to_owned(),
-        id: id.to_owned(),
-        scope: scope.clone(),
-        user_id: None,
-        source_id: Some(id.to_owned()),
-        created_ms: now_ms(),
-        body: serde_json::to_value(record).map_err(server_error)?,
-    })
+    Ok(Document::new(kind, id, scope, serde_json::to_value(record).map_err(server_error)?).from_source(id))
 }
 
 fn read<T: for<'de> Deserialize<'de>>(document: Document) -> Result<T, ApiError> {

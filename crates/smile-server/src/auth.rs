@@ -109,6 +109,21 @@ impl FromRequestParts<AppState> for LinkToken {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let LinkSessionOf(session) = LinkSessionOf::from_request_parts(parts, state).await?;
+        let frame = parts.headers.get(crate::routes::widget::FRAME_HEADER).and_then(|v| v.to_str().ok());
+        crate::routes::widget::check_frame(&session.scope, frame)?;
+        Ok(LinkToken(session))
+    }
+}
+
+/// A link token's session wherever the call comes from: only for `GET /link/v1/session`,
+/// which the SDK calls from the host page to learn the frame key [`LinkToken`] then requires.
+pub struct LinkSessionOf(pub smile_sandbox::LinkSession);
+
+impl FromRequestParts<AppState> for LinkSessionOf {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -116,6 +131,6 @@ impl FromRequestParts<AppState> for LinkToken {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .unwrap_or_default()
             .trim();
-        Ok(LinkToken(state.platform.authenticate(token).await?))
+        Ok(LinkSessionOf(state.platform.authenticate(token).await?))
     }
 }

@@ -408,6 +408,31 @@ pub struct Document {
     pub body: serde_json::Value,
 }
 
+impl Document {
+    /// A document of `kind` and `id` in `scope`, made now, of no user and no source.
+    pub fn new(kind: &str, id: &str, scope: &Scope, body: serde_json::Value) -> Document {
+        Document {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            scope: scope.clone(),
+            user_id: None,
+            source_id: None,
+            created_ms: smile_core::timefmt::now_ms(),
+            body,
+        }
+    }
+
+    /// The same document, of `user_id`.
+    pub fn of_user(self, user_id: &str) -> Document {
+        Document { user_id: Some(user_id.to_owned()), ..self }
+    }
+
+    /// The same document, from `source_id` (an account, an archive; deleted with it).
+    pub fn from_source(self, source_id: &str) -> Document {
+        Document { source_id: Some(source_id.to_owned()), ..self }
+    }
+}
+
 /// Filters of the platform's list endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentFilter {

@@ -243,4 +243,52 @@ async fn classification_and_payslip_predictions_follow_the_files() {
     assert_eq!(server.sandbox.get("/v1/archives/-/payslips/queryPrediction?archiveId=u-nothing").await.0, 404);
     assert_eq!(server.sandbox.get("/v1/archives/-/payslips/queryPrediction").await.0, 400);
 }
+
+async fn production_widgets_need_their_frame_key_and_are_framed_only_on_allowed_origins() {
+    let server = TestServer::start().await;
+    let production = server.key("acme", smile_core::Mode::Production).await;
+    let (status, made) = production.post("/v1/users", json!({})).await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["data"]["token"]["accessToken"].as_str().expect("token").to_owned();
+    let client = reqwest::Client::new();
+    let link_call = |frame: Option<&'static str>| {
+        let mut request = client.get(format!("{}/link/v1/providers", server.sandbox.base)).bearer_auth(&token);
+        if let Some(frame) = frame {
+            request = request.header("x-smile-frame", frame);
+        }
+        async move { request.send().await.expect("call").status().as_u16() }
+    };
+    assert_eq!(link_call(None).await, 403, "a production token outside the SDK's widget");
+    assert_eq!(link_call(Some("sandbox.acme")).await, 403, "under a frame key that is not its own");
+    assert_eq!(link_call(Some("production.default")).await, 403, "under another tenant's key");
+    assert_eq!(link_call(Some("production.acme")).await, 200);
+    let (status, session) = Link::new(&production, &token).get("/link/v1/session").await;
+    assert_eq!(status, 200, "the SDK learns the key without one");
+    assert_eq!(session["data"]["frame"], "production.acme");
+    let (_, sandbox_user) = new_user(&server.sandbox).await;
+    assert_eq!(sandbox_user.get("/link/v1/providers").await.0, 200, "sandbox tokens need no key");
+
+    let policy = |query: &'static str| {
+        let url = format!("{}/widget/{query}", server.sandbox.base);
+        async move {
+            let response = reqwest::get(url).await.expect("widget");
+            response.headers()["content-security-policy"].to_str().expect("ascii").to_owned()
+        }
+    };
+    assert_eq!(policy("?frame=production.acme").await.split("; ").last(), Some("frame-ancestors 'self'"));
+    assert!(!policy("?frame=sandbox.default").await.contains("frame-ancestors"), "a sandbox widget may be framed anywhere");
+    assert!(!policy("").await.contains("frame-ancestors"));
+    for bad in [json!({"origins": ["http://app.example.com"]}), json!({"origins": ["https://app.example.com/x"]}), json!({"origins": "*"})] {
+        let (status, body) = production.call(reqwest::Method::PUT, "/v1/widget/allowedOrigins", Some(bad)).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_PARAMETERS")), "{body}");
+    }
+    let (status, stored) = production
+        .call(reqwest::Method::PUT, "/v1/widget/allowedOrigins", Some(json!({"origins": ["https://App.example.com/", "http://localhost:3000"]})))
+        .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["data"]["origins"], json!(["https://app.example.com", "http://localhost:3000"]));
+    assert_eq!(production.get("/v1/widget/allowedOrigins").await.1["data"], stored["data"]);
+    assert!(policy("?frame=production.acme").await.ends_with("frame-ancestors 'self' https://app.example.com http://localhost:3000"));
+    assert_eq!(server.sandbox.get("/v1/widget/allowedOrigins").await.1["data"]["origins"], json!([]), "per tenant and mode");
+}
 }

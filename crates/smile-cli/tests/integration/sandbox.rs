@@ -57,7 +57,7 @@ async fn users_and_link_tokens_follow_the_contract() {
     let link = Link::new(&server.sandbox, fresh["data"]["accessToken"].as_str().expect("token"));
     let (status, session) = link.get("/link/v1/session").await;
     assert_eq!(status, 200);
-    assert_eq!(session["data"], json!({"userId": id, "mode": "SANDBOX"}));
+    assert_eq!(session["data"], json!({"userId": id, "mode": "SANDBOX", "frame": "sandbox.default"}));
 
     let (status, body) = server.sandbox.post_empty("/v1/tokens?userId=default-nobody").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("MISSING_RESOURCE")));

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use smile_core::ApiError;
 use smile_sandbox::archives::{self, FileType};
-use smile_sandbox::{UploadFile, kinds};
+use smile_sandbox::{Archive, UploadFile, kinds};
 use smile_store::DocumentFilter;
 
 /// `POST /v1/archives` takes a JSON body this large: one 15 MB file in base64 (20 MB) and
@@ -82,7 +82,11 @@ struct CreateArchive {
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
-pub async fn create(TenantKey(scope): TenantKey, State(state): State<AppState>, body: JsonBody) -> Result<Data<Value>> {
+pub async fn create(
+    TenantKey(scope): TenantKey,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Data<Archive>> {
     let request: CreateArchive = body.parse()?;
     let files = decode(request.raw_files)?;
     Ok(Data(state.platform.create_archive(&scope, request.user_id, &request.file_type, files).await?))
@@ -120,7 +124,7 @@ pub async fn classify(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<Data<Value>> {
+) -> Result<Data<Archive>> {
     let request: ClassifyArchive = body.parse()?;
     Ok(Data(state.platform.classify_archive(&scope, request.user_id, decode(request.raw_files)?).await?))
 }
@@ -140,7 +144,7 @@ pub async fn upload_payslip(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<Data<Value>> {
+) -> Result<Data<Archive>> {
     let request: PayslipUpload = body.parse()?;
     let file = FileObject {
         file_extension_type: request.file_extension_type,
@@ -197,7 +201,7 @@ pub async fn upload(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     mut form: Multipart,
-) -> Result<Data<Value>> {
+) -> Result<Data<Archive>> {
     let bad = |e: axum::extract::multipart::MultipartError| Error(ApiError::invalid(format!("bad upload: {e}")));
     let (mut file_type, mut files) = (None, Vec::new());
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
@@ -274,7 +278,7 @@ pub async fn delete_own(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Data<Value>> {
+) -> Result<Data<Archive>> {
     Ok(Data(state.platform.revoke_archive(&session.scope, &id, Some(&session.user_id)).await?))
 }
 
@@ -287,7 +291,7 @@ pub async fn delete_own(
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("basic" = []))
 )]
-pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
+pub async fn delete(TenantKey(scope): TenantKey, State(state): State<AppState>, Id(id): Id) -> Result<Data<Archive>> {
     Ok(Data(state.platform.revoke_archive(&scope, &id, None).await?))
 }
 

@@ -1,6 +1,8 @@
 //! The Wink Widget, its SDK and the pages around them, embedded into the binary at compile
 //! time from `widget/`. Everything they load comes from this server.
 
+use crate::AppState;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -23,9 +25,6 @@ const PORTAL_CSS: &str = include_str!("../../../../widget/portal.css");
 /// The portal calls only this server, runs only its own script, and may be framed by any site
 /// (integrators embed it in their dashboards); it keeps its link out of `Referer`.
 const PORTAL_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
-
-/// Only this server's own scripts, styles and images; any site may frame the widget.
-const WIDGET_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors *";
 
 /// A static file as served: its bytes, its ETag, and its gzip form when that is smaller.
 struct Prepared {
@@ -63,7 +62,13 @@ fn compact(source: &str) -> String {
         }
         if !line.is_empty() && !line.starts_with("//") {
             out.push_str(line);
-            out.push('\n');
+            // A line break after `{ ; , ( [ ? : & | =` means nothing in JS or CSS: the
+            // statement or rule goes on either way (strings and regular expressions cannot span
+            // lines, and no file here ends a line of code with a comment). Elsewhere it may end
+            // a statement, and after `+` or `-` joining could make `++`.
+            if !line.ends_with(['{', ';', ',', '(', '[', '?', ':', '&', '|', '=']) {
+                out.push('\n');
+            }
         }
     }
     out
@@ -85,7 +90,7 @@ mod tests {
     #[test]
     fn compacting_keeps_code_and_line_breaks_and_drops_comments() {
         let source = "/*\n * A file.\n */\n(function () {\n  // why\n  var a = 1 /* inline */;\n  /** doc */\n  return a\n})();\n";
-        assert_eq!(super::compact(source), "(function () {\nvar a = 1 /* inline */;\nreturn a\n})();\n");
+        assert_eq!(super::compact(source), "(function () {var a = 1 /* inline */;return a\n})();");
     }
 }
 
@@ -148,10 +153,18 @@ pub async fn sdk(headers: HeaderMap) -> Response {
     response
 }
 
-/// `/widget/`: the page the SDK frames.
-pub async fn widget(headers: HeaderMap) -> Response {
+/// `/widget/?frame=<key>`: the page the SDK frames, with the framing policy of the key's
+/// tenant and mode (see `widget`).
+pub async fn widget(
+    State(state): State<AppState>,
+    crate::extract::QueryParams(query): crate::extract::QueryParams,
+    headers: HeaderMap,
+) -> Response {
     let mut response = serve_static(&headers, "text/html; charset=utf-8", WIDGET_HTML);
-    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WIDGET_CSP));
+    let policy = super::widget::policy(&state, query.get("frame").map(String::as_str)).await;
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
     response
 }
 

@@ -10,10 +10,11 @@ use crate::views::ListView;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use smile_sandbox::{ConnectRequest, kinds, providers};
+use smile_sandbox::{Account, ConnectRequest, kinds, providers};
 use smile_store::DocumentFilter;
 
-/// `GET /link/v1/session`: whom the token speaks for.
+/// `GET /link/v1/session`: whom the token speaks for, and the frame key the SDK opens the
+/// widget with (see `widget`).
 #[utoipa::path(
     get,
     path = "/link/v1/session",
@@ -21,8 +22,9 @@ use smile_store::DocumentFilter;
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
-pub async fn session(LinkToken(session): LinkToken) -> Data<Value> {
-    Data(json!({ "userId": session.user_id, "mode": session.scope.mode.as_str() }))
+pub async fn session(crate::auth::LinkSessionOf(session): crate::auth::LinkSessionOf) -> Data<Value> {
+    let frame = super::widget::frame_key(&session.scope);
+    Data(json!({ "userId": session.user_id, "mode": session.scope.mode.as_str(), "frame": frame }))
 }
 
 /// `GET /link/v1/providers`: the catalog, with the filters of `GET /v1/providers`.
@@ -51,7 +53,7 @@ pub async fn connect(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<Data<Value>> {
+) -> Result<Data<Account>> {
     let request: ConnectRequest = body.parse()?;
     Ok(Data(state.platform.connect(&session, request).await?))
 }
@@ -88,8 +90,8 @@ pub async fn get_account(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Data<Value>> {
-    Ok(Data(state.platform.own_account(&session, &id).await?))
+) -> Result<Data<Account>> {
+    Ok(Data(state.platform.account(&session.scope, &id, Some(&session.user_id)).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -113,7 +115,7 @@ pub async fn mfa(
     State(state): State<AppState>,
     Id(id): Id,
     body: JsonBody,
-) -> Result<Data<Value>> {
+) -> Result<Data<Account>> {
     let request: MfaRequest = body.parse()?;
     Ok(Data(state.platform.submit_mfa(&session, &id, &request.code).await?))
 }
@@ -138,7 +140,7 @@ pub async fn survey(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<Data<Value>> {
+) -> Result<Data<smile_sandbox::EmployerSurvey>> {
     let request: SurveyRequest = body.parse()?;
     Ok(Data(state.platform.submit_survey(&session, &request.employer_name).await?))
 }
@@ -156,7 +158,7 @@ pub async fn resend_mfa(
     LinkToken(session): LinkToken,
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Data<Value>> {
+) -> Result<Data<Account>> {
     Ok(Data(state.platform.resend_mfa(&session, &id).await?))
 }
 
@@ -169,6 +171,6 @@ pub async fn resend_mfa(
     responses((status = 200, description = "success, in the Smile envelope")),
     security(("bearer" = []))
 )]
-pub async fn revoke(LinkToken(session): LinkToken, State(state): State<AppState>, Id(id): Id) -> Result<Data<Value>> {
+pub async fn revoke(LinkToken(session): LinkToken, State(state): State<AppState>, Id(id): Id) -> Result<Data<Account>> {
     Ok(Data(state.platform.revoke(&session.scope, &id, Some(&session.user_id)).await?))
 }

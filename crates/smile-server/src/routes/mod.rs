@@ -14,6 +14,7 @@ mod platform;
 mod portal;
 mod templates;
 pub(crate) mod webhooks;
+pub(crate) mod widget;
 
 use crate::AppState;
 use crate::envelope::{Error, with_status};
@@ -57,7 +58,10 @@ async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> 
         let mut preflight = StatusCode::NO_CONTENT.into_response();
         let headers = preflight.headers_mut();
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, x-smile-frame"),
+        );
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         preflight
     } else {
@@ -158,6 +162,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(platform_router())
         .merge(portal_router(state.clone()))
         .route("/v1/portal/sessions", post(portal::create_session))
+        .route("/v1/widget/allowedOrigins", get(widget::get_origins).put(widget::put_origins))
         .route("/health", get(|| async { "ok" }))
         .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))

@@ -3,7 +3,10 @@
 
 use super::{
     archives, catalog, deliveries, events, link, listen, operator, payload, platform, portal, templates, webhooks,
+    widget,
 };
+use serde_json::{Value, json};
+use smile_core::{ErrorCode, EventType};
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
@@ -34,7 +37,7 @@ use utoipa::{Modify, OpenApi};
         templates::create_consent, templates::list_consent, templates::delete_consent, templates::create_invite,
         templates::list_invite, templates::get_invite, templates::update_invite, templates::delete_invite,
         payload::of_user, payload::reset_session, payload::of_account, payload::generate_export, payload::export_file,
-        payload::disable_monitor,
+        payload::disable_monitor, widget::get_origins, widget::put_origins, document,
     ),
     modifiers(&Security, &DataKinds, &Errors)
 )]
@@ -151,7 +154,120 @@ impl Modify for Errors {
     }
 }
 
-/// `GET /v1/openapi.json`
-pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+/// Answers that are not the JSON envelope: files, and this document itself.
+const NOT_ENVELOPED: &[&str] =
+    &["/v1/openapi.json", "/v1/archives/{id}/files/{file}", "/v1/accounts/{id}/exports/{export}"];
+
+/// The document as served: utoipa's, with every JSON answer's envelope and the event catalog.
+fn build() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_events(&mut document);
+    add_envelopes(&mut document);
+    document
+}
+
+/// Each event type's `data` schema (the catalog's, from `schemars`) becomes a component, its
+/// shared definitions too; the envelope a receiver gets is described per type under
+/// `webhooks`, and `GET /v1/events/{id}` answers one of them.
+fn add_events(document: &mut Value) {
+    let mut schemas = serde_json::Map::new();
+    let mut webhooks = serde_json::Map::new();
+    let mut events = Vec::new();
+    for event_type in EventType::ALL {
+        let name = event_type.as_str();
+        let mut data = event_type.data_schema();
+        if let Some(definitions) = data.as_object_mut().and_then(|d| d.remove("$defs")) {
+            for (definition, mut schema) in definitions.as_object().cloned().unwrap_or_default() {
+                point_refs_at_components(&mut schema);
+                schemas.insert(definition, schema);
+            }
+        }
+        if let Some(object) = data.as_object_mut() {
+            object.remove("$schema");
+            object.remove("title");
+        }
+        point_refs_at_components(&mut data);
+        schemas.insert(format!("{name}.data"), data);
+        let event = json!({
+            "type": "object",
+            "description": event_type.info().description,
+            "required": ["id", "version", "type", "createdAt", "data"],
+            "properties": {
+                "id": {"type": "string"}, "version": {"type": "integer", "const": smile_core::EVENT_VERSION},
+                "type": {"const": name}, "createdAt": {"type": "string", "format": "date-time"},
+                "data": {"$ref": format!("#/components/schemas/{name}.data")},
+            },
+        });
+        schemas.insert(format!("{name}.event"), event);
+        events.push(json!({"$ref": format!("#/components/schemas/{name}.event")}));
+        webhooks.insert(name.to_owned(), json!({"post": {
+            "summary": event_type.info().description,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.event")}}}},
+            "responses": {"2XX": {"description": "received; any other answer is retried"}},
+        }}));
+    }
+    schemas.insert("Event".into(), json!({"oneOf": events}));
+    if let Some(components) = document["components"]["schemas"].as_object_mut() {
+        components.extend(schemas);
+    }
+    document["webhooks"] = Value::Object(webhooks);
+}
+
+fn point_refs_at_components(schema: &mut Value) {
+    match schema {
+        Value::Object(object) => {
+            if let Some(Value::String(target)) = object.get_mut("$ref")
+                && let Some(name) = target.strip_prefix("#/$defs/")
+            {
+                *target = format!("#/components/schemas/{name}");
+            }
+            object.values_mut().for_each(point_refs_at_components);
+        }
+        Value::Array(items) => items.iter_mut().for_each(point_refs_at_components),
+        _ => {}
+    }
+}
+
+/// Every JSON answer is the envelope: a success `{code: "OK", message, requestId, data}`
+/// (with the event schemas for an event), an error the same with its code.
+fn add_envelopes(document: &mut Value) {
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let envelope = |code: Value, data: Value| {
+        json!({"type": "object", "required": ["code", "message", "requestId"], "properties": {
+            "code": code, "message": {"type": "string"}, "requestId": {"type": "string"}, "data": data,
+        }})
+    };
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.insert("Success".into(), envelope(json!({"const": "OK"}), json!({})));
+        schemas.insert("Failure".into(), envelope(json!({"enum": codes}), json!({"type": "object"})));
+        schemas.insert(
+            "EventSuccess".into(),
+            envelope(json!({"const": "OK"}), json!({"$ref": "#/components/schemas/Event"})),
+        );
+    }
+    let Some(paths) = document["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut().filter(|(path, _)| !NOT_ENVELOPED.contains(&path.as_str())) {
+        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let Some(responses) = operation["responses"].as_object_mut() else { continue };
+            for (status, response) in responses.iter_mut() {
+                let schema = match (status.starts_with('2'), path.as_str()) {
+                    (true, "/v1/events/{id}") => "EventSuccess",
+                    (true, _) => "Success",
+                    (false, _) => "Failure",
+                };
+                if response.get("content").is_none() {
+                    response["content"] =
+                        json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/openapi.json`: this document (OpenAPI 3.1), for anyone.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "this API's OpenAPI 3.1 description, with the event catalog under `webhooks`")))]
+pub async fn document() -> axum::Json<Value> {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(build).clone())
 }

@@ -54,7 +54,7 @@ pub async fn create_token(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     q: QueryParams,
-) -> Result<Created<Value>> {
+) -> Result<Created<smile_sandbox::Token>> {
     let user_id = q.get("userId").ok_or_else(|| Error(ApiError::invalid("userId is required")))?;
     Ok(Created(state.platform.issue_token(&scope, user_id).await?))
 }
@@ -134,7 +134,7 @@ pub async fn revoke_account(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Data<Value>> {
+) -> Result<Data<smile_sandbox::Account>> {
     Ok(Data(state.platform.revoke(&scope, &id, None).await?))
 }
 
@@ -151,7 +151,7 @@ pub async fn sync_account(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     Id(id): Id,
-) -> Result<Data<Value>> {
+) -> Result<Data<smile_sandbox::Task>> {
     Ok(Data(state.platform.resync(&scope, &id).await?))
 }
 
@@ -267,7 +267,7 @@ pub async fn create_invite(
     TenantKey(scope): TenantKey,
     State(state): State<AppState>,
     body: JsonBody,
-) -> Result<Created<Value>> {
+) -> Result<Created<smile_sandbox::Invite>> {
     let request: smile_sandbox::InviteRequest = body.parse()?;
     Ok(Created(state.platform.invite(&scope, request).await?))
 }

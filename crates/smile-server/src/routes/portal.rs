@@ -75,15 +75,7 @@ pub async fn create_session(
     let token = smile_core::ids::new_token();
     let expires_ms = now_ms() + ttl as i64 * 1000;
     let body = serde_json::json!({ "expiresMs": expires_ms, "only": r.subscription_ids });
-    let document = Document {
-        kind: SESSION.into(),
-        id: token.clone(),
-        scope,
-        user_id: None,
-        source_id: None,
-        created_ms: now_ms(),
-        body,
-    };
+    let document = Document::new(SESSION, &token, &scope, body);
     state.store.put_documents(vec![document]).await?;
     Ok(Data(SessionView {
         url: format!("{}/portal#token={token}", state.public_url),
