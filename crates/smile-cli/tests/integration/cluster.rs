@@ -206,8 +206,10 @@ async fn stalled_node() {
     let other = serve(&dir.path().join("n1"), &args, &[]);
     let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
     // Slow at first, so that work queues up on the first node; fast afterwards, so that a
-    // resumed node that sent what it no longer holds would send a lot of it.
-    let receiver = Receiver::scripted(vec![Reply::Late(Duration::from_millis(100), 200); 60]).await;
+    // resumed node that sent what it no longer holds would send a lot of it. The slow part
+    // (120 answers, 0.4 s each, 8 at a time: 6 s) outlasts the publishing even on a loaded
+    // machine: with 60 answers of 0.1 s it ended first there, and the precondition below failed.
+    let receiver = Receiver::scripted(vec![Reply::Late(Duration::from_millis(400), 200); 120]).await;
     Api::new(stalled.addr, &key, &secret).subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
     // Publishing through the first node makes it the lane's holder.
     let operator = Api::new(stalled.addr, &ok, &os);
