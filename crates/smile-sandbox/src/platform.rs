@@ -1,3 +1,6 @@
+//! The platform's handle, the kinds of documents it keeps, and the work that outlives its
+//! request (a sync, an analysis): kept as a document until done, and redone after a crash.
+
 use crate::archives;
 use crate::people;
 use crate::providers;
@@ -68,7 +71,7 @@ pub(crate) enum Job {
     #[serde(rename_all = "camelCase")]
     Sync { account_id: String, user_id: String, task_type: String },
     #[serde(rename_all = "camelCase")]
-    Analyse { archive_id: String, user_id: String, file_type: String },
+    Analyse { archive_id: String, user_id: String },
 }
 
 impl Job {

@@ -177,8 +177,7 @@ impl Platform {
             analysis: None,
             manual_result: None,
         };
-        let job =
-            Job::Analyse { archive_id: archive_id.clone(), user_id: user_id.clone(), file_type: file_type.to_owned() };
+        let job = Job::Analyse { archive_id: archive_id.clone(), user_id: user_id.clone() };
         self.put(vec![archive.document(scope)?, job.document(scope)]).await?;
         let data = json!({"userId": user_id, "archiveId": archive_id});
         self.publish(scope, EventType::ArchiveStarted, data, &archive_id).await?;
