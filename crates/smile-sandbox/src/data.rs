@@ -50,7 +50,19 @@ macro_rules! records {
     };
 }
 
-records!(Identity, Employment, Income, Contribution, Rating, Transaction, Document, Eincome, Insight, Liability, Link);
+records!(
+    Identity,
+    Employment,
+    Income,
+    Contribution,
+    Rating,
+    Transaction,
+    ProviderDocument,
+    Eincome,
+    Insight,
+    Liability,
+    Link
+);
 
 /// An e-mail address of an identity.
 #[derive(Debug, Clone, Serialize)]
@@ -182,10 +194,10 @@ pub struct Transaction {
     pub metadata: Metadata,
 }
 
-/// A document a provider issued (a clearance).
+/// A document a provider issued (a clearance), as `GET /v1/documents` lists it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Document {
+pub struct ProviderDocument {
     pub id: String,
     pub name: String,
     pub doc_id: String,
@@ -269,7 +281,7 @@ pub struct SyncedData {
     pub contributions: Vec<Contribution>,
     pub rating: Option<Rating>,
     pub transactions: Vec<Transaction>,
-    pub documents: Vec<Document>,
+    pub documents: Vec<ProviderDocument>,
     pub eincomes: Vec<Eincome>,
     pub liabilities: Vec<Liability>,
     /// How often the account was linked, at providers that keep that.
@@ -380,7 +392,7 @@ pub fn generate(person: &Person, source: &Source) -> SyncedData {
         });
     }
     if supports("DOCUMENTS") {
-        data.documents = vec![Document {
+        data.documents = vec![ProviderDocument {
             id: ids::new_id("d-"),
             name: format!("{} clearance", p.name),
             doc_id: format!("CLR-{}", last_digits(person.phone, 6)),
