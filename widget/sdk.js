@@ -58,7 +58,7 @@
       'align-items:center;justify-content:center;';
     var frame = document.createElement('iframe');
     frame.title = 'Smile Wink Widget';
-    this.locate(frame);
+    frame.src = this.apiHost + '/widget/?parentOrigin=' + encodeURIComponent(pageOrigin());
     frame.style.cssText = 'border:0;background:#fff;box-shadow:0 24px 64px rgba(0,0,0,.3);';
     // A card on larger screens, the whole screen on a phone. Styles are set through the DOM, not
     // a <style> element, so that a host page's strict CSP cannot block them.
@@ -95,24 +95,6 @@
     this.frame = frame;
     frame.focus();
     return this;
-  };
-
-  /**
-   * Loads the widget under the token's frame key, which picks where it may be framed (anywhere
-   * in sandbox; the tenant's allowed origins in production). Without one (the session could not
-   * be read), the widget loads anyway and reports the token's trouble itself.
-   */
-  SmileLinkModal.prototype.locate = function (frame) {
-    var self = this;
-    fetch(this.apiHost + '/link/v1/session', { headers: { Authorization: 'Bearer ' + this.options.userToken } })
-      .then(function (response) { return response.json(); })
-      .then(function (json) { return json.data.frame; }, function () {})
-      .then(function (key) {
-        if (self.frame === frame) {
-          frame.src = self.apiHost + '/widget/?' + (key ? 'frame=' + key + '&' : '') +
-            'parentOrigin=' + encodeURIComponent(pageOrigin());
-        }
-      });
   };
 
   /** Closes the widget from the host page (no onClose: the user did not close it). */

@@ -86,7 +86,7 @@
   var parentOrigin = params.get('parentOrigin');
   // The tenant and mode whose framing policy this page was served with; production link calls
   // must carry it.
-  var frameKey = params.get('frame');
+  var frameKey = params.get('frame') || '';
   var app = document.getElementById('app');
   var state = { options: {}, token: null, session: null, providers: [], accounts: [], text: TEXT.en, pending: [] };
 
@@ -135,10 +135,8 @@
   function api(method, path, body, isForm) {
     return new Promise(function (resolve, reject) {
       function attempt() {
-        var headers = { Authorization: 'Bearer ' + state.token };
-        if (frameKey) {
-          headers['X-Smile-Frame'] = frameKey;
-        }
+        var used = state.token;
+        var headers = { Authorization: 'Bearer ' + used, 'X-Smile-Frame': frameKey };
         if (body && !isForm) {
           headers['Content-Type'] = 'application/json';
         }
@@ -146,8 +144,12 @@
           .then(function (response) {
             return response.json().then(function (json) {
               if (response.status === 401 && json.code === 'INVALID_TOKEN') {
-                // Wait for the host page's updateToken(), then carry on where we were. The
-                // host hears of the expiry once, however many calls are waiting.
+                // A fresh token came while this call was out: try again with it.
+                if (used !== state.token) {
+                  return attempt();
+                }
+                // Else wait for the host page's updateToken(), then carry on where we were.
+                // The host hears of the expiry once, however many calls are waiting.
                 state.pending.push(attempt);
                 if (state.pending.length === 1) {
                   notice(state.text.expired);
@@ -296,7 +298,16 @@
   function start(options) {
     state.options = options;
     state.token = options.userToken;
-    Promise.all([api('GET', '/session'), api('GET', '/providers?size=150'), api('GET', '/accounts?size=150'),
+    var session = api('GET', '/session');
+    // A production token works only in this page served under its frame key, with its
+    // tenant's framing rules: load that one (the SDK then starts it again).
+    session.then(function (s) {
+      if (s.mode === 'PRODUCTION' && s.frame !== frameKey) {
+        state.moving = true;
+        location.replace('?frame=' + s.frame + '&parentOrigin=' + encodeURIComponent(parentOrigin));
+      }
+    });
+    Promise.all([session, api('GET', '/providers?size=150'), api('GET', '/accounts?size=150'),
       loadLocale(options.locale)])
       .then(function (results) {
         state.text = TEXT[options.locale] || TEXT.en;
@@ -311,7 +322,11 @@
           consentPage(only);
         }
       })
-      .catch(errorPage);
+      .catch(function (error) {
+        if (!state.moving) {
+          errorPage(error);
+        }
+      });
   }
 
   function consentPage(only) {
@@ -592,9 +607,7 @@
       var xhr = new XMLHttpRequest();
       xhr.open('POST', '/link/v1/archives');
       xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
-      if (frameKey) {
-        xhr.setRequestHeader('X-Smile-Frame', frameKey);
-      }
+      xhr.setRequestHeader('X-Smile-Frame', frameKey);
       xhr.upload.onprogress = function (event) {
         if (event.lengthComputable) { progress(event.loaded / event.total); }
       };

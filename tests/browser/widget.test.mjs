@@ -368,7 +368,7 @@ test('an expired token fires onTokenExpired; after updateToken the widget carrie
     await eventually('the token to expire', async () => {
       const response = await fetch(`${shortLived.base}/link/v1/session`, { headers: { authorization: `Bearer ${token}` } });
       return response.status === 401;
-    }, 10000);
+    }, 15000);
     await frame.getByRole('button', { name: 'Log in', exact: true }).click();
     await onPage(frame, 'mfa');
     await frame.getByLabel('Verification code').fill('1234');
@@ -388,7 +388,7 @@ test('an expired token fires onTokenExpired; after updateToken the widget carrie
 test('opening the widget with an expired token: every first call resumes after updateToken', async () => {
   // Long enough that the fresh token handed over is still good when the calls resume, even on
   // a loaded machine (else a second, legitimate expiry follows).
-  const shortLived = await startServer(['--token-ttl', '3s']);
+  const shortLived = await startServer(['--token-ttl', '6s']);
   const shortHost = await startHostPage(shortLived.base);
   try {
     const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
@@ -401,7 +401,7 @@ test('opening the widget with an expired token: every first call resumes after u
     await eventually('the token to expire', async () => {
       const response = await fetch(`${shortLived.base}/link/v1/session`, { headers: { authorization: `Bearer ${token}` } });
       return response.status === 401;
-    }, 10000);
+    }, 15000);
     // The widget's first page loads three things at once; all three meet the expired token.
     await page.evaluate(({ token }) => window.openWidget(token, { enableConsentPage: false }), { token });
     const frame = page.frameLocator('iframe[title="Smile Wink Widget"]');
@@ -698,87 +698,3 @@ test('keyboard only: George connects at SSS with Tab, typing and Enter; focus st
   await page.close();
 });
 
-test("Smile's iframe quickstart: the SDK in a sandboxed srcdoc frame (an opaque origin) opens the widget and gets every callback", async () => {
-  const page = await browser.newPage({ viewport: { width: 460, height: 800 } });
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(error));
-  await page.goto(host.url);
-  const { userId, token } = await newUserToken(server);
-  const inner = `<!doctype html><html><head><meta charset="utf-8"></head><body>
-<script src="${server.base}/v2/smile.v2.js"></script>
-<script>
-  window.calls = [];
-  var settings = { userToken: ${JSON.stringify(token)} };
-  ['onAccountConnected', 'onClose', 'onUIEvent'].forEach(function (name) {
-    settings[name] = function (payload) { window.calls.push({ name: name, payload: payload }); };
-  });
-  new SmileLinkModal(settings).open();
-</script></body></html>`;
-  await page.evaluate((html) => {
-    const quickstart = document.createElement('iframe');
-    quickstart.title = 'quickstart';
-    quickstart.setAttribute('sandbox', 'allow-scripts allow-forms allow-popups');
-    quickstart.style.cssText = 'width:440px;height:760px;border:0';
-    quickstart.srcdoc = html;
-    document.body.appendChild(quickstart);
-  }, inner);
-  const frame = page.frameLocator('iframe[title="quickstart"]').frameLocator('iframe[title="Smile Wink Widget"]');
-  await frame.getByRole('button', { name: 'Continue' }).click();
-  await connectGeorgeAtSss(frame);
-  await shot(page, '30-srcdoc-quickstart');
-  const quickstart = page.frames().find((f) => f.url() === 'about:srcdoc');
-  assert.equal(await quickstart.evaluate(() => window.origin), 'null', 'the quickstart frame has an opaque origin');
-  const got = await eventually('onAccountConnected in the sandboxed frame', async () => {
-    const list = await quickstart.evaluate(() => window.calls);
-    return list.some((c) => c.name === 'onAccountConnected') && list;
-  });
-  const connected = got.find((c) => c.name === 'onAccountConnected').payload;
-  assert.equal(connected.userId, userId);
-  assert.equal(connected.providerId, 'sss');
-  assert.ok(uiEvents(got).includes('ProviderListPageOpened'));
-  assert.deepEqual(errors, []);
-  await page.close();
-});
-
-test('in production the widget is framed only on the tenant\'s allowed origins', async () => {
-  const production = await server.keys('acme', 'production');
-  const made = await production('POST', '/v1/users', {});
-  assert.equal(made.status, 201);
-  const token = made.body.data.token.accessToken;
-  const open = async (messages = []) => {
-    const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
-    page.on('console', (message) => messages.push(message.text()));
-    await page.goto(host.url);
-    await page.evaluate((token) => window.openWidget(token, { enableConsentPage: false }), token);
-    return page;
-  };
-
-  // No allowed origins yet: the browser refuses to show the widget on the host page.
-  const messages = [];
-  const blocked = await open(messages);
-  await eventually('the browser to refuse framing the widget', () =>
-    messages.some((m) => m.includes(`Framing '${server.base}/' violates`) && m.includes('frame-ancestors')));
-  await eventually("the frame to show the browser's error page", () =>
-    blocked.frames().some((f) => f.url().startsWith('chrome-error:')));
-  const shown = await blocked.frameLocator('iframe[title="Smile Wink Widget"]').locator('main').count();
-  assert.equal(shown, 0, 'nothing of the widget shows');
-  const policy = await fetch(`${server.base}/widget/?frame=production.acme`);
-  assert.match(policy.headers.get('content-security-policy'), /frame-ancestors 'self'$/);
-  await shot(blocked, '31-production-not-allowed');
-  await blocked.close();
-
-  const origin = new URL(host.url).origin;
-  const put = await production('PUT', '/v1/widget/allowedOrigins', { origins: [origin] });
-  assert.equal(put.status, 200, JSON.stringify(put.body));
-  assert.deepEqual(put.body.data.origins, [origin]);
-  const allowed = await open();
-  const frame = allowed.frameLocator('iframe[title="Smile Wink Widget"]');
-  await connectGeorgeAtSss(frame);
-  await shot(allowed, '32-production-allowed');
-  const got = await eventually('onAccountConnected', async () => {
-    const list = await calls(allowed);
-    return list.some((c) => c.name === 'onAccountConnected') && list;
-  });
-  assert.ok(got.length > 0);
-  await allowed.close();
-});

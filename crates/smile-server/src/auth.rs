@@ -117,7 +117,7 @@ impl FromRequestParts<AppState> for LinkToken {
 }
 
 /// A link token's session wherever the call comes from: only for `GET /link/v1/session`,
-/// which the SDK calls from the host page to learn the frame key [`LinkToken`] then requires.
+/// which the widget calls to learn the frame key [`LinkToken`] then requires.
 pub struct LinkSessionOf(pub smile_sandbox::LinkSession);
 
 impl FromRequestParts<AppState> for LinkSessionOf {

@@ -2,11 +2,11 @@
 //! sandboxed `srcdoc` iframe, as in Smile's iframe quickstart). In production, only on the
 //! tenant's allowed origins (`PUT /v1/widget/allowedOrigins`) and this server's own pages.
 //!
-//! The SDK learns the token's frame key from `GET /link/v1/session` and opens
-//! `/widget/?frame=<key>`; that key picks the framing policy the page is served with, and the
-//! widget sends it back with every link call (`X-Smile-Frame`). A production token is only
-//! served to a widget whose page carried its own tenant's policy, so framing the widget
-//! elsewhere, or under another tenant's key, gets nothing.
+//! The widget learns its token's frame key from `GET /link/v1/session`; with a production
+//! token it loads itself again as `/widget/?frame=<key>`. That key picks the framing policy the
+//! page is served with, and the widget sends it back with every link call (`X-Smile-Frame`). A
+//! production token is only served to a widget whose page carried its own tenant's policy, so
+//! framing the widget elsewhere, or under another tenant's key, gets nothing.
 
 use crate::AppState;
 use crate::auth::TenantKey;
@@ -76,8 +76,8 @@ async fn allowed(state: &AppState, scope: &Scope) -> std::result::Result<Allowed
     Ok(stored.and_then(|d| serde_json::from_value(d.body).ok()).unwrap_or_default())
 }
 
-/// The widget page's `Content-Security-Policy` for `/widget/?frame=<key>`. Without a key (an
-/// old SDK, or the session could not be read) the page may be framed anywhere, but a
+/// The widget page's `Content-Security-Policy` for `/widget/?frame=<key>`. Without a key (the
+/// first load, before the widget has read its session) the page may be framed anywhere, but a
 /// production token gets nothing there (see [`check_frame`]).
 pub async fn policy(state: &AppState, frame: Option<&str>) -> String {
     let Some(scope) = frame.and_then(scope_of).filter(|s| s.mode == Mode::Production) else {
