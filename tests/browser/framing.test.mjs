@@ -4,8 +4,9 @@
 // runner's per-file time limit.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { artifacts, calls, eventually, launchBrowser, newUserToken, startHostPage, startServer, uiEvents } from './harness.mjs';
+import {
+  calls, connectGeorgeAtSss, eventually, launchBrowser, newUserToken, shot, startHostPage, startServer, uiEvents,
+} from './harness.mjs';
 
 let server, host, browser;
 
@@ -20,19 +21,6 @@ after(async () => {
   host?.stop();
   server?.stop();
 });
-
-/** Logs George in at SSS (no MFA there) and waits for the connected page. */
-async function connectGeorgeAtSss(frame) {
-  await frame.locator('[data-provider="sss"]').click();
-  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
-  await frame.getByLabel('Password').fill('123456');
-  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
-  await frame.locator('main[data-page="connected"]').waitFor();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(artifacts, `${name}.png`) });
-}
 
 test("Smile's iframe quickstart: the SDK in a sandboxed srcdoc frame (an opaque origin) opens the widget and gets every callback", async () => {
   const page = await browser.newPage({ viewport: { width: 460, height: 800 } });

@@ -136,3 +136,17 @@ export async function calls(page) {
 export function uiEvents(list) {
   return list.filter((c) => c.name === 'onUIEvent').map((c) => c.payload.eventName);
 }
+
+/** Logs George in at SSS (no MFA there) and waits for the connected page. */
+export async function connectGeorgeAtSss(frame) {
+  await frame.locator('[data-provider="sss"]').click();
+  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
+  await frame.getByLabel('Password').fill('123456');
+  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
+  await frame.locator('main[data-page="connected"]').waitFor();
+}
+
+/** Saves a screenshot of `page` as test-artifacts/widget/NAME.png. */
+export async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+}

@@ -4,7 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  artifacts, calls, eventually, launchBrowser, newUserToken, startHostPage, startReceiver, startServer, uiEvents,
+  calls, eventually, launchBrowser, newUserToken, startHostPage, startReceiver, startServer, uiEvents,
+  connectGeorgeAtSss, shot,
 } from './harness.mjs';
 
 let server, receiver, host, browser;
@@ -44,21 +45,8 @@ async function openWidget(options = {}, env = { server, host }) {
   return { page, frame, userId, token, errors };
 }
 
-/** Logs George in at SSS (no MFA there) and waits for the connected page. */
-async function connectGeorgeAtSss(frame) {
-  await frame.locator('[data-provider="sss"]').click();
-  await frame.getByLabel('E-mail').fill('gpalomero1234@smileapi.io');
-  await frame.getByLabel('Password').fill('123456');
-  await frame.getByRole('button', { name: 'Log in', exact: true }).click();
-  await frame.locator('main[data-page="connected"]').waitFor();
-}
-
 async function onPage(frame, name) {
   await frame.locator(`main[data-page="${name}"]`).waitFor();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(artifacts, `${name}.png`) });
 }
 
 async function webhooks(type, accountId) {
