@@ -60,8 +60,10 @@ async fn the_window_never_holds_more_than_its_caps() {
         o.delivery.max_in_flight_per_endpoint = 4;
     })
     .await;
-    let slow = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(50)); 400]).await;
-    let other = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(50)); 400]).await;
+    // Each endpoint takes 4 × 1 / 0.15 s = 27 deliveries/s: slower than even a loaded machine
+    // publishes, so the backlog outgrows the window.
+    let slow = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(150)); 400]).await;
+    let other = Receiver::scripted(vec![Reply::Slow(Duration::from_millis(150)); 400]).await;
     server.sandbox.subscribe(&slow.url(), &["ALL_EVENTS"], "s").await;
     server.sandbox.subscribe(&other.url(), &["ALL_EVENTS"], "s").await;
     let operator = server.operator().await;
