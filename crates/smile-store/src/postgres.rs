@@ -931,7 +931,7 @@ impl Store for PostgresStore {
             .await?
             .query(
                 "SELECT id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error \
-                 FROM attempts WHERE delivery_id = $1 ORDER BY seq",
+                 FROM attempts WHERE delivery_id = $1 ORDER BY attempted_ms, attempt, id",
                 &[&delivery_id],
             )
             .await?;

@@ -761,7 +761,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error \
-                 FROM attempts WHERE delivery_id = ?1 ORDER BY seq",
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY attempted_ms, attempt, id",
             )?
             .query_map([delivery_id], |r| {
                 Ok(Attempt {

@@ -9,6 +9,19 @@ const V1_POSTGRES: &str = include_str!("../migrations/postgres/V1__initial.sql")
 const V2_POSTGRES: &str = include_str!("../migrations/postgres/V2__lanes_and_order_keys.sql");
 const V1_SQLITE: &str = include_str!("../migrations/sqlite/V1__initial.sql");
 const V2_SQLITE: &str = include_str!("../migrations/sqlite/V2__lanes_and_order_keys.sql");
+/// Two attempts of one delivery, the later one written first, as the schema before version 4
+/// holds them.
+const OLD_ATTEMPTS: &str = "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms) \
+     VALUES ('att-2', 'dlv-1', 2, 2000, 200, 5), ('att-1', 'dlv-1', 1, 1000, 500, 7)";
+
+/// The attempts of [`OLD_ATTEMPTS`] survived the migration, in the order they were made.
+async fn assert_old_attempts_kept(store: &dyn Store) {
+    let attempts = store.list_attempts("dlv-1").await.expect("attempts");
+    let kept: Vec<(&str, u32, Option<u16>)> =
+        attempts.iter().map(|a| (a.id.as_str(), a.attempt, a.status_code)).collect();
+    assert_eq!(kept, vec![("att-1", 1, Some(500)), ("att-2", 2, Some(200))]);
+}
+
 /// The advisory lock migrations take (see `src/migrations.rs`).
 const MIGRATION_LOCK: i64 = 0x736d_696c_6501;
 
@@ -55,9 +68,11 @@ async fn a_postgres_schema_versioned_before_refinery_is_adopted_without_rerunnin
     .await
     .expect("old versioning");
     db.execute("INSERT INTO tenants (id, created_ms) VALUES ('kept', 1)", &[]).await.expect("a tenant");
+    db.batch_execute(OLD_ATTEMPTS).await.expect("attempts");
     // Re-running V2 would fail (its ALTER TABLE ADD COLUMN has no IF NOT EXISTS).
     let store = postgres::PostgresStore::connect(&url).await.expect("adopts the old schema");
     assert!(store.tenant_exists("kept").await.expect("read"), "data survives");
+    assert_old_attempts_kept(&store).await;
     let versions: Vec<i32> = db
         .query("SELECT version FROM refinery_schema_history ORDER BY version", &[])
         .await
@@ -65,7 +80,7 @@ async fn a_postgres_schema_versioned_before_refinery_is_adopted_without_rerunnin
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3], "1 and 2 adopted, the later ones applied");
+    assert_eq!(versions, vec![1, 2, 3, 4], "1 and 2 adopted, the later ones applied");
     let old: bool = db.query_one("SELECT to_regclass('schema_version') IS NULL", &[]).await.expect("q").get(0);
     assert!(old, "the old version table is gone");
 }
@@ -80,9 +95,11 @@ async fn a_sqlite_file_versioned_before_refinery_is_adopted_without_rerunning() 
         conn.execute_batch(V2_SQLITE).expect("v2");
         conn.execute_batch("PRAGMA user_version = 2; INSERT INTO tenants (id, created_ms) VALUES ('kept', 1);")
             .expect("old versioning");
+        conn.execute_batch(OLD_ATTEMPTS).expect("attempts");
     }
     let store = sqlite::SqliteStore::open(&path).expect("adopts the old file");
     assert!(store.tenant_exists("kept").await.expect("read"), "data survives");
+    assert_old_attempts_kept(&store).await;
     drop(store);
     let conn = rusqlite::Connection::open(&path).expect("open");
     let versions: Vec<i32> = conn
@@ -92,7 +109,7 @@ async fn a_sqlite_file_versioned_before_refinery_is_adopted_without_rerunning() 
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(versions, vec![1, 2, 3], "1 and 2 adopted, the later ones applied");
+    assert_eq!(versions, vec![1, 2, 3, 4], "1 and 2 adopted, the later ones applied");
 }
 
 #[tokio::test]
