@@ -86,6 +86,7 @@ pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Engine,
     pub keys: Arc<auth::KeyCache>,
+    pub tenants: Arc<routes::operator::KnownTenants>,
     pub rate_limit: RateLimit,
     pub platform: smile_sandbox::Platform,
     pub demo: Arc<routes::assets::DemoInbox>,
@@ -174,6 +175,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         store: store.clone(),
         engine: engine.clone(),
         keys: Arc::default(),
+        tenants: Arc::default(),
         rate_limit: options.rate_limit.clone(),
         platform: smile_sandbox::Platform::new(
             store.clone(),

@@ -45,6 +45,15 @@ impl PostgresStore {
         }
         // A database host that vanishes mid-query fails the query instead of hanging it.
         config.tcp_user_timeout(DATABASE_TIMEOUT).keepalives_idle(DATABASE_TIMEOUT);
+        // Our statements are prepared once per connection and their plans do not depend on
+        // the values bound (no parameter decides which partial index applies). Left to itself,
+        // PostgreSQL planned the batched publish and outcome statements again on every run,
+        // preferring custom plans for their arrays: a fifth of its CPU under HTTP publishing.
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} -c plan_cache_mode=force_generic_plan"),
+            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        };
+        config.options(&options);
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -759,7 +768,8 @@ impl Store for PostgresStore {
 
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
         let client = self.pool.get().await?;
-        Ok(client.query_one("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = $1)", &[&tenant_id]).await?.get(0))
+        let statement = client.prepare_cached("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = $1)").await?;
+        Ok(client.query_one(&statement, &[&tenant_id]).await?.get(0))
     }
 
     async fn insert_subscription(&self, s: Subscription) -> Result<()> {

@@ -8,7 +8,7 @@ mod events;
 mod link;
 pub(crate) mod listen;
 mod openapi;
-mod operator;
+pub(crate) mod operator;
 mod payload;
 mod platform;
 mod portal;

@@ -7,7 +7,29 @@ use crate::extract::{IdempotencyKey, JsonBody};
 use axum::extract::State;
 use serde::Deserialize;
 use smile_core::{ApiError, EventType, Mode};
-use smile_store::Scope;
+use smile_store::{Scope, Store};
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+/// Tenants found to exist. Tenants are never deleted, so one found stays found; only those
+/// that exist are kept, so unknown names cannot grow it. Without it every publish asked the
+/// store first (on PostgreSQL a statement parsed and planned per request).
+#[derive(Default)]
+pub struct KnownTenants(RwLock<HashSet<String>>);
+
+impl KnownTenants {
+    /// Whether `tenant_id` exists, asking `store` until it does.
+    async fn exist(&self, store: &dyn Store, tenant_id: &str) -> smile_store::Result<bool> {
+        if self.0.read().is_ok_and(|known| known.contains(tenant_id)) {
+            return Ok(true);
+        }
+        let exists = store.tenant_exists(tenant_id).await?;
+        if exists && let Ok(mut known) = self.0.write() {
+            known.insert(tenant_id.to_owned());
+        }
+        Ok(exists)
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -41,7 +63,7 @@ pub async fn publish(
     body: JsonBody,
 ) -> Result<Published> {
     let request: PublishRequest = body.parse()?;
-    if !state.store.tenant_exists(&request.tenant_id).await? {
+    if !state.tenants.exist(&*state.store, &request.tenant_id).await? {
         return Err(ApiError::missing("tenant").into());
     }
     let scope = Scope { tenant_id: request.tenant_id, mode: request.mode };
