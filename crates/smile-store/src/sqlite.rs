@@ -10,12 +10,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use smile_core::{ids, metric};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{self, AtomicI64};
+use std::sync::atomic::{self, AtomicBool};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Reads running at once (and reader connections kept).
 const MAX_READERS: usize = 8;
+/// How long a connection waits for a lock another holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The most writes one commit takes, so a huge backlog still commits in bounded steps.
 const MAX_BATCH: usize = 8192;
 
@@ -81,7 +83,7 @@ pub struct SqliteStore {
 
 fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Every statement of the hot path stays prepared (the default keeps 16, fewer than we use).
     conn.set_prepared_statement_cache_capacity(128);
     // The plan of a prepared statement must not depend on the values bound to it: otherwise
@@ -108,16 +110,16 @@ impl SqliteStore {
         // hold up every publish queued behind it.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
         let checkpointer = open(path)?;
-        let wal_frames = Arc::new(AtomicI64::new(0));
-        let heard = wal_frames.clone();
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let asks = restart_wanted.clone();
         std::thread::Builder::new()
             .name("smile-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, heard))
+            .spawn(move || checkpoint_loop(checkpointer, asks))
             .map_err(|e| StoreError::Database(e.to_string()))?;
         let (writer, jobs) = mpsc::channel::<Job>(65_536);
         std::thread::Builder::new()
             .name("smile-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, wal_frames))
+            .spawn(move || writer_loop(conn, jobs, restart_wanted))
             .map_err(|e| StoreError::Database(e.to_string()))?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -173,48 +175,89 @@ impl SqliteStore {
 /// (a few seconds of the writer at full speed), 4 MiB in this crate's tests.
 const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 1_024 } else { 16_384 };
 
+/// How few frames a long WAL may have left to copy when the writer is asked to start it over.
+const WAL_LEFT_FOR_RESTART: i64 = 256;
+
 /// Copies committed pages from the WAL into the database file every half second, without
-/// blocking the writer (PASSIVE), for as long as the process runs, and tells the writer how
-/// long the WAL is.
-fn checkpoint_loop(conn: Connection, wal_frames: Arc<AtomicI64>) {
+/// blocking the writer (PASSIVE), for as long as the process runs. Once the WAL is long, it
+/// copies again until little is left and then asks the writer to start it over.
+fn checkpoint_loop(conn: Connection, restart_wanted: Arc<AtomicBool>) {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        match checkpoint(&conn, "PASSIVE") {
-            Ok(frames) => wal_frames.store(frames, atomic::Ordering::Relaxed),
+        match copy_wal(&conn) {
+            Ok(long) => restart_wanted.store(long, atomic::Ordering::Relaxed),
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again"),
         }
     }
 }
 
-/// Makes the WAL start over once it passes [`WAL_RESTART_FRAMES`]; run by the writer between
-/// two batches.
+/// Copies the WAL into the database file; whether it has grown long enough to start over.
+/// A long one is copied again (a few times at most) until what is left is small, since the
+/// writer's RESTART checkpoint holds up every commit while it copies and syncs the rest.
+fn copy_wal(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut done = checkpoint(conn, "PASSIVE")?;
+    if done.frames < WAL_RESTART_FRAMES {
+        return Ok(false);
+    }
+    for _ in 0..8 {
+        if done.frames - done.copied <= WAL_LEFT_FOR_RESTART {
+            break;
+        }
+        done = checkpoint(conn, "PASSIVE")?;
+    }
+    Ok(true)
+}
+
+/// Makes the WAL start over when the checkpoint thread asks; run by the writer between two
+/// batches.
 ///
 /// PASSIVE checkpoints alone never do: SQLite only rewinds the WAL when every frame has been
 /// copied and no reader still reads from it, and with the writer and the lanes' readers always
 /// busy that moment never comes. The WAL grew to 2.6 GB over a 400,000-event backlog, and a
 /// restart after SIGKILL read all of it before answering (6.7 s at 1,000,000 events). A
 /// RESTART checkpoint needs the writer's lock, which a busy writer never lets another
-/// connection take, so the writer runs it itself: it copies what the last PASSIVE one left
-/// and waits for the readers of old frames (milliseconds); the next commit then writes from
-/// the WAL's start.
-fn restart_long_wal(conn: &Connection, wal_frames: &AtomicI64) {
-    if wal_frames.load(atomic::Ordering::Relaxed) < WAL_RESTART_FRAMES {
+/// connection take, so the writer runs it itself: it copies the few frames the PASSIVE ones
+/// left and waits for the readers of old frames (milliseconds); the next commit then writes
+/// from the WAL's start.
+fn restart_long_wal(conn: &Connection, restart_wanted: &AtomicBool, tries: &mut u32) {
+    if !restart_wanted.swap(false, atomic::Ordering::Relaxed) {
         return;
     }
-    wal_frames.store(0, atomic::Ordering::Relaxed);
-    if let Err(error) = checkpoint(conn, "RESTART") {
-        tracing::warn!(%error, "could not start the WAL over; trying again later");
+    let started = std::time::Instant::now();
+    // Readers of old frames are not waited for, so that commits do not wait behind a read;
+    // after a try that had to give up because of one, they get 10 ms, then 100 ms.
+    let wait = std::time::Duration::from_millis([0, 10, 100][(*tries).min(2) as usize]);
+    let restarted = conn.busy_timeout(wait).and_then(|()| checkpoint(conn, "RESTART"));
+    match restarted.and_then(|done| conn.busy_timeout(BUSY_TIMEOUT).map(|()| done)) {
+        Ok(Checkpoint { busy: false, .. }) => *tries = 0,
+        Ok(Checkpoint { busy: true, .. }) => *tries += 1,
+        Err(error) => tracing::warn!(%error, "could not start the WAL over; trying again later"),
     }
+    let labels = [("backend", "sqlite"), ("write", "wal_restart")];
+    metrics::histogram!(metric::COMMIT_SECONDS, &labels).record(started.elapsed().as_secs_f64());
 }
 
-/// Runs a WAL checkpoint; returns how many frames the WAL held.
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
+/// What a WAL checkpoint reports.
+struct Checkpoint {
+    /// It could not finish: a lock it needed was held past the busy timeout.
+    busy: bool,
+    /// Frames in the WAL.
+    frames: i64,
+    /// Frames of it copied into the database file.
+    copied: i64,
 }
 
-fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, wal_frames: Arc<AtomicI64>) {
+/// Runs a WAL checkpoint.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpoint> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(Checkpoint { busy: row.get::<_, i64>(0)? != 0, frames: row.get(1)?, copied: row.get(2)? })
+    })
+}
+
+fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, restart_wanted: Arc<AtomicBool>) {
+    let mut restart_tries = 0;
     while let Some(first) = jobs.blocking_recv() {
-        restart_long_wal(&conn, &wal_frames);
+        restart_long_wal(&conn, &restart_wanted, &mut restart_tries);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -1283,13 +1326,14 @@ mod writer_tests {
             })
             .collect();
         // Four writers, so that the writer always has the next batch waiting; together up to
-        // 40 MiB, ten times the WAL's length at which it should start over.
+        // 120 MiB, thirty times the WAL's length at which it should start over (the first tries
+        // may find a reader of old frames and give up).
         let store = Arc::new(store);
         let writers: Vec<_> = (0..4)
             .map(|_| {
                 let (store, path, stop) = (store.clone(), path.clone(), stop.clone());
                 tokio::spawn(async move {
-                    for _ in 0..160 {
+                    for _ in 0..480 {
                         if stop.load(std::sync::atomic::Ordering::Relaxed) {
                             break;
                         }
@@ -1308,7 +1352,7 @@ mod writer_tests {
         }
         let started_over = stop.swap(true, std::sync::atomic::Ordering::Relaxed);
         readers.into_iter().for_each(|r| r.join().expect("reader"));
-        assert!(started_over, "40 MiB written and the WAL never started over");
+        assert!(started_over, "120 MiB written and the WAL never started over");
     }
 
     #[tokio::test]
