@@ -93,11 +93,11 @@ fn open(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         // FULL: a commit is on disk before anyone is told it happened. The larger page cache
         // and checkpoint interval keep hot index pages from being re-read and re-copied. A WAL
-        // that grew past 64 MiB (a burst, or an older version) is cut back when it starts over.
+        // that grew past its bound (a burst, or an older version) is cut back when it starts over.
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-         PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000; PRAGMA mmap_size=268435456; \
-         PRAGMA journal_size_limit=67108864;",
+         PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000; PRAGMA mmap_size=268435456;",
     )?;
+    conn.pragma_update(None, "journal_size_limit", WAL_RESTART_FRAMES * PAGE_BYTES)?;
     Ok(conn)
 }
 
@@ -175,6 +175,9 @@ impl SqliteStore {
 /// (a few seconds of the writer at full speed), 4 MiB in this crate's tests.
 const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 1_024 } else { 16_384 };
 
+/// SQLite's default page size, which our files keep: the size of a WAL frame's page.
+const PAGE_BYTES: i64 = 4096;
+
 /// How few frames a long WAL may have left to copy when the writer is asked to start it over.
 const WAL_LEFT_FOR_RESTART: i64 = 256;
 
@@ -228,7 +231,9 @@ fn restart_long_wal(conn: &Connection, restart_wanted: &AtomicBool, tries: &mut 
     // after a try that had to give up because of one, they get 10 ms, then 100 ms.
     let wait = std::time::Duration::from_millis([0, 10, 100][(*tries).min(2) as usize]);
     let restarted = conn.busy_timeout(wait).and_then(|()| checkpoint(conn, "RESTART"));
-    match restarted.and_then(|done| conn.busy_timeout(BUSY_TIMEOUT).map(|()| done)) {
+    // Whatever happened, the writer waits as long as every connection again.
+    let restored = conn.busy_timeout(BUSY_TIMEOUT);
+    match restored.and(restarted) {
         Ok(Checkpoint { busy: false, .. }) => *tries = 0,
         Ok(Checkpoint { busy: true, .. }) => *tries += 1,
         Err(error) => tracing::warn!(%error, "could not start the WAL over; trying again later"),
@@ -1310,14 +1315,14 @@ mod writer_tests {
         let path = dir.path().join("s.db");
         store.write(|c| Ok(c.execute_batch("CREATE TABLE filler (b BLOB)")?)).await.expect("create");
         let before = wal_restarts(&path);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         // Two readers with overlapping transactions, as the lanes' are under load.
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let (path, stop) = (path.clone(), stop.clone());
                 std::thread::spawn(move || {
                     let conn = open(&path).expect("open");
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !stop.load(atomic::Ordering::Relaxed) {
                         conn.execute_batch("BEGIN; SELECT count(*) FROM filler;").expect("read");
                         std::thread::sleep(std::time::Duration::from_millis(5));
                         conn.execute_batch("COMMIT").expect("end read");
@@ -1334,14 +1339,14 @@ mod writer_tests {
                 let (store, path, stop) = (store.clone(), path.clone(), stop.clone());
                 tokio::spawn(async move {
                     for _ in 0..480 {
-                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if stop.load(atomic::Ordering::Relaxed) {
                             break;
                         }
                         let insert =
                             |c: &Connection| Ok(c.execute("INSERT INTO filler VALUES (randomblob(65536))", [])?);
                         store.write(insert).await.expect("write");
                         if wal_restarts(&path) != before {
-                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            stop.store(true, atomic::Ordering::Relaxed);
                         }
                     }
                 })
@@ -1350,7 +1355,7 @@ mod writer_tests {
         for writer in writers {
             writer.await.expect("writer");
         }
-        let started_over = stop.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let started_over = stop.swap(true, atomic::Ordering::Relaxed);
         readers.into_iter().for_each(|r| r.join().expect("reader"));
         assert!(started_over, "120 MiB written and the WAL never started over");
     }
