@@ -94,9 +94,9 @@ fn open(path: &Path) -> Result<Connection> {
         // FULL: a commit is on disk before anyone is told it happened. The larger page cache
         // and checkpoint interval keep hot index pages from being re-read and re-copied. A WAL
         // that grew past its bound (a burst, or an older version) is cut back when it starts over.
-        // Statement journals stay in memory: a fan-out's INSERT … SELECT keeps one, and once it
-        // passed 64 KiB SQLite spilled it to a temporary file, a write() per page touched (perf:
-        // a seventh of the writer thread's time beside hostile endpoints).
+        // Statement journals (kept by a statement that writes several rows or returns some)
+        // stay in memory: past 64 KiB SQLite spilled one to a temporary file, a write() per
+        // page touched (perf: a seventh of the writer's time beside hostile endpoints).
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; \
          PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000; PRAGMA mmap_size=268435456;",
     )?;
