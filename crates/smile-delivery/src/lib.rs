@@ -4,7 +4,7 @@
 //! One event, from publish to its attempt log, read in this order:
 //!
 //! ```text
-//!  engine.rs    Engine::publish ──► Store::publish: the event and its fan-out, one INSERT … SELECT,
+//!  engine.rs    Engine::publish ──► Store::publish: the event and its fan-out in one transaction,
 //!                   │               group-committed; deliveries behind an order key are parked
 //!                   ▼ (due deliveries, with their bodies)
 //!  lanes.rs     a lane per subscription, leased to one node: a bounded window of the store,
