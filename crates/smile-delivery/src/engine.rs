@@ -64,7 +64,7 @@ impl Engine {
             None => Traces::default(),
         };
         let lanes = lanes::spawn(store.clone(), config.clone(), sender.clone(), node.clone(), signals, traces.clone());
-        forget_old_idempotency_keys(store.clone());
+        forget_old_idempotency_keys(&store);
         Ok(Engine { inner: Arc::new(Inner { store, config, sender, traces, node, lanes }) })
     }
 
@@ -314,12 +314,17 @@ fn fingerprint(event_type: EventType, data: &Value, only: Option<&str>) -> Strin
     hex::encode(digest.finalize())
 }
 
-/// Keys past their window are only taken over by a new request; this deletes them, hourly.
-fn forget_old_idempotency_keys(store: Arc<dyn Store>) {
+/// Keys past their window are only taken over by a new request; this deletes them, hourly,
+/// for as long as anyone else holds the store.
+fn forget_old_idempotency_keys(store: &Arc<dyn Store>) {
+    let store = Arc::downgrade(store);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             every.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
             match store.forget_idempotency_keys(timefmt::now_ms() - IDEMPOTENCY_WINDOW_MS).await {
                 Ok(0) => {}
                 Ok(forgotten) => tracing::info!(forgotten, "forgot idempotency keys past their 24 hours"),

@@ -172,8 +172,9 @@ impl Platform {
     }
 
     /// Redoes work left unfinished by a crash: now (for this node's own earlier run), then
-    /// every minute (for a PostgreSQL node that died; its work is left alone for a minute first).
-    pub fn resume_jobs(&self) {
+    /// every minute (for a PostgreSQL node that died; its work is left alone for a minute first),
+    /// until the returned task is aborted.
+    pub fn resume_jobs(&self) -> tokio::task::JoinHandle<()> {
         let platform = self.clone();
         tokio::spawn(async move {
             let mut first = true;
@@ -185,7 +186,7 @@ impl Platform {
                 }
                 tokio::time::sleep(JOB_ORPHANED_AFTER).await;
             }
-        });
+        })
     }
 
     async fn resume_orphans(&self, age: Duration) -> Result<(), ApiError> {
@@ -256,8 +257,9 @@ impl Platform {
         }
     }
 
-    /// Removes uploaded files past their retention, now and then every hour.
-    pub fn start_retention(&self) {
+    /// Removes uploaded files past their retention, now and then every hour, until the
+    /// returned task is aborted.
+    pub fn start_retention(&self) -> tokio::task::JoinHandle<()> {
         let dir = self.files_dir.clone();
         tokio::spawn(async move {
             loop {
@@ -269,7 +271,7 @@ impl Platform {
                 }
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-        });
+        })
     }
 
     pub(crate) async fn publish(

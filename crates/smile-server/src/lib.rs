@@ -108,6 +108,18 @@ pub struct Running {
     metrics_served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server's own loops (sandbox work, retention, idle `smile listen` sessions).
+    background: Vec<Background>,
+}
+
+/// A loop that holds the store and the engine: it ends with the server that started it,
+/// which an embedding process (the bench, the tests) outlives.
+struct Background(tokio::task::JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Running {
@@ -116,6 +128,7 @@ impl Running {
     /// (attempts in flight finish, their outcomes commit) and hands its lanes to the other
     /// nodes at once.
     pub async fn shutdown(self, grace: std::time::Duration) -> anyhow::Result<Drained> {
+        drop(self.background);
         let _ = self.shutdown.send(());
         if let Some(metrics) = &self.metrics_served {
             metrics.abort();
@@ -188,9 +201,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         listen_idle: options.listen_idle.max(std::time::Duration::from_secs(1)),
         public_url: public_url.trim_end_matches('/').to_owned(),
     };
-    state.platform.start_retention();
-    state.platform.resume_jobs();
-    routes::listen::reap_idle_sessions(state.clone());
+    let background = vec![
+        Background(state.platform.start_retention()),
+        Background(state.platform.resume_jobs()),
+        Background(routes::listen::reap_idle_sessions(state.clone())),
+    ];
     let (metrics_addr, metrics_served) = match options.metrics_listen {
         Some(at) => {
             let listener = tokio::net::TcpListener::bind(at).await?;
@@ -209,5 +224,5 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let served = tokio::spawn(edge::serve(listener, app, edge_config, async move {
         let _ = stop.await;
     }));
-    Ok(Running { addr, store, engine, first_start_key, metrics_addr, metrics_served, shutdown, served })
+    Ok(Running { addr, store, engine, first_start_key, metrics_addr, metrics_served, shutdown, served, background })
 }

@@ -485,7 +485,13 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
                     if tx.send(Signal::Missed).is_err() {
                         break;
                     }
-                    while let Some(payload) = messages.recv().await {
+                    // Until nobody reads the signals: a node that stopped closes its connection.
+                    loop {
+                        let payload = tokio::select! {
+                            payload = messages.recv() => payload,
+                            () = tx.closed() => None,
+                        };
+                        let Some(payload) = payload else { break };
                         if let Some(signal) = Signal::decode(&payload)
                             && tx.send(signal).is_err()
                         {
@@ -494,6 +500,9 @@ async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSend
                     }
                 }
                 driver.abort();
+                if tx.is_closed() {
+                    return;
+                }
                 tracing::warn!("lost the LISTEN connection; reconnecting");
             }
             Err(error) => tracing::warn!(%error, "cannot open the LISTEN connection; retrying"),

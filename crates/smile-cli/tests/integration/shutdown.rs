@@ -94,3 +94,21 @@ async fn hand_over() {
     assert_eq!(duplicates, 0, "attempts in flight finished before the node left; none is sent twice");
     drop(survivor);
 }
+
+on_both_backends! {
+    /// A process that embeds servers (the bench, these tests) outlives them: once one has
+    /// shut down, none of its loops holds the store, so its database connections close. The
+    /// sandbox's loops held it forever, and a bench's seventh server on PostgreSQL was refused
+    /// with "too many clients".
+    async fn a_server_that_shut_down_lets_go_of_its_store() {
+        let server = TestServer::start().await;
+        let (status, _) = server.sandbox.get("/v1/users").await;
+        assert_eq!(status, 200);
+        let store = std::sync::Arc::downgrade(&server.running.store);
+        server.running.shutdown(Duration::from_secs(5)).await.expect("shuts down");
+        eventually(Duration::from_secs(10), "nothing holds the store", || async {
+            store.upgrade().is_none().then_some(())
+        })
+        .await;
+    }
+}

@@ -185,7 +185,7 @@ async fn end(state: &AppState, id: &str) {
 }
 
 /// Ends the sessions whose CLI stopped polling, checking a few times per idle timeout.
-pub(crate) fn reap_idle_sessions(state: AppState) {
+pub(crate) fn reap_idle_sessions(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(state.listen_idle / 4);
         loop {
@@ -195,5 +195,5 @@ pub(crate) fn reap_idle_sessions(state: AppState) {
                 end(&state, &id).await;
             }
         }
-    });
+    })
 }
