@@ -46,6 +46,7 @@ export async function startServer(extraArgs = []) {
   const api = async (method, path, body) => {
     const response = await fetch(found.base + path, {
       method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(20000),
     });
     return { status: response.status, body: await response.json() };
   };
@@ -63,6 +64,7 @@ export async function startServer(extraArgs = []) {
     return async (method, path, body) => {
       const response = await fetch(found.base + path, {
         method, headers: { authorization: basic, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(20000),
       });
       return { status: response.status, body: await response.json() };
     };
@@ -113,12 +115,40 @@ export async function startHostPage(smileBase) {
   return { url: `http://localhost:${server.address().port}/`, stop: () => server.close() };
 }
 
+/**
+ * Settles like `promise`, or fails after `ms` naming `what` and the caller's line: Playwright
+ * waits on `evaluate`, `exposeFunction` and the keyboard without a limit, and a hang there
+ * used to end as the runner's bare "test timed out" with no place.
+ */
+export function within(what, promise, ms = 20000) {
+  const where = new Error(`no answer within ${ms} ms: ${what}`);
+  let timer;
+  const expired = new Promise((_, reject) => { timer = setTimeout(() => reject(where), ms); });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+/** Gives a page's untimed calls a limit (see {@link within}). */
+function limitUntimedCalls(page) {
+  for (const name of ['evaluate', 'exposeFunction']) {
+    const call = page[name].bind(page);
+    page[name] = (...args) => within(`page.${name}`, call(...args));
+  }
+  for (const name of ['press', 'type']) {
+    const call = page.keyboard[name].bind(page.keyboard);
+    page.keyboard[name] = (...args) => within(`keyboard.${name}(${JSON.stringify(args[0])})`, call(...args));
+  }
+  return page;
+}
+
 export async function launchBrowser() {
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: process.env.SMILE_CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
+  const newPage = browser.newPage.bind(browser);
+  browser.newPage = async (...args) => limitUntimedCalls(await newPage(...args));
+  return browser;
 }
 
 /** A fresh sandbox user's link token. */

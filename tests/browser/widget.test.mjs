@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
   calls, eventually, launchBrowser, newUserToken, startHostPage, startReceiver, startServer, uiEvents,
-  connectGeorgeAtSss, shot,
+  connectGeorgeAtSss, shot, within,
 } from './harness.mjs';
 
 let server, receiver, host, browser;
@@ -657,7 +657,7 @@ test('keyboard only: George connects at SSS with Tab, typing and Enter; focus st
   /** Presses Tab until the focused element in the widget matches `selector`. */
   async function tabTo(selector) {
     for (let i = 0; i < 40; i++) {
-      if (await frame.locator(`${selector}:focus`).count()) return;
+      if (await within(`count of ${selector}:focus`, frame.locator(`${selector}:focus`).count())) return;
       await page.keyboard.press('Tab');
       assert.equal(await page.evaluate(() => document.activeElement.tagName), 'IFRAME', 'focus stays in the widget');
     }
