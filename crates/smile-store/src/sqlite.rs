@@ -328,7 +328,87 @@ fn run_each_in_savepoint(conn: &mut Connection, batch: &mut [Job]) -> Result<()>
     Ok(tx.commit()?)
 }
 
-/// Runs a statement kept prepared, since these run once per write.
+/// A subscription an event goes to: its number, id, whether it takes the full payload, and
+/// the order key its delivery waits behind.
+struct Target {
+    seq: i64,
+    id: String,
+    include_payload: bool,
+    order_key: Option<String>,
+}
+
+/// The subscriptions `e` goes to.
+fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
+    let matching = match e.only_subscription {
+        Some(_) => "s.id = ?1 AND s.tenant_id = ?2 AND s.mode = ?3",
+        // instr, not LIKE: SQLite prepares a statement again whenever a bound LIKE pattern
+        // changes, and this one runs once per publish.
+        None => {
+            "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 \
+                 AND (instr(s.event_types, ?4) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)"
+        }
+    };
+    let sql = format!(
+        "SELECT s.seq, s.id, s.include_payload, CASE WHEN s.fifo THEN '{FIFO_KEY}' ELSE ?5 END \
+         FROM subscriptions s WHERE {matching}"
+    );
+    let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
+    let types = format!(",{},", e.event_type);
+    let found = c
+        .prepare_cached(&sql)?
+        .query_map(params![e.only_subscription, tenant, mode, types, e.order_key], |r| {
+            Ok(Target { seq: r.get(0)?, id: r.get(1)?, include_payload: r.get(2)?, order_key: r.get(3)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found)
+}
+
+/// Writes `e`'s delivery to `target`, parked when an earlier one of its order key is pending.
+///
+/// One single-row INSERT per delivery, not one INSERT … SELECT for the fan-out: a statement
+/// that writes several rows keeps a statement journal, a copy of every page it touches.
+/// The id is the event's time-ordered id with the subscription's number, so new rows append
+/// to the indexes.
+fn insert_delivery(c: &Connection, e: &NewEvent, target: Target) -> Result<NewDelivery> {
+    let parked = match &target.order_key {
+        Some(key) => c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE subscription_id = ?1 AND order_key = ?2 \
+                 AND status = 'PENDING')",
+            )?
+            .query_row(params![target.id, key], |r| r.get(0))?,
+        None => false,
+    };
+    let id_stem = e.id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
+    let id = format!("dlv-{id_stem}{:08x}", target.seq);
+    let lean = e.lean_body.is_some() && !target.include_payload;
+    c.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
+         next_attempt_ms, lean, created_ms, updated_ms, order_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PENDING', 0, ?7, ?8, ?9, ?9, ?10)",
+    )?
+    .execute(params![
+        id,
+        e.id,
+        e.event_type,
+        target.id,
+        e.scope.tenant_id,
+        e.scope.mode.as_str(),
+        (!parked).then_some(e.created_ms),
+        lean,
+        e.created_ms,
+        target.order_key
+    ])?;
+    Ok(NewDelivery {
+        seq: c.last_insert_rowid(),
+        id,
+        subscription_id: target.id,
+        lean,
+        due: !parked,
+        order_key: target.order_key,
+    })
+}
+
 /// Takes `e`'s idempotency key (if it has one) for it; or, when the key names an event made
 /// within the window, returns that event instead. Keys older than the window are taken over.
 fn take_idempotency_key(c: &Connection, e: &NewEvent) -> Result<Option<Published>> {
@@ -363,6 +443,7 @@ fn take_idempotency_key(c: &Connection, e: &NewEvent) -> Result<Option<Published
     Ok(Some(Published::Replayed { event_id, fingerprint }))
 }
 
+/// Runs a statement kept prepared, since these run once per write.
 fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
     conn.prepare_cached(sql).and_then(|mut s| s.execute([]))?;
     Ok(())
@@ -706,54 +787,10 @@ impl Store for SqliteStore {
                 "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             )?
             .execute(params![e.id, tenant, mode, e.event_type, e.created_ms, e.body, e.lean_body])?;
-            // One statement for the whole fan-out. A delivery id is the event's time-ordered
-            // id with the subscription's number, so new rows append to the indexes.
-            let id_stem = e.id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
-            let matching = match e.only_subscription {
-                Some(_) => "s.id = ?6 AND s.tenant_id = ?2 AND s.mode = ?3",
-                // instr, not LIKE: SQLite prepares a statement again whenever a bound LIKE
-                // pattern changes, and this one runs once per publish.
-                None => "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 \
-                         AND (instr(s.event_types, ?7) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)",
-            };
-            let sql = format!(
-                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
-                 next_attempt_ms, lean, created_ms, updated_ms, order_key) \
-                 SELECT 'dlv-' || ?8 || printf('%08x', t.seq), ?1, ?4, t.id, ?2, ?3, 'PENDING', 0, \
-                 CASE WHEN t.k IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = t.id \
-                 AND p.order_key = t.k AND p.status = 'PENDING') THEN NULL ELSE ?5 END, \
-                 ?9 AND NOT t.include_payload, ?5, ?5, t.k \
-                 FROM (SELECT s.seq, s.id, s.include_payload, CASE WHEN s.fifo THEN '{FIFO_KEY}' ELSE ?10 END AS k \
-                 FROM subscriptions s WHERE {matching}) t \
-                 RETURNING seq, id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key"
-            );
-            let created = c
-                .prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        e.id,
-                        tenant,
-                        mode,
-                        e.event_type,
-                        e.created_ms,
-                        e.only_subscription,
-                        format!(",{},", e.event_type),
-                        id_stem,
-                        e.lean_body.is_some(),
-                        e.order_key
-                    ],
-                    |r| {
-                        Ok(NewDelivery {
-                            seq: r.get(0)?,
-                            id: r.get(1)?,
-                            subscription_id: r.get(2)?,
-                            lean: r.get(3)?,
-                            due: r.get(4)?,
-                            order_key: r.get(5)?,
-                        })
-                    },
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut created = Vec::new();
+            for target in targets(c, &e)? {
+                created.push(insert_delivery(c, &e, target)?);
+            }
             Ok(Published::Created(created))
         })
         .await
