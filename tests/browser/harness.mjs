@@ -42,14 +42,18 @@ export async function startServer(extraArgs = []) {
       break;
     }
   }
-  const auth = 'Basic ' + Buffer.from(`${found.key}:${found.secret}`).toString('base64');
-  const api = async (method, path, body) => {
-    const response = await fetch(found.base + path, {
-      method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(20000),
-    });
-    return { status: response.status, body: await response.json() };
+  /** An API caller with a key pair: `(method, path, body) => { status, body }`. */
+  const caller = (key, secret) => {
+    const authorization = 'Basic ' + Buffer.from(`${key}:${secret}`).toString('base64');
+    return async (method, path, body) => {
+      const response = await fetch(found.base + path, {
+        method, headers: { authorization, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
+        signal: AbortSignal.timeout(20000),
+      });
+      return { status: response.status, body: await response.json() };
+    };
   };
+  const api = caller(found.key, found.secret);
   /** Another tenant's key pair in `mode`, and an API caller with it. */
   const keys = async (tenant, mode) => {
     const made = spawn(binary, ['keys', 'create', '--tenant', tenant, '--mode', mode, '--data-dir', dataDir], {
@@ -60,14 +64,7 @@ export async function startServer(extraArgs = []) {
       if (line.startsWith('API key: ')) pair.key = line.slice(9);
       if (line.startsWith('API secret: ')) pair.secret = line.slice(12);
     }
-    const basic = 'Basic ' + Buffer.from(`${pair.key}:${pair.secret}`).toString('base64');
-    return async (method, path, body) => {
-      const response = await fetch(found.base + path, {
-        method, headers: { authorization: basic, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
-        signal: AbortSignal.timeout(20000),
-      });
-      return { status: response.status, body: await response.json() };
-    };
+    return caller(pair.key, pair.secret);
   };
   return { ...found, dataDir, binary, api, keys, stop: () => child.kill('SIGKILL') };
 }

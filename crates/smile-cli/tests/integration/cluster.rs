@@ -240,14 +240,15 @@ async fn stalled_node() {
     let resumed_at = std::time::Instant::now();
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
     // Once it has heard that its leases are gone, whatever it would send has been sent.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !log.lock().expect("lock").iter().any(|l| l.contains("lost a lane's lease")) {
-        if std::time::Instant::now() > deadline {
-            // What the node said instead, for a failure that only a loaded machine shows.
-            let said: Vec<String> = log.lock().expect("lock").iter().filter(|l| !l.contains("INFO")).cloned().collect();
-            panic!("the resumed node never said it lost the lane; it said:\n{}", said.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let noticed = poll_until(Duration::from_secs(15), || {
+        let lost = log.lock().expect("lock").iter().any(|l| l.contains("lost a lane's lease"));
+        async move { lost.then_some(()) }
+    })
+    .await;
+    if noticed.is_none() {
+        // What the node said instead, for a failure that only a loaded machine shows.
+        let said: Vec<String> = log.lock().expect("lock").iter().filter(|l| !l.contains("INFO")).cloned().collect();
+        panic!("the resumed node never said it lost the lane; it said:\n{}", said.join("\n"));
     }
     let stalled_ip: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
     let sent_after_resume = receiver.hits().iter().filter(|h| h.peer.ip() == stalled_ip && h.at > resumed_at).count();

@@ -85,7 +85,20 @@ pub fn install_crypto() {
 }
 
 /// Polls `check` until it yields Some, or panics with `what` after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(within, check).await {
+        Some(value) => value,
+        None => panic!("timed out waiting for: {what}"),
+    }
+}
+
+/// Polls `check` until it yields Some; None after `within`, for a caller that explains the
+/// failure itself.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -93,10 +106,10 @@ where
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
         if Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
