@@ -150,6 +150,8 @@ struct Lane {
     in_flight: usize,
     /// The store may hold due deliveries of this lane that are not in memory.
     more: bool,
+    /// The store was asked to leave this lane's deliveries in the log (see `fall_behind`).
+    behind: bool,
     loading: bool,
     /// Fresh deliveries that came while a read was under way; merged (without repeats) when
     /// it returns, since the read may or may not have seen them.
@@ -185,6 +187,7 @@ impl Lane {
             held: HashSet::new(),
             in_flight: 0,
             more: true,
+            behind: false,
             loading: false,
             arrived: Vec::new(),
             missed: false,
@@ -368,6 +371,10 @@ impl Lanes {
             if !room || !lane.target.active || (lane.more && !lane.loading) {
                 // The store has it; the lane reads it when it gets there.
                 lane.more = true;
+                if !room && !lane.behind {
+                    lane.behind = true;
+                    fall_behind(self.store.clone(), d.subscription_id.clone());
+                }
             } else if lane.loading {
                 lane.arrived.push(job);
             } else {
@@ -537,8 +544,9 @@ impl Lanes {
         }
         match batch {
             Ok(batch) => {
-                let mut more = batch.deliveries.len() as u32 >= asked || lane.missed;
+                let mut more = batch.deliveries.len() as u32 >= asked || lane.missed || batch.behind;
                 lane.missed = false;
+                lane.behind = batch.behind;
                 lane.read_before =
                     std::mem::replace(&mut lane.read_last, batch.deliveries.iter().map(|d| d.seq).collect());
                 let read = batch.deliveries.into_iter().map(|d| Job {
@@ -949,6 +957,16 @@ fn record_attempt(result: &AttemptResult, decided: DeliveryStatus) {
 }
 
 /// Makes one attempt in a task of its own and reports what it saw.
+/// A lane whose window is full stops costing its publishers a row per event: the store keeps
+/// its next deliveries in the event log until the lane reads them.
+fn fall_behind(store: Arc<dyn Store>, subscription_id: String) {
+    tokio::spawn(async move {
+        if let Err(error) = store.fall_behind(&subscription_id).await {
+            tracing::warn!(%error, subscription = %subscription_id, "could not leave a full lane's deliveries in the log");
+        }
+    });
+}
+
 fn attempt(
     sender: Arc<Sender>,
     target: Arc<Target>,

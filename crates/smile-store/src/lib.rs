@@ -188,8 +188,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- lanes: a subscription's pending deliveries, sent by one node at a time ----
 
     /// Due deliveries of one subscription, earliest due first, at most `limit`, leaving out
-    /// those whose `seq` is in `held` (already in the caller's memory); bodies included.
+    /// those whose `seq` is in `held` (already in the caller's memory); bodies included. A
+    /// lane that fell behind has its deliveries written from the log when its rows run short.
     async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch>;
+    /// Stops writing the subscription's deliveries at publish, because its lane's window is
+    /// full: later events wait in the event log, and [`Store::load_lane`] writes their
+    /// deliveries as the lane drains, until it has read the log to its end. A lane that
+    /// cannot take work costs its publishers nothing. Returns false where the backend writes
+    /// every delivery at publish (PostgreSQL: its commit order is not its `seq` order, see
+    /// `docs/next-engine.md`), or when the subscription is inactive or behind already.
+    async fn fall_behind(&self, subscription_id: &str) -> Result<bool>;
     /// Active subscriptions with due deliveries whose lane nobody else holds.
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>>;
     /// Takes the lanes that are free, expired or already `lease.owner`'s; returns those taken.

@@ -179,6 +179,8 @@ pub struct LaneBatch {
     pub deliveries: Vec<LaneDelivery>,
     /// When the earliest pending delivery that is not due yet becomes due.
     pub next_due_ms: Option<i64>,
+    /// The lane fell behind and has deliveries in the log still (see [`Store::fall_behind`]).
+    pub behind: bool,
 }
 
 /// What one node tells the others.

@@ -1003,7 +1003,11 @@ impl Store for PostgresStore {
             )
             .await?;
         let next_due_ms = client.query_one(&next, &[&subscription_id, &now_ms]).await?.get(0);
-        Ok(LaneBatch { deliveries, next_due_ms })
+        Ok(LaneBatch { deliveries, next_due_ms, behind: false })
+    }
+
+    async fn fall_behind(&self, _subscription_id: &str) -> Result<bool> {
+        Ok(false)
     }
 
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {

@@ -172,6 +172,45 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
     }
+
+    /// A lane's due rows (see [`Store::load_lane`]), and whether its subscription fell behind.
+    async fn read_lane(&self, id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<(LaneBatch, bool)> {
+        let id = id.to_owned();
+        let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.read(move |c| {
+            let deliveries = c
+                .prepare_cached(
+                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
+                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+                     FROM deliveries d JOIN events e ON e.id = d.event_id \
+                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
+                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
+                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
+                )?
+                .query_map(params![id, now_ms, held, limit], |r| {
+                    Ok(LaneDelivery {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        attempts: r.get(3)?,
+                        order_key: r.get(4)?,
+                        body: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next_due_ms = c
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_ms) FROM deliveries \
+                     WHERE subscription_id = ?1 AND status = 'PENDING' AND next_attempt_ms > ?2",
+                )?
+                .query_row(params![id, now_ms], |r| r.get(0))?;
+            let behind = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND cursor_seq IS NOT NULL)")?
+                .query_row([&id], |r| r.get(0))?;
+            Ok((LaneBatch { deliveries, next_due_ms, behind: false }, behind))
+        })
+        .await
+    }
 }
 
 /// How long the WAL may grow before a checkpoint also starts it over: 64 MiB of 4 KiB pages
@@ -337,14 +376,15 @@ struct Target {
     order_key: Option<String>,
 }
 
-/// The subscriptions `e` goes to.
+/// The subscriptions whose deliveries of `e` are written at publish: a test send's one, or
+/// the active matching ones that have not fallen behind (those read `e` from the log later).
 fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
     let matching = match e.only_subscription {
         Some(_) => "s.id = ?1 AND s.tenant_id = ?2 AND s.mode = ?3",
         // instr, not LIKE: SQLite prepares a statement again whenever a bound LIKE pattern
         // changes, and this one runs once per publish.
         None => {
-            "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 \
+            "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 AND s.cursor_seq IS NULL \
                  AND (instr(s.event_types, ?4) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)"
         }
     };
@@ -363,13 +403,36 @@ fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
     Ok(found)
 }
 
-/// Writes `e`'s delivery to `target`, parked when an earlier one of its order key is pending.
+/// What a delivery row takes from its event, whether fresh or read from the log.
+struct EventHead<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    scope: &'a Scope,
+    created_ms: i64,
+    /// The event has a body without `data.payload`.
+    lean: bool,
+}
+
+impl<'a> EventHead<'a> {
+    fn of(e: &'a NewEvent) -> Self {
+        EventHead {
+            id: &e.id,
+            event_type: &e.event_type,
+            scope: &e.scope,
+            created_ms: e.created_ms,
+            lean: e.lean_body.is_some(),
+        }
+    }
+}
+
+/// Writes `e`'s delivery to `target`, parked when an earlier one of its order
+/// key is pending.
 ///
 /// One single-row INSERT per delivery, not one INSERT … SELECT for the fan-out: a statement
 /// that writes several rows keeps a statement journal, a copy of every page it touches.
 /// The id is the event's time-ordered id with the subscription's number, so new rows append
 /// to the indexes.
-fn insert_delivery(c: &Connection, e: &NewEvent, target: Target) -> Result<NewDelivery> {
+fn insert_delivery(c: &Connection, e: &EventHead, target: Target) -> Result<NewDelivery> {
     let parked = match &target.order_key {
         Some(key) => c
             .prepare_cached(
@@ -381,7 +444,8 @@ fn insert_delivery(c: &Connection, e: &NewEvent, target: Target) -> Result<NewDe
     };
     let id_stem = e.id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
     let id = format!("dlv-{id_stem}{:08x}", target.seq);
-    let lean = e.lean_body.is_some() && !target.include_payload;
+    let lean = e.lean && !target.include_payload;
+    let due = !parked;
     c.prepare_cached(
         "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
          next_attempt_ms, lean, created_ms, updated_ms, order_key) \
@@ -394,7 +458,7 @@ fn insert_delivery(c: &Connection, e: &NewEvent, target: Target) -> Result<NewDe
         target.id,
         e.scope.tenant_id,
         e.scope.mode.as_str(),
-        (!parked).then_some(e.created_ms),
+        due.then_some(e.created_ms),
         lean,
         e.created_ms,
         target.order_key
@@ -404,9 +468,75 @@ fn insert_delivery(c: &Connection, e: &NewEvent, target: Target) -> Result<NewDe
         id,
         subscription_id: target.id,
         lean,
-        due: !parked,
+        due,
         order_key: target.order_key,
     })
+}
+
+/// Stops writing a subscription's deliveries at publish: from the log's end on, they wait
+/// in the event log until [`read_log`] writes them. False if it is gone, inactive or behind.
+fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE subscriptions SET cursor_seq = (SELECT COALESCE(MAX(seq), 0) FROM events) \
+             WHERE id = ?1 AND active = 1 AND cursor_seq IS NULL",
+        )?
+        .execute([subscription_id])?;
+    Ok(changed > 0)
+}
+
+/// Writes the deliveries of a subscription that fell behind for the next at
+/// most `limit` matching events of the log past its cursor, and moves the cursor over them.
+/// One writer commits events in `seq` order, so nothing below the log's end can commit
+/// later. Once the log is read to its end, publishes write the subscription's deliveries
+/// again. Returns whether it is still behind.
+fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<bool> {
+    let sub = c
+        .prepare_cached(
+            "SELECT seq, tenant_id, mode, event_types, include_payload, fifo, cursor_seq FROM subscriptions \
+             WHERE id = ?1 AND cursor_seq IS NOT NULL",
+        )?
+        .query_row([subscription_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Scope { tenant_id: r.get(1)?, mode: mode_of(&r.get::<_, String>(2)?) },
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, bool>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((sub_seq, scope, types, include_payload, fifo, cursor)) = sub else { return Ok(false) };
+    let events = c
+        .prepare_cached(
+            "SELECT seq, id, type, created_ms, lean_body IS NOT NULL, order_key FROM events \
+             WHERE tenant_id = ?1 AND mode = ?2 AND seq > ?3 AND only_subscription IS NULL \
+             AND (instr(?4, ',' || type || ',') > 0 OR instr(?4, ',ALL_EVENTS,') > 0) ORDER BY seq LIMIT ?5",
+        )?
+        .query_map(params![scope.tenant_id, scope.mode.as_str(), cursor, types, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let behind = events.len() as u32 >= limit;
+    let mut last = cursor;
+    for (seq, id, event_type, created_ms, lean, order_key) in events {
+        let head = EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean };
+        let order_key = if fifo { Some(FIFO_KEY.to_owned()) } else { order_key };
+        let target = Target { seq: sub_seq, id: subscription_id.to_owned(), include_payload, order_key };
+        insert_delivery(c, &head, target)?;
+        last = seq;
+    }
+    c.prepare_cached("UPDATE subscriptions SET cursor_seq = ?1 WHERE id = ?2")?
+        .execute(params![behind.then_some(last), subscription_id])?;
+    Ok(behind)
 }
 
 /// Takes `e`'s idempotency key (if it has one) for it; or, when the key names an event made
@@ -512,8 +642,10 @@ fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// Ends every open delivery of a subscription (disabled: FAILED; deleted: CANCELLED).
+/// Ends every open delivery of a subscription (disabled: FAILED; deleted: CANCELLED). Those
+/// still in the log are written first, ended, so that `recover` finds them.
 fn fail_pending(conn: &Connection, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
+    while read_log(conn, subscription_id, 10_000)? {}
     conn.prepare_cached(&format!(
         "UPDATE deliveries SET status = ?1, next_attempt_ms = NULL, last_error = ?2, updated_ms = ?3 \
          WHERE subscription_id = ?4 AND {OPEN_DELIVERY}"
@@ -591,9 +723,22 @@ impl Store for SqliteStore {
 
     async fn backlog(&self) -> Result<Backlog> {
         self.read(|c| {
-            Ok(c.query_row("SELECT COUNT(*), MIN(created_ms) FROM deliveries WHERE status = 'PENDING'", [], |r| {
-                Ok(Backlog { pending: r.get::<_, i64>(0)? as u64, oldest_created_ms: r.get(1)? })
-            })?)
+            // Rows, and the deliveries of lanes that fell behind, still in the log.
+            Ok(c.query_row(
+                "SELECT SUM(n), MIN(oldest) FROM ( \
+                 SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM deliveries WHERE status = 'PENDING' \
+                 UNION ALL SELECT COUNT(*), MIN(e.created_ms) FROM subscriptions s JOIN events e \
+                 ON e.tenant_id = s.tenant_id AND e.mode = s.mode AND e.seq > s.cursor_seq \
+                 WHERE s.cursor_seq IS NOT NULL AND e.only_subscription IS NULL \
+                 AND (instr(s.event_types, ',' || e.type || ',') > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0))",
+                [],
+                |r| {
+                    Ok(Backlog {
+                        pending: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+                        oldest_created_ms: r.get(1)?,
+                    })
+                },
+            )?)
         })
         .await
     }
@@ -784,12 +929,23 @@ impl Store for SqliteStore {
             }
             let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
             c.prepare_cached(
-                "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body, order_key, \
+                 only_subscription) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
             )?
-            .execute(params![e.id, tenant, mode, e.event_type, e.created_ms, e.body, e.lean_body])?;
+            .execute(params![
+                e.id,
+                tenant,
+                mode,
+                e.event_type,
+                e.created_ms,
+                e.body,
+                e.lean_body,
+                e.order_key,
+                e.only_subscription
+            ])?;
             let mut created = Vec::new();
             for target in targets(c, &e)? {
-                created.push(insert_delivery(c, &e, target)?);
+                created.push(insert_delivery(c, &EventHead::of(&e), target)?);
             }
             Ok(Published::Created(created))
         })
@@ -969,38 +1125,25 @@ impl Store for SqliteStore {
     }
 
     async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
-        let subscription_id = subscription_id.to_owned();
-        let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        self.read(move |c| {
-            let deliveries = c
-                .prepare_cached(
-                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
-                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-                     FROM deliveries d JOIN events e ON e.id = d.event_id \
-                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
-                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
-                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
-                )?
-                .query_map(params![subscription_id, now_ms, held, limit], |r| {
-                    Ok(LaneDelivery {
-                        seq: r.get(0)?,
-                        id: r.get(1)?,
-                        event_id: r.get(2)?,
-                        attempts: r.get(3)?,
-                        order_key: r.get(4)?,
-                        body: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let next_due_ms = c
-                .prepare_cached(
-                    "SELECT MIN(next_attempt_ms) FROM deliveries \
-                     WHERE subscription_id = ?1 AND status = 'PENDING' AND next_attempt_ms > ?2",
-                )?
-                .query_row(params![subscription_id, now_ms], |r| r.get(0))?;
-            Ok(LaneBatch { deliveries, next_due_ms })
-        })
-        .await
+        let id = subscription_id.to_owned();
+        let mut held = held.to_vec();
+        let (mut batch, behind) = self.read_lane(&id, now_ms, &held, limit).await?;
+        let short = limit.saturating_sub(batch.deliveries.len() as u32);
+        if !behind || short == 0 {
+            return Ok(LaneBatch { behind, ..batch });
+        }
+        let log_id = id.clone();
+        let behind = self.write(move |c| read_log(c, &log_id, short)).await?;
+        held.extend(batch.deliveries.iter().map(|d| d.seq));
+        let (more, _) = self.read_lane(&id, now_ms, &held, short).await?;
+        batch.deliveries.extend(more.deliveries);
+        batch.next_due_ms = more.next_due_ms;
+        Ok(LaneBatch { behind, ..batch })
+    }
+
+    async fn fall_behind(&self, subscription_id: &str) -> Result<bool> {
+        let id = subscription_id.to_owned();
+        self.write(move |c| fall_behind(c, &id)).await
     }
 
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {
@@ -1009,8 +1152,8 @@ impl Store for SqliteStore {
             Ok(c.prepare_cached(
                 "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
                  WHERE s.active = 1 AND (l.owner IS NULL OR l.owner = ?1 OR l.until_ms <= ?2) \
-                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id AND d.status = 'PENDING' \
-                 AND d.next_attempt_ms <= ?2) LIMIT ?3",
+                 AND (s.cursor_seq IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id \
+                 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2)) LIMIT ?3",
             )?
             .query_map(params![node, now_ms, limit], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?)

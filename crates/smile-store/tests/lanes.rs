@@ -410,3 +410,106 @@ async fn a_patch_sets_only_its_fields_so_a_disable_made_meanwhile_stands() {
         assert!(missing.is_none(), "{name}: scoped to the tenant");
     }
 }
+
+async fn test_send(store: &dyn Store, to: &str) {
+    let id = smile_core::ids::new_id("et-");
+    let event = NewEvent {
+        id: id.clone(),
+        scope: scope(),
+        event_type: "TEST".into(),
+        created_ms: now_ms(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        lean_body: None,
+        only_subscription: Some(to.to_owned()),
+        order_key: None,
+        idempotency: None,
+    };
+    store.publish(event).await.expect("test send");
+}
+
+/// A lane that fell behind gets every later event from the log, in publish order, once, and
+/// none of another subscription's test sends; once it has read the log to its end, publishes
+/// write its deliveries again. On PostgreSQL every delivery is written at publish, and the
+/// lane reads the same.
+#[tokio::test]
+async fn a_lane_that_fell_behind_reads_every_later_event_from_the_log_once_in_order() {
+    for (name, store, _dir) in stores().await {
+        let (behind, other) = (subscribe(&*store).await, subscribe(&*store).await);
+        let mut expected = Vec::new();
+        for _ in 0..3 {
+            expected.extend(publish_keyed(&*store, None).await.into_iter().filter(|d| d.subscription_id == behind));
+        }
+        let fell = store.fall_behind(&behind).await.expect("fall behind");
+        assert_eq!(fell, name == "sqlite", "{name}: only SQLite leaves deliveries in the log");
+        for i in 0..5 {
+            let created = publish_keyed(&*store, None).await;
+            let to_behind = created.iter().filter(|d| d.subscription_id == behind).count();
+            assert_eq!(to_behind, usize::from(!fell), "{name}: a row for the lane that fell behind");
+            if i == 2 {
+                test_send(&*store, &other).await;
+            }
+        }
+        let page = PageRequest { size: 100, before_seq: None };
+        let listed = store.list_events(&scope(), &EventFilter::default(), &page).await.expect("events");
+        let mut published: Vec<String> =
+            listed.items.into_iter().filter(|e| e.event_type != "TEST").map(|e| e.id).collect();
+        published.reverse();
+        let now = now_ms() + 1;
+        let first = store.load_lane(&behind, now, &[], 4).await.expect("load");
+        assert_eq!(first.deliveries.len(), 4, "{name}");
+        assert_eq!(first.behind, fell, "{name}: the log is not read to its end yet");
+        let held: Vec<i64> = first.deliveries.iter().map(|d| d.seq).collect();
+        let rest = store.load_lane(&behind, now, &held, 100).await.expect("load");
+        assert!(!rest.behind, "{name}: read to the end");
+        let read: Vec<LaneDelivery> = first.deliveries.into_iter().chain(rest.deliveries).collect();
+        assert_eq!(read.len(), 8, "{name}: 3 rows and 5 from the log, no test send of another");
+        let ids: Vec<&str> = read.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(&ids[..3], expected.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), "{name}");
+        let event_ids: Vec<&str> = read.iter().map(|d| d.event_id.as_str()).collect();
+        assert_eq!(event_ids, published, "{name}: every event once, in publish order");
+        assert!(read.iter().all(|d| d.body.contains(&d.event_id)), "{name}: each with its body");
+        let again = publish_keyed(&*store, None).await;
+        assert!(again.iter().any(|d| d.subscription_id == behind), "{name}: caught up, written at publish again");
+    }
+}
+
+/// Disabling a subscription that fell behind ends its deliveries still in the log as FAILED,
+/// so none is pending and `recover` finds them all.
+#[tokio::test]
+async fn a_disable_ends_the_deliveries_still_in_the_log_and_recover_finds_them() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe(&*store).await;
+        publish_keyed(&*store, None).await;
+        store.fall_behind(&sub).await.expect("fall behind");
+        for _ in 0..4 {
+            publish_keyed(&*store, None).await;
+        }
+        let off = SubscriptionPatch { active: Some(false), ..Default::default() };
+        store.patch_subscription(&scope(), &sub, &off, now_ms()).await.expect("patch").expect("there");
+        let page = PageRequest { size: 100, before_seq: None };
+        let listed = store.list_deliveries(&scope(), DeliveriesOf::Subscription(&sub), &page).await.expect("list");
+        assert_eq!(listed.items.len(), 5, "{name}: every event has its delivery");
+        assert!(listed.items.iter().all(|d| d.status == DeliveryStatus::Failed), "{name}: all FAILED");
+        assert_eq!(store.backlog().await.expect("backlog").pending, 0, "{name}: nothing pending");
+        let on = SubscriptionPatch { active: Some(true), ..Default::default() };
+        store.patch_subscription(&scope(), &sub, &on, now_ms()).await.expect("patch").expect("there");
+        let recovered = store.recover_deliveries(&scope(), &sub, 0, now_ms()).await.expect("recover");
+        assert_eq!(recovered.len(), 5, "{name}: recover sends them all");
+    }
+}
+
+/// `/metrics`' backlog counts the deliveries a lane that fell behind has in the log, and a
+/// node that starts finds that lane among those with work.
+#[tokio::test]
+async fn deliveries_in_the_log_count_as_backlog_and_as_lane_work() {
+    for (name, store, _dir) in stores().await {
+        let sub = subscribe(&*store).await;
+        store.fall_behind(&sub).await.expect("fall behind");
+        for _ in 0..3 {
+            publish_keyed(&*store, None).await;
+        }
+        assert_eq!(store.backlog().await.expect("backlog").pending, 3, "{name}");
+        let with_work = store.lanes_with_work("n", now_ms() + 1, 10).await.expect("find");
+        assert_eq!(with_work, vec![sub], "{name}");
+    }
+}

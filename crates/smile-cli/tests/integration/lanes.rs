@@ -92,6 +92,51 @@ async fn the_window_never_holds_more_than_its_caps() {
     assert_eq!(watch.await.expect("the window stayed within its caps"), 30, "filled to its cap");
 }
 
+/// A hung endpoint's lane fills its window and falls behind: on SQLite, later publishes write
+/// no delivery for it (they wait in the event log). Once it answers again, every event reaches
+/// it exactly once, and every delivery ends SUCCEEDED.
+async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
+    let server = TestServer::with(|o| {
+        o.delivery.lane_window = 10;
+        o.delivery.max_in_flight_per_endpoint = 2;
+        o.delivery.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_url = format!("http://{}/", hang.local_addr().expect("addr"));
+    let hanging = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hang.accept().await {
+            open.push(stream);
+        }
+    });
+    let sub = server.sandbox.subscribe(&hang_url, &["ALL_EVENTS"], "s").await;
+    let operator = server.operator().await;
+    let mut published = HashSet::new();
+    for _ in 0..60 {
+        published.insert(user_created(&operator).await);
+    }
+    let written = server.sandbox.deliveries(&sub).await.len();
+    match Backend::current() {
+        Backend::Sqlite => assert!(written <= 30, "{written} of 60 deliveries written for a full lane"),
+        Backend::Postgres(_) => assert_eq!(written, 60, "PostgreSQL writes every delivery at publish"),
+    }
+    let receiver = Receiver::start().await;
+    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    // The hung attempts see their connections close, and are tried again at the new address.
+    hanging.abort();
+    let hits = receiver.wait_hits(60).await;
+    let arrived: HashSet<String> = hits.iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(arrived, published, "every event arrived");
+    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
+        let listed = server.sandbox.deliveries(&sub).await;
+        (listed.len() == 60 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.hits().len(), 60, "each event once");
+}
+
 async fn disable_gone_and_delete_leave_nothing_pending() {
     let server = TestServer::with(|o| {
         o.delivery.retry_schedule = vec![Duration::from_millis(100); 30];

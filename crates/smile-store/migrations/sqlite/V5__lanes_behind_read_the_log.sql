@@ -1,0 +1,8 @@
+-- A lane that falls behind (its window full) stops getting delivery rows at publish: its
+-- deliveries stay in the event log past `cursor_seq` until the lane reads them. NULL: every
+-- delivery of the subscription is written at publish.
+ALTER TABLE subscriptions ADD COLUMN cursor_seq INTEGER;
+-- What a delivery written from the log needs to know of its event.
+ALTER TABLE events ADD COLUMN order_key TEXT;
+-- A test send's one subscription; such an event is never read from the log.
+ALTER TABLE events ADD COLUMN only_subscription TEXT;
