@@ -513,3 +513,37 @@ async fn deliveries_in_the_log_count_as_backlog_and_as_lane_work() {
         assert_eq!(with_work, vec![sub], "{name}");
     }
 }
+
+/// Every attempt is in the log, in order: the first, the first sent again after a crash (the
+/// same number), a later one, and one recorded after the delivery finished.
+#[tokio::test]
+async fn every_attempt_is_logged_in_order_however_it_is_stored() {
+    for (name, store, _dir) in stores().await {
+        subscribe(&*store).await;
+        let d = publish(&*store).await;
+        let mut made = Vec::new();
+        for (no, status, body) in [
+            (1, DeliveryStatus::Pending, "first"),
+            (1, DeliveryStatus::Pending, "first, sent again"),
+            (2, DeliveryStatus::Succeeded, "second"),
+            (3, DeliveryStatus::Succeeded, "after it finished"),
+        ] {
+            let mut o = outcome(&d, status, Some(now_ms()), SubscriptionEffect::None);
+            o.attempt.attempt = no;
+            o.attempt.attempted_ms = now_ms() + made.len() as i64;
+            o.attempt.response_body = Some(body.to_owned());
+            made.push((o.attempt.id.clone(), no, body));
+            store.record_outcomes(Arc::from(vec![o])).await.expect("record");
+        }
+        let logged: Vec<(String, u32, String)> = store
+            .list_attempts(&d.id)
+            .await
+            .expect("attempts")
+            .into_iter()
+            .map(|a| (a.id, a.attempt, a.response_body.unwrap_or_default()))
+            .collect();
+        let want: Vec<(String, u32, String)> = made.into_iter().map(|(id, no, b)| (id, no, b.to_owned())).collect();
+        assert_eq!(logged, want, "{name}");
+        assert_eq!(status(&*store, &d).await, DeliveryStatus::Succeeded, "{name}");
+    }
+}
