@@ -9,7 +9,8 @@
 //!                   ▼ (due deliveries, with their bodies)
 //!  lanes.rs     a lane per subscription, leased to one node: a bounded window of the store,
 //!                   │               refilled by Store::load_lane as it drains; in-flight cap and
-//!                   │               breaker per lane; retries come back by timer
+//!                   │               breaker per lane; retries come back by timer; a full lane
+//!                   │               falls behind (Store::fall_behind) and reads the event log
 //!                   ▼
 //!  sender.rs    one signed HTTP attempt (pooled client, timeouts, SSRF guard)
 //!                   ▼

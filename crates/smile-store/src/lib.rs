@@ -10,7 +10,8 @@
 //!   `LISTEN/NOTIFY`.
 //!
 //! The store is the delivery queue: deliveries are rows, read into memory a batch at a time
-//! ([`Store::load_lane`]). Backends only speak SQL: every decision (a transition, a disable, a
+//! ([`Store::load_lane`]); on SQLite, the deliveries of a lane that fell behind wait in the
+//! event log until the lane reads them ([`Store::fall_behind`]). Backends only speak SQL: every decision (a transition, a disable, a
 //! retry time) is the engine's, and transitions are written only over a delivery that
 //! [`DeliveryStatus::may_change`].
 
@@ -179,7 +180,7 @@ pub trait Store: Send + Sync + 'static {
     /// A subscription's deliveries created since `since_ms`, counted per minute and status.
     async fn delivery_counts(&self, scope: &Scope, subscription_id: &str, since_ms: i64) -> Result<Vec<MinuteCount>>;
     /// Records attempt outcomes: each attempt row, and the delivery's new status only where
-    /// it is still PENDING (see [`DeliveryStatus::may_become`]). A delivery that finished
+    /// it is still PENDING (see [`DeliveryStatus::may_change`]). A delivery that finished
     /// makes the next one of its order key due. A lost outcome only means the delivery is
     /// sent again (at least once).
     /// Shared, so that a caller may try a failed batch again without copying it.

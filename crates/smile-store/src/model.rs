@@ -179,7 +179,7 @@ pub struct LaneBatch {
     pub deliveries: Vec<LaneDelivery>,
     /// When the earliest pending delivery that is not due yet becomes due.
     pub next_due_ms: Option<i64>,
-    /// The lane fell behind and has deliveries in the log still (see [`Store::fall_behind`]).
+    /// The lane fell behind and has deliveries in the log still (see [`crate::Store::fall_behind`]).
     pub behind: bool,
 }
 

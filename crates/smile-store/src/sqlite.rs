@@ -442,8 +442,7 @@ fn insert_delivery(c: &Connection, e: &EventHead, target: Target) -> Result<NewD
             .query_row(params![target.id, key], |r| r.get(0))?,
         None => false,
     };
-    let id_stem = e.id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
-    let id = format!("dlv-{id_stem}{:08x}", target.seq);
+    let id = delivery_id(e.id, target.seq);
     let lean = e.lean && !target.include_payload;
     let due = !parked;
     c.prepare_cached(
@@ -473,6 +472,88 @@ fn insert_delivery(c: &Connection, e: &EventHead, target: Target) -> Result<NewD
     })
 }
 
+/// The id of an event's delivery to the subscription numbered `subscription_seq`: the
+/// event's time-ordered id with the number, so new rows append to the indexes, and a delivery
+/// still in the log has its id before it is a row.
+fn delivery_id(event_id: &str, subscription_seq: i64) -> String {
+    let stem = event_id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
+    format!("dlv-{stem}{subscription_seq:08x}")
+}
+
+/// The event from `e` (of the log) that subscription `s` takes: the test `targets` makes at
+/// publish, made at read time.
+const TAKES_FROM_LOG: &str = "e.tenant_id = s.tenant_id AND e.mode = s.mode AND e.seq > s.cursor_seq \
+    AND e.only_subscription IS NULL \
+    AND (instr(s.event_types, ',' || e.type || ',') > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)";
+
+/// Deliveries still in the event log (of lanes that fell behind) as the PENDING deliveries
+/// they will be, newest first, at most `limit` whose page position is below `below`. The
+/// position is the event's number among a subscription's deliveries, the subscription's
+/// among an event's.
+fn log_deliveries(c: &Connection, scope: &Scope, of: &Listing, below: i64, limit: u32) -> Result<Vec<(i64, Delivery)>> {
+    let (filter, position) = match of {
+        Listing::Subscription(_) => ("s.id = ?3", "e.seq"),
+        Listing::Event(_) => ("e.id = ?3", "s.seq"),
+    };
+    let sql = format!(
+        "SELECT {position}, e.id, e.type, e.created_ms, e.lean_body IS NOT NULL AND NOT s.include_payload, \
+         s.seq, s.id FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
+         WHERE s.tenant_id = ?1 AND s.mode = ?2 AND {filter} AND s.cursor_seq IS NOT NULL AND {position} < ?4 \
+         ORDER BY {position} DESC LIMIT ?5"
+    );
+    let found = c
+        .prepare_cached(&sql)?
+        .query_map(params![scope.tenant_id, scope.mode.as_str(), of.key(), below, limit], |r| {
+            let (event_id, created_ms): (String, i64) = (r.get(1)?, r.get(3)?);
+            let delivery = Delivery {
+                id: delivery_id(&event_id, r.get(5)?),
+                event_id,
+                event_type: r.get(2)?,
+                subscription_id: r.get(6)?,
+                scope: scope.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_ms: Some(created_ms),
+                lean: r.get(4)?,
+                created_ms,
+                updated_ms: created_ms,
+                last_status_code: None,
+                last_error: None,
+            };
+            Ok((r.get(0)?, delivery))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found)
+}
+
+/// Which deliveries a list is of ([`DeliveriesOf`], owned).
+enum Listing {
+    Subscription(String),
+    Event(String),
+}
+
+impl Listing {
+    fn of(of: DeliveriesOf<'_>) -> Self {
+        match of {
+            DeliveriesOf::Subscription(id) => Listing::Subscription(id.to_owned()),
+            DeliveriesOf::Event(id) => Listing::Event(id.to_owned()),
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Listing::Subscription(id) | Listing::Event(id) => id,
+        }
+    }
+
+    fn column(&self) -> &'static str {
+        match self {
+            Listing::Subscription(_) => "subscription_id",
+            Listing::Event(_) => "event_id",
+        }
+    }
+}
+
 /// Stops writing a subscription's deliveries at publish: from the log's end on, they wait
 /// in the event log until [`read_log`] writes them. False if it is gone, inactive or behind.
 fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
@@ -493,28 +574,26 @@ fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
 fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<bool> {
     let sub = c
         .prepare_cached(
-            "SELECT seq, tenant_id, mode, event_types, include_payload, fifo, cursor_seq FROM subscriptions \
+            "SELECT seq, tenant_id, mode, include_payload, fifo, cursor_seq FROM subscriptions \
              WHERE id = ?1 AND cursor_seq IS NOT NULL",
         )?
         .query_row([subscription_id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 Scope { tenant_id: r.get(1)?, mode: mode_of(&r.get::<_, String>(2)?) },
-                r.get::<_, String>(3)?,
+                r.get::<_, bool>(3)?,
                 r.get::<_, bool>(4)?,
-                r.get::<_, bool>(5)?,
-                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(5)?,
             ))
         })
         .optional()?;
-    let Some((sub_seq, scope, types, include_payload, fifo, cursor)) = sub else { return Ok(false) };
+    let Some((sub_seq, scope, include_payload, fifo, cursor)) = sub else { return Ok(false) };
     let events = c
-        .prepare_cached(
-            "SELECT seq, id, type, created_ms, lean_body IS NOT NULL, order_key FROM events \
-             WHERE tenant_id = ?1 AND mode = ?2 AND seq > ?3 AND only_subscription IS NULL \
-             AND (instr(?4, ',' || type || ',') > 0 OR instr(?4, ',ALL_EVENTS,') > 0) ORDER BY seq LIMIT ?5",
-        )?
-        .query_map(params![scope.tenant_id, scope.mode.as_str(), cursor, types, limit], |r| {
+        .prepare_cached(&format!(
+            "SELECT e.seq, e.id, e.type, e.created_ms, e.lean_body IS NOT NULL, e.order_key \
+             FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2"
+        ))?
+        .query_map(params![subscription_id, limit], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -725,12 +804,12 @@ impl Store for SqliteStore {
         self.read(|c| {
             // Rows, and the deliveries of lanes that fell behind, still in the log.
             Ok(c.query_row(
-                "SELECT SUM(n), MIN(oldest) FROM ( \
-                 SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM deliveries WHERE status = 'PENDING' \
-                 UNION ALL SELECT COUNT(*), MIN(e.created_ms) FROM subscriptions s JOIN events e \
-                 ON e.tenant_id = s.tenant_id AND e.mode = s.mode AND e.seq > s.cursor_seq \
-                 WHERE s.cursor_seq IS NOT NULL AND e.only_subscription IS NULL \
-                 AND (instr(s.event_types, ',' || e.type || ',') > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0))",
+                &format!(
+                    "SELECT SUM(n), MIN(oldest) FROM ( \
+                     SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM deliveries WHERE status = 'PENDING' \
+                     UNION ALL SELECT COUNT(*), MIN(e.created_ms) FROM subscriptions s JOIN events e \
+                     ON {TAKES_FROM_LOG} WHERE s.cursor_seq IS NOT NULL)"
+                ),
                 [],
                 |r| {
                     Ok(Backlog {
@@ -756,7 +835,24 @@ impl Store for SqliteStore {
                     count: r.get::<_, i64>(2)? as u64,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut counts = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let in_log = c
+                .prepare_cached(&format!(
+                    "SELECT (e.created_ms / 60000) * 60000, COUNT(*) FROM subscriptions s JOIN events e \
+                     ON {TAKES_FROM_LOG} WHERE s.id = ?1 AND s.tenant_id = ?2 AND s.mode = ?3 \
+                     AND s.cursor_seq IS NOT NULL AND e.created_ms >= ?4 GROUP BY 1"
+                ))?
+                .query_map(params![id, scope.tenant_id, scope.mode.as_str(), since_ms], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (minute_ms, count) in in_log {
+                match counts.iter_mut().find(|m| m.minute_ms == minute_ms && m.status == DeliveryStatus::Pending) {
+                    Some(m) => m.count += count,
+                    None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
+                }
+            }
+            Ok(counts)
         })
         .await
     }
@@ -1001,39 +1097,55 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let sql =
                 format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
-            Ok(c.prepare_cached(&sql)?
+            let row = c
+                .prepare_cached(&sql)?
                 .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
-                .optional()?
-                .map(|(_, d)| d))
+                .optional()?;
+            if let Some((_, d)) = row {
+                return Ok(Some(d));
+            }
+            // Still in the log? Its id begins with its event's.
+            let Some(stem) = id.strip_prefix("dlv-").and_then(|rest| rest.get(..24)) else { return Ok(None) };
+            let event_id: Option<String> = c
+                .prepare_cached("SELECT id FROM events WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 1")?
+                .query_row([format!("{}{stem}", ids::EVENT)], |r| r.get(0))
+                .optional()?;
+            let Some(event_id) = event_id else { return Ok(None) };
+            let in_log = log_deliveries(c, &scope, &Listing::Event(event_id), i64::MAX, u32::MAX)?;
+            Ok(in_log.into_iter().map(|(_, d)| d).find(|d| d.id == id))
         })
         .await
     }
 
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
-        let (column, key) = match of {
-            DeliveriesOf::Subscription(id) => ("subscription_id", id.to_owned()),
-            DeliveriesOf::Event(id) => ("event_id", id.to_owned()),
-        };
-        let (scope, page) = (scope.clone(), page.clone());
+        let (scope, page, of) = (scope.clone(), page.clone(), Listing::of(of));
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {column} = ?1 AND tenant_id = ?2 AND mode = ?3 \
-                 AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
-            );
-            let rows = c
-                .prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        key,
-                        scope.tenant_id,
-                        scope.mode.as_str(),
-                        page.before_seq.unwrap_or(i64::MAX),
-                        page.size + 1
-                    ],
-                    delivery_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(paginate(rows, page.size))
+            // Deliveries still in the log come first (newer than any row), with negative
+            // cursors; then the rows, by their seq.
+            let mut items = Vec::new();
+            if page.before_seq.is_none_or(|b| b < 0) {
+                let below = page.before_seq.map_or(i64::MAX, |b| -b);
+                let in_log = log_deliveries(c, &scope, &of, below, page.size + 1)?;
+                items.extend(in_log.into_iter().map(|(position, d)| (-position, d)));
+            }
+            let wanted = (page.size as usize + 1).saturating_sub(items.len());
+            if wanted > 0 {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {} = ?1 AND tenant_id = ?2 AND mode = ?3 \
+                     AND seq < ?4 ORDER BY seq DESC LIMIT ?5",
+                    of.column()
+                );
+                let before = page.before_seq.filter(|b| *b >= 0).unwrap_or(i64::MAX);
+                let rows = c
+                    .prepare_cached(&sql)?
+                    .query_map(
+                        params![of.key(), scope.tenant_id, scope.mode.as_str(), before, wanted as i64],
+                        delivery_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                items.extend(rows);
+            }
+            Ok(paginate(items, page.size))
         })
         .await
     }
@@ -1221,10 +1333,22 @@ impl Store for SqliteStore {
                  AND status = 'PENDING' AND order_key = '{FIFO_KEY}' AND next_attempt_ms IS NOT NULL AND attempts > 0 \
                  ORDER BY seq LIMIT 1"
             );
-            Ok(c.prepare_cached(&sql)?
+            let row = c
+                .prepare_cached(&sql)?
                 .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
-                .optional()?
-                .map(|(_, d)| d))
+                .optional()?;
+            if let Some((_, d)) = row {
+                return Ok(Some(d));
+            }
+            // Still in the log? Its id begins with its event's.
+            let Some(stem) = id.strip_prefix("dlv-").and_then(|rest| rest.get(..24)) else { return Ok(None) };
+            let event_id: Option<String> = c
+                .prepare_cached("SELECT id FROM events WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 1")?
+                .query_row([format!("{}{stem}", ids::EVENT)], |r| r.get(0))
+                .optional()?;
+            let Some(event_id) = event_id else { return Ok(None) };
+            let in_log = log_deliveries(c, &scope, &Listing::Event(event_id), i64::MAX, u32::MAX)?;
+            Ok(in_log.into_iter().map(|(_, d)| d).find(|d| d.id == id))
         })
         .await
     }
@@ -1373,10 +1497,22 @@ impl Store for SqliteStore {
             )?;
             let sql =
                 format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND tenant_id = ?2 AND mode = ?3");
-            Ok(c.prepare_cached(&sql)?
+            let row = c
+                .prepare_cached(&sql)?
                 .query_row(params![id, scope.tenant_id, scope.mode.as_str()], delivery_row)
-                .optional()?
-                .map(|(_, d)| d))
+                .optional()?;
+            if let Some((_, d)) = row {
+                return Ok(Some(d));
+            }
+            // Still in the log? Its id begins with its event's.
+            let Some(stem) = id.strip_prefix("dlv-").and_then(|rest| rest.get(..24)) else { return Ok(None) };
+            let event_id: Option<String> = c
+                .prepare_cached("SELECT id FROM events WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 1")?
+                .query_row([format!("{}{stem}", ids::EVENT)], |r| r.get(0))
+                .optional()?;
+            let Some(event_id) = event_id else { return Ok(None) };
+            let in_log = log_deliveries(c, &scope, &Listing::Event(event_id), i64::MAX, u32::MAX)?;
+            Ok(in_log.into_iter().map(|(_, d)| d).find(|d| d.id == id))
         })
         .await
     }

@@ -411,6 +411,19 @@ async fn a_patch_sets_only_its_fields_so_a_disable_made_meanwhile_stands() {
     }
 }
 
+/// Every delivery of a list, page after page (two a page).
+async fn every_delivery(store: &dyn Store, of: DeliveriesOf<'_>) -> Vec<Delivery> {
+    let (mut all, mut page) = (Vec::new(), PageRequest { size: 2, before_seq: None });
+    loop {
+        let got = store.list_deliveries(&scope(), of, &page).await.expect("list");
+        all.extend(got.items);
+        match got.next_cursor {
+            Some(cursor) => page.before_seq = Some(cursor.parse().expect("a cursor")),
+            None => return all,
+        }
+    }
+}
+
 async fn test_send(store: &dyn Store, to: &str) {
     let id = smile_core::ids::new_id("et-");
     let event = NewEvent {
@@ -454,6 +467,18 @@ async fn a_lane_that_fell_behind_reads_every_later_event_from_the_log_once_in_or
         let mut published: Vec<String> =
             listed.items.into_iter().filter(|e| e.event_type != "TEST").map(|e| e.id).collect();
         published.reverse();
+        let listed = every_delivery(&*store, DeliveriesOf::Subscription(&behind)).await;
+        assert_eq!(listed.len(), 8, "{name}: listed, in the log or not");
+        assert!(listed.iter().all(|d| d.status == DeliveryStatus::Pending), "{name}");
+        let newest = &listed[0];
+        assert_eq!(newest.event_id, published[published.len() - 1], "{name}: newest first");
+        let found = store.get_delivery(&scope(), &newest.id).await.expect("get").expect("found by its id");
+        assert_eq!((found.id.as_str(), found.subscription_id.as_str()), (newest.id.as_str(), behind.as_str()));
+        let of_event = every_delivery(&*store, DeliveriesOf::Event(&newest.event_id)).await;
+        assert_eq!(of_event.len(), 2, "{name}: the event's deliveries to both subscriptions");
+        let counted: u64 =
+            store.delivery_counts(&scope(), &behind, 0).await.expect("counts").iter().map(|m| m.count).sum();
+        assert_eq!(counted, 8, "{name}: counted per minute");
         let now = now_ms() + 1;
         let first = store.load_lane(&behind, now, &[], 4).await.expect("load");
         assert_eq!(first.deliveries.len(), 4, "{name}");
@@ -468,6 +493,10 @@ async fn a_lane_that_fell_behind_reads_every_later_event_from_the_log_once_in_or
         let event_ids: Vec<&str> = read.iter().map(|d| d.event_id.as_str()).collect();
         assert_eq!(event_ids, published, "{name}: every event once, in publish order");
         assert!(read.iter().all(|d| d.body.contains(&d.event_id)), "{name}: each with its body");
+        let ids_listed: Vec<String> = listed.iter().map(|d| d.id.clone()).collect();
+        let ids_after: Vec<String> =
+            every_delivery(&*store, DeliveriesOf::Subscription(&behind)).await.into_iter().map(|d| d.id).collect();
+        assert_eq!(ids_after, ids_listed, "{name}: each keeps the id it was listed with");
         let again = publish_keyed(&*store, None).await;
         assert!(again.iter().any(|d| d.subscription_id == behind), "{name}: caught up, written at publish again");
     }
