@@ -677,7 +677,10 @@ test('keyboard only: George connects at SSS with Tab, typing and Enter; focus st
   await page.keyboard.press('Enter');
   await onPage(frame, 'connected');
   await tabTo('button.primary');
-  await page.keyboard.press('Enter');
+  // This Enter closes the widget: its frame goes away while the key is being dispatched, and
+  // Chromium then may never acknowledge the rest of the press (a 20 s hang in CI on
+  // 2026-12-02). What the key does is asserted below; its acknowledgement is not awaited.
+  page.keyboard.press('Enter').catch(() => {});
   await eventually('focus back on the button that opened the widget',
     () => page.evaluate(() => document.activeElement && document.activeElement.id === 'opener'));
   const got = await calls(page);

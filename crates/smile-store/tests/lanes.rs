@@ -474,6 +474,8 @@ async fn a_lane_that_fell_behind_reads_every_later_event_from_the_log_once_in_or
         assert_eq!(newest.event_id, published[published.len() - 1], "{name}: newest first");
         let found = store.get_delivery(&scope(), &newest.id).await.expect("get").expect("found by its id");
         assert_eq!((found.id.as_str(), found.subscription_id.as_str()), (newest.id.as_str(), behind.as_str()));
+        let retried = store.retry_delivery(&scope(), &newest.id, now_ms()).await.expect("retry").expect("there");
+        assert_eq!(retried.status, DeliveryStatus::Pending, "{name}: a retry finds it pending");
         let of_event = every_delivery(&*store, DeliveriesOf::Event(&newest.event_id)).await;
         assert_eq!(of_event.len(), 2, "{name}: the event's deliveries to both subscriptions");
         let counted: u64 =
