@@ -647,7 +647,9 @@ impl Lanes {
             if result.succeeded() {
                 lane.failures = 0;
                 lane.paused_until = 0;
-            } else {
+            } else if finished >= lane.paused_until {
+                // Attempts still in flight when the breaker paused the lane fail together and
+                // count as the one failure that paused it: ten at once had paused it 32 s.
                 lane.failures += 1;
                 if let Some(over) = lane.failures.checked_sub(self.config.breaker_after) {
                     let pause = Duration::from_secs(1u64 << over.min(16)).min(self.config.breaker_max_pause);

@@ -214,6 +214,51 @@ async fn a_fifo_subscription_sends_in_order_and_shows_what_blocks_it() {
     assert_eq!(status, 400, "{body}");
 }
 
+/// A node killed while a lane is behind (its deliveries in the log on SQLite) sends every
+/// event once it is back and the endpoint answers: the cursor, not memory, keeps the place.
+async fn a_lane_that_fell_behind_sends_everything_after_a_crash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_url = format!("http://{}/", hang.local_addr().expect("addr"));
+    let hanging = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hang.accept().await {
+            open.push(stream);
+        }
+    });
+    let args = ["--lease", "2s", "--poll-interval", "300ms", "--retry-schedule", "100ms,100ms"];
+    // Ten attempts in flight fail at once when the hung connections close: the breaker counts
+    // them as one failure (as ten, it paused the lane 32 s and this test timed out).
+    let args = [&args[..], &["--lane-window", "10", "--request-timeout", "60s"]].concat();
+    let first = serve(&data, &args, &[]);
+    let (key, secret) = first.key.clone().expect("keys");
+    let (ok, os) = keys_create(&data, &["--operator"]);
+    let sandbox = Api::new(first.addr, &key, &secret);
+    let sub = sandbox.subscribe(&hang_url, &["ALL_EVENTS"], "s").await;
+    let operator = Api::new(first.addr, &ok, &os);
+    let mut published = HashSet::new();
+    for _ in 0..60 {
+        published.insert(user_created(&operator).await);
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    let second = serve(&data, &args, &[]);
+    let sandbox = sandbox.on(second.addr);
+    assert_eq!(sandbox.deliveries(&sub).await.len(), 60, "every delivery listed after the restart");
+    let receiver = Receiver::start().await;
+    let (status, body) = sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    // The attempts hung on the old address fail as their connections close, and go again.
+    hanging.abort();
+    eventually(Duration::from_secs(20), "every event arrived", || async {
+        let arrived: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+        (arrived == published).then_some(())
+    })
+    .await;
+}
+
 async fn a_fifo_lane_keeps_its_order_across_a_crash() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
