@@ -39,6 +39,20 @@ async fn stays(period: Duration, what: &str, mut holds: impl AsyncFnMut() -> boo
     }
 }
 
+/// An endpoint that accepts connections and never answers, until its task is aborted (which
+/// closes them): its URL and its task.
+async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", hang.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hang.accept().await {
+            open.push(stream);
+        }
+    });
+    (url, task)
+}
+
 pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
     let (status, body) = api
         .post(
@@ -102,14 +116,7 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
         o.delivery.request_timeout = Duration::from_secs(60);
     })
     .await;
-    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hang_url = format!("http://{}/", hang.local_addr().expect("addr"));
-    let hanging = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((stream, _)) = hang.accept().await {
-            open.push(stream);
-        }
-    });
+    let (hang_url, hanging) = hanging_endpoint().await;
     let sub = server.sandbox.subscribe(&hang_url, &["ALL_EVENTS"], "s").await;
     let operator = server.operator().await;
     let mut published = HashSet::new();
@@ -219,14 +226,7 @@ async fn a_fifo_subscription_sends_in_order_and_shows_what_blocks_it() {
 async fn a_lane_that_fell_behind_sends_everything_after_a_crash() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
-    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hang_url = format!("http://{}/", hang.local_addr().expect("addr"));
-    let hanging = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((stream, _)) = hang.accept().await {
-            open.push(stream);
-        }
-    });
+    let (hang_url, hanging) = hanging_endpoint().await;
     let args = ["--lease", "2s", "--poll-interval", "300ms", "--retry-schedule", "100ms,100ms"];
     // Ten attempts in flight fail at once when the hung connections close: the breaker counts
     // them as one failure (as ten, it paused the lane 32 s and this test timed out).
