@@ -174,7 +174,7 @@ impl SqliteStore {
     }
 
     /// A lane's due rows (see [`Store::load_lane`]), and whether its subscription fell behind.
-    async fn read_lane(&self, id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<(LaneBatch, bool)> {
+    async fn read_lane(&self, id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
         let id = id.to_owned();
         let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.read(move |c| {
@@ -207,7 +207,7 @@ impl SqliteStore {
             let behind = c
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND cursor_seq IS NOT NULL)")?
                 .query_row([&id], |r| r.get(0))?;
-            Ok((LaneBatch { deliveries, next_due_ms, behind: false }, behind))
+            Ok(LaneBatch { deliveries, next_due_ms, behind })
         })
         .await
     }
@@ -388,10 +388,8 @@ fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
                  AND (instr(s.event_types, ?4) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)"
         }
     };
-    let sql = format!(
-        "SELECT s.seq, s.id, s.include_payload, CASE WHEN s.fifo THEN '{FIFO_KEY}' ELSE ?5 END \
-         FROM subscriptions s WHERE {matching}"
-    );
+    let sql =
+        format!("SELECT s.seq, s.id, s.include_payload, {} FROM subscriptions s WHERE {matching}", order_key_of("?5"));
     let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
     let types = format!(",{},", e.event_type);
     let found = c
@@ -593,50 +591,41 @@ fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
 /// later. Once the log is read to its end, publishes write the subscription's deliveries
 /// again. Returns whether it is still behind.
 fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<bool> {
-    let sub = c
-        .prepare_cached(
-            "SELECT seq, tenant_id, mode, include_payload, fifo, cursor_seq FROM subscriptions \
-             WHERE id = ?1 AND cursor_seq IS NOT NULL",
-        )?
-        .query_row([subscription_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                Scope { tenant_id: r.get(1)?, mode: mode_of(&r.get::<_, String>(2)?) },
-                r.get::<_, bool>(3)?,
-                r.get::<_, bool>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((sub_seq, scope, include_payload, fifo, cursor)) = sub else { return Ok(false) };
     let events = c
         .prepare_cached(&format!(
-            "SELECT e.seq, e.id, e.type, e.created_ms, e.lean_body IS NOT NULL, e.order_key \
-             FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2"
+            "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
+             s.seq, s.include_payload, {} FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
+             WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2",
+            order_key_of("e.order_key")
         ))?
         .query_map(params![subscription_id, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, bool>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
+            let head = (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?);
+            let scope = Scope { tenant_id: r.get(3)?, mode: mode_of(&r.get::<_, String>(4)?) };
+            let (created_ms, lean) = (r.get::<_, i64>(5)?, r.get::<_, bool>(6)?);
+            let target = Target {
+                seq: r.get(7)?,
+                id: subscription_id.to_owned(),
+                include_payload: r.get(8)?,
+                order_key: r.get(9)?,
+            };
+            Ok((head, scope, created_ms, lean, target))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let behind = events.len() as u32 >= limit;
-    let mut last = cursor;
-    for (seq, id, event_type, created_ms, lean, order_key) in events {
-        let head = EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean };
-        let order_key = if fifo { Some(FIFO_KEY.to_owned()) } else { order_key };
-        let target = Target { seq: sub_seq, id: subscription_id.to_owned(), include_payload, order_key };
-        insert_delivery(c, &head, target)?;
-        last = seq;
+    let mut last = None;
+    for ((seq, id, event_type), scope, created_ms, lean, target) in events {
+        insert_delivery(c, &EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean }, target)?;
+        last = Some(seq);
     }
-    c.prepare_cached("UPDATE subscriptions SET cursor_seq = ?1 WHERE id = ?2")?
-        .execute(params![behind.then_some(last), subscription_id])?;
+    c.prepare_cached("UPDATE subscriptions SET cursor_seq = ?1 WHERE id = ?2 AND cursor_seq IS NOT NULL")?
+        .execute(params![last.filter(|_| behind), subscription_id])?;
     Ok(behind)
+}
+
+/// The order key a subscription's delivery waits behind: the FIFO key for a FIFO
+/// subscription `s`, else the event's (`event_key`, an SQL expression).
+fn order_key_of(event_key: &str) -> String {
+    format!("CASE WHEN s.fifo THEN '{FIFO_KEY}' ELSE {event_key} END")
 }
 
 /// Takes `e`'s idempotency key (if it has one) for it; or, when the key names an event made
@@ -1238,20 +1227,18 @@ impl Store for SqliteStore {
     }
 
     async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
-        let id = subscription_id.to_owned();
-        let mut held = held.to_vec();
-        let (mut batch, behind) = self.read_lane(&id, now_ms, &held, limit).await?;
+        let mut batch = self.read_lane(subscription_id, now_ms, held, limit).await?;
         let short = limit.saturating_sub(batch.deliveries.len() as u32);
-        if !behind || short == 0 {
-            return Ok(LaneBatch { behind, ..batch });
+        if !batch.behind || short == 0 {
+            return Ok(batch);
         }
-        let log_id = id.clone();
-        let behind = self.write(move |c| read_log(c, &log_id, short)).await?;
-        held.extend(batch.deliveries.iter().map(|d| d.seq));
-        let (more, _) = self.read_lane(&id, now_ms, &held, short).await?;
+        let id = subscription_id.to_owned();
+        batch.behind = self.write(move |c| read_log(c, &id, short)).await?;
+        let held: Vec<i64> = held.iter().copied().chain(batch.deliveries.iter().map(|d| d.seq)).collect();
+        let more = self.read_lane(subscription_id, now_ms, &held, short).await?;
         batch.deliveries.extend(more.deliveries);
         batch.next_due_ms = more.next_due_ms;
-        Ok(LaneBatch { behind, ..batch })
+        Ok(batch)
     }
 
     async fn fall_behind(&self, subscription_id: &str) -> Result<bool> {
