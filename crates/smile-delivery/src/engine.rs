@@ -1,6 +1,6 @@
 //! The engine's face: publish, test sends, and what the API tells it about subscriptions.
-//! A publish is one store transaction (the event and its fan-out); after the commit its due
-//! deliveries go to their lanes.
+//! A publish is one store transaction (the event and its fan-out; on SQLite, a large fan-out's
+//! rows follow in the next commits); after the commit its due deliveries go to their lanes.
 
 use crate::config::DeliveryConfig;
 use crate::error::EngineError;
@@ -257,14 +257,9 @@ impl Engine {
                 idempotency: idempotency.clone(),
             })
             .await?;
-        let deliveries = match published {
-            Published::Created(deliveries) => {
-                metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => scope.mode.as_str()).increment(1);
-                metrics::counter!(metric::DELIVERIES_CREATED).increment(deliveries.len() as u64);
-                let scope_labels = (scope.tenant_id.as_str(), scope.mode.as_str());
-                self.inner.traces.publish(&event.id, event_type.as_str(), scope_labels, started, deliveries.len());
-                deliveries
-            }
+        let (deliveries, later, rest) = match published {
+            Published::Created(deliveries) => (deliveries, 0, None),
+            Published::Spreading { deliveries, later, rest } => (deliveries, later, Some(rest)),
             Published::Replayed { event_id, fingerprint } => {
                 if idempotency.is_none_or(|k| k.fingerprint != fingerprint) {
                     return Err(EngineError::IdempotencyKeyReused);
@@ -272,12 +267,22 @@ impl Engine {
                 return self.first_event(scope, &event_id).await;
             }
         };
-        if !deliveries.is_empty() {
-            let _ = self.inner.lanes.send(Msg::Fresh {
-                event_id: event.id.clone(),
-                body: Bytes::from(body),
-                lean_body: lean_body.map(Bytes::from),
-                deliveries,
+        metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => scope.mode.as_str()).increment(1);
+        let scope_labels = (scope.tenant_id.as_str(), scope.mode.as_str());
+        let fan_out = deliveries.len() + later;
+        self.inner.traces.publish(&event.id, event_type.as_str(), scope_labels, started, fan_out);
+        let fresh =
+            Fresh { event_id: event.id.clone(), body: Bytes::from(body), lean_body: lean_body.map(Bytes::from) };
+        fresh.clone().hand_to_lanes(&self.inner.lanes, deliveries);
+        if let Some(rest) = rest {
+            let lanes = self.inner.lanes.clone();
+            tokio::spawn(async move {
+                match rest.await {
+                    Ok(Ok(deliveries)) => fresh.hand_to_lanes(&lanes, deliveries),
+                    // The spread is still in the store: the next start writes it.
+                    Ok(Err(error)) => tracing::error!(%error, event_id = %fresh.event_id, "writing a fan-out failed"),
+                    Err(_) => tracing::error!(event_id = %fresh.event_id, "the store closed while writing a fan-out"),
+                }
             });
         }
         Ok(Publication { event, replayed: false })
@@ -290,6 +295,25 @@ impl Engine {
             .and_then(|stored| serde_json::from_str(&stored.body).ok())
             .ok_or_else(|| EngineError::Store(smile_store::StoreError::Invalid(format!("event {event_id} is gone"))))?;
         Ok(Publication { event, replayed: true })
+    }
+}
+
+/// A committed event's bodies, for its deliveries as they are written.
+#[derive(Clone)]
+struct Fresh {
+    event_id: String,
+    body: Bytes,
+    lean_body: Option<Bytes>,
+}
+
+impl Fresh {
+    /// Hands `deliveries`, just written, to their lanes.
+    fn hand_to_lanes(self, lanes: &mpsc::UnboundedSender<Msg>, deliveries: Vec<smile_store::NewDelivery>) {
+        metrics::counter!(metric::DELIVERIES_CREATED).increment(deliveries.len() as u64);
+        if !deliveries.is_empty() {
+            let Fresh { event_id, body, lean_body } = self;
+            let _ = lanes.send(Msg::Fresh { event_id, body, lean_body, deliveries });
+        }
     }
 }
 

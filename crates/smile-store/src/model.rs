@@ -143,10 +143,18 @@ pub struct IdempotencyKey {
 }
 
 /// What a publish did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Published {
     /// The event is written, with these deliveries.
     Created(Vec<NewDelivery>),
+    /// The event is written with `deliveries`; the rest of its large fan-out, to `later`
+    /// more subscriptions, is written in the commits after it, and `rest` answers with those
+    /// deliveries (see the SQLite store's `SPREAD_AFTER`).
+    Spreading {
+        deliveries: Vec<NewDelivery>,
+        later: usize,
+        rest: tokio::sync::oneshot::Receiver<crate::Result<Vec<NewDelivery>>>,
+    },
     /// Its idempotency key was used within the window: nothing was written. These are the
     /// first event's id and the fingerprint of the request that made it.
     Replayed { event_id: String, fingerprint: String },

@@ -31,10 +31,13 @@ trait Write: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: its own result, unless the commit failed.
     fn finish(self: Box<Self>, commit: Result<()>);
+    /// A request waits on it (a publish, an API change), not the engine's background work.
+    fn urgent(&self) -> bool;
 }
 
 struct PendingWrite<R, F> {
     f: F,
+    urgent: bool,
     /// None until run, and after a run that panicked.
     result: Option<Result<R>>,
     reply: oneshot::Sender<Result<R>>,
@@ -65,6 +68,10 @@ where
     fn finish(self: Box<Self>, commit: Result<()>) {
         let result = self.result.unwrap_or(Err(StoreError::Closed));
         let _ = self.reply.send(commit.and(result));
+    }
+
+    fn urgent(&self) -> bool {
+        self.urgent
     }
 }
 
@@ -109,6 +116,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let mut conn = open(path)?;
         crate::migrations::sqlite(&mut conn)?;
+        let tx = conn.transaction()?;
+        spread_left_over(&tx)?;
+        tx.commit()?;
         // Checkpoints run beside the writer, not inside its commits, where a large one would
         // hold up every publish queued behind it.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
@@ -141,10 +151,30 @@ impl SqliteStore {
         R: Send + 'static,
         F: Fn(&Connection) -> Result<R> + Send + 'static,
     {
+        self.queue(f, true).await?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`SqliteStore::write`], for the engine's background work: it runs after the
+    /// urgent writes queued with it, and a batch past its budget commits without the rest of
+    /// it when an urgent write waits (see [`writer_loop`]).
+    async fn write_bulk<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
+    {
+        self.queue(f, false).await?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `f` for the writer; the answer comes after its commit.
+    async fn queue<R, F>(&self, f: F, urgent: bool) -> Result<oneshot::Receiver<Result<R>>>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(PendingWrite { f, result: None, reply });
+        let job: Job = Box::new(PendingWrite { f, urgent, result: None, reply });
         self.writer.send(job).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(answer)
     }
 
     /// Runs `f` on a reader connection off the async runtime.
@@ -301,22 +331,93 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpoint> {
     })
 }
 
-fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, restart_wanted: Arc<AtomicBool>) {
-    let mut restart_tries = 0;
-    while let Some(first) = jobs.blocking_recv() {
-        restart_long_wal(&conn, &restart_wanted, &mut restart_tries);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// How long a batch runs before it commits early for an urgent write waiting behind it (or
+/// in it): a publish waits for at most about this much of the engine's background writes.
+const BATCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Writes waiting for the writer thread, urgent ones first.
+#[derive(Default)]
+struct Queue {
+    urgent: std::collections::VecDeque<Job>,
+    bulk: std::collections::VecDeque<Job>,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        if job.urgent() { self.urgent.push_back(job) } else { self.bulk.push_back(job) }
+    }
+
+    /// Takes every write already sent.
+    fn take_sent(&mut self, jobs: &mut mpsc::Receiver<Job>) {
+        while let Ok(job) = jobs.try_recv() {
+            self.push(job);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        self.urgent.pop_front().or_else(|| self.bulk.pop_front())
+    }
+
+    fn len(&self) -> usize {
+        self.urgent.len() + self.bulk.len()
+    }
+}
+
+/// Which writes one batch takes: those queued when it begins, urgent ones first, until it
+/// has run past [`BATCH_BUDGET`] while an urgent write is in it or waits.
+struct BatchPlan {
+    started: std::time::Instant,
+    limit: usize,
+    urgent_in_batch: bool,
+}
+
+impl BatchPlan {
+    fn new(queue: &Queue) -> Self {
+        BatchPlan { started: std::time::Instant::now(), limit: queue.len().min(MAX_BATCH), urgent_in_batch: false }
+    }
+
+    /// The batch's next write, if it takes one more.
+    fn next(&mut self, queue: &mut Queue, jobs: &mut mpsc::Receiver<Job>, batch: &[Job]) -> Option<Job> {
+        if batch.len() >= self.limit {
+            return None;
+        }
+        if !batch.is_empty() && self.started.elapsed() >= BATCH_BUDGET {
+            queue.take_sent(jobs);
+            if self.urgent_in_batch || !queue.urgent.is_empty() {
+                return None;
             }
         }
-        let (started, size) = (std::time::Instant::now(), batch.len());
-        let committed = run_batch(&mut conn, &mut batch);
+        let job = queue.pop()?;
+        self.urgent_in_batch |= job.urgent();
+        Some(job)
+    }
+}
+
+/// The writer thread: each batch takes the writes queued when it begins, urgent ones first,
+/// and commits once (group commit); past [`BATCH_BUDGET`], it commits early when an urgent
+/// write is in it or waits for the next.
+fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, restart_wanted: Arc<AtomicBool>) {
+    let mut restart_tries = 0;
+    let mut queue = Queue::default();
+    loop {
+        if queue.len() == 0 {
+            match jobs.blocking_recv() {
+                Some(job) => queue.push(job),
+                None => return,
+            }
+        }
+        queue.take_sent(&mut jobs);
+        restart_long_wal(&conn, &restart_wanted, &mut restart_tries);
+        let mut plan = BatchPlan::new(&queue);
+        let mut batch = Vec::new();
+        let committed = run_batch(&mut conn, &mut batch, |batch| plan.next(&mut queue, &mut jobs, batch));
+        if committed.is_err() && batch.is_empty() {
+            // The transaction did not begin: the writes it would have run hear why.
+            batch.extend(std::iter::from_fn(|| queue.pop()).take(plan.limit));
+        }
         let labels = [("backend", "sqlite"), ("write", "group")];
-        metrics::histogram!(metric::COMMIT_SECONDS, &labels).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(metric::COMMIT_BATCH, &labels).record(size as f64);
+        metrics::histogram!(metric::COMMIT_SECONDS, &labels).record(plan.started.elapsed().as_secs_f64());
+        metrics::histogram!(metric::COMMIT_BATCH, &labels).record(batch.len() as f64);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "group commit failed");
         }
@@ -326,20 +427,22 @@ fn writer_loop(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, restart_want
     }
 }
 
-/// Runs a batch in one transaction and commits it; a write that fails leaves nothing behind
-/// and the others are committed.
+/// Runs writes in one transaction, each next one from `next` until it has none, and commits
+/// them; a write that fails leaves nothing behind and the others are committed. `batch`
+/// holds the writes run.
 ///
 /// First every write runs bare. A savepoint per write would make SQLite copy each page a
 /// write first touches into a sub-journal, which perf showed as a fifth of the writer's time,
 /// and writes almost never fail. Only when one does is the batch rolled back and run again,
 /// each write in a savepoint of its own.
-fn run_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<()> {
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, mut next: impl FnMut(&[Job]) -> Option<Job>) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut failed = 0;
-    for job in batch.iter_mut() {
+    while let Some(mut job) = next(batch) {
         if !job.run(&tx) {
             failed += 1;
         }
+        batch.push(job);
     }
     if failed == 0 {
         return Ok(tx.commit()?);
@@ -399,6 +502,79 @@ fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(found)
+}
+
+/// A publish to more subscriptions than this (not counting those in order) commits its event
+/// first and writes their delivery rows in the next commit ([`spread`]): it is answered after
+/// a one-row commit instead of a 1,000-row one, which is most of a large fan-out's publish
+/// latency (each row touches a page of two per-subscription indexes).
+const SPREAD_AFTER: usize = 64;
+
+/// The subscriptions one write of a spread takes: a few milliseconds of the writer, so that a
+/// publish waits behind at most one such write (see [`BATCH_BUDGET`]).
+const SPREAD_PART: usize = 128;
+
+/// Writes the delivery rows of one part of a large fan-out whose event is committed (see
+/// [`SPREAD_AFTER`]) and forgets that part; nothing if another write did already. A subscription
+/// deleted in between gets none; one disabled in between gets its delivery failed as a
+/// disable fails the pending ones. Runs in the commit after the event's, and at open for any
+/// a crash left. Returns the due deliveries written.
+fn spread(c: &Connection, event_seq: i64, part: i64) -> Result<Vec<NewDelivery>> {
+    let found = c
+        .prepare_cached(
+            "SELECT e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, p.subscriptions \
+             FROM spreads p JOIN events e ON e.seq = p.event_seq WHERE p.event_seq = ?1 AND p.part = ?2",
+        )?
+        .query_row([event_seq, part], |r| {
+            let head = (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(4)?, r.get::<_, bool>(5)?);
+            let scope = Scope { tenant_id: r.get(2)?, mode: mode_of(&r.get::<_, String>(3)?) };
+            Ok((head, scope, r.get::<_, String>(6)?))
+        })
+        .optional()?;
+    let Some(((id, event_type, created_ms, lean), scope, subscriptions)) = found else { return Ok(Vec::new()) };
+    let head = EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean };
+    let targets = c
+        .prepare_cached(&format!(
+            "SELECT s.seq, s.id, s.include_payload, {}, s.active, s.disabled_reason FROM subscriptions s \
+             WHERE s.seq IN (SELECT value FROM json_each(?1)) ORDER BY s.seq",
+            order_key_of("NULL")
+        ))?
+        .query_map([subscriptions], |r| {
+            let target = Target { seq: r.get(0)?, id: r.get(1)?, include_payload: r.get(2)?, order_key: r.get(3)? };
+            Ok((target, r.get::<_, bool>(4)?, r.get::<_, Option<String>>(5)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut created = Vec::new();
+    for (target, active, disabled_reason) in targets {
+        let delivery = insert_delivery(c, &head, target)?;
+        if active {
+            created.push(delivery);
+            continue;
+        }
+        c.prepare_cached(
+            "UPDATE deliveries SET status = 'FAILED', next_attempt_ms = NULL, last_error = ?1, updated_ms = ?2 \
+             WHERE seq = ?3",
+        )?
+        .execute(params![
+            disabled_reason.unwrap_or_else(|| "subscription disabled".into()),
+            now(),
+            delivery.seq
+        ])?;
+    }
+    c.prepare_cached("DELETE FROM spreads WHERE event_seq = ?1 AND part = ?2")?.execute([event_seq, part])?;
+    Ok(created)
+}
+
+/// Writes what every spread a crash interrupted left unwritten.
+fn spread_left_over(c: &Connection) -> Result<()> {
+    let left: Vec<(i64, i64)> = c
+        .prepare("SELECT event_seq, part FROM spreads ORDER BY event_seq, part")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (event_seq, part) in left {
+        spread(c, event_seq, part)?;
+    }
+    Ok(())
 }
 
 /// What a delivery row takes from its event, whether fresh or read from the log.
@@ -755,6 +931,83 @@ fn unpark(conn: &Connection, subscription_id: &str, order_key: &str, now_ms: i64
     Ok(changed > 0)
 }
 
+/// The outcomes one write records: a few milliseconds of the writer, so that a publish waits
+/// behind at most one such write (see [`BATCH_BUDGET`]). A batch's writes still commit
+/// together unless a publish waits.
+const OUTCOME_PART: usize = 128;
+
+/// Records attempts and their deliveries' transitions (only from PENDING). Running it again
+/// changes nothing: the attempt is kept once, and a delivery that left PENDING stays.
+fn record_outcomes(c: &Connection, outcomes: &[Outcome]) -> Result<OutcomeEffects> {
+    let mut attempt = c.prepare_cached(
+        "INSERT OR IGNORE INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+    )?;
+    let mut delivery = c.prepare_cached(&format!(
+        "UPDATE deliveries SET status = ?1, attempts = MAX(attempts, ?2), next_attempt_ms = ?3, updated_ms = ?4, \
+         last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND {OPEN_DELIVERY} RETURNING order_key"
+    ))?;
+    let mut effects = OutcomeEffects::default();
+    for o in outcomes {
+        let a = &o.attempt;
+        attempt.execute(params![
+            a.id,
+            a.delivery_id,
+            a.attempt,
+            a.attempted_ms,
+            a.status_code,
+            a.latency_ms as i64,
+            a.response_body,
+            a.error
+        ])?;
+        let changed: Option<Option<String>> = delivery
+            .query_row(
+                params![
+                    o.status.as_str(),
+                    a.attempt,
+                    o.next_attempt_ms,
+                    a.attempted_ms,
+                    a.status_code,
+                    a.error,
+                    a.delivery_id
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(Some(key)) = changed
+            && o.status != DeliveryStatus::Pending
+            && unpark(c, &o.subscription_id, &key, a.attempted_ms)?
+        {
+            effects.unparked.push(o.subscription_id.clone());
+        }
+        match &o.subscription_effect {
+            SubscriptionEffect::None => {}
+            SubscriptionEffect::Recovered => {
+                c.prepare_cached("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1")?
+                    .execute([&o.subscription_id])?;
+            }
+            SubscriptionEffect::FailingSince(since) => {
+                c.prepare_cached(
+                    "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, ?1) WHERE id = ?2",
+                )?
+                .execute(params![since, o.subscription_id])?;
+            }
+            SubscriptionEffect::Disable { reason } => {
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3 AND active = 1",
+                    )?
+                    .execute(params![reason, now(), o.subscription_id])?;
+                if changed > 0 {
+                    fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, reason)?;
+                    effects.disabled.push(o.subscription_id.clone());
+                }
+            }
+        }
+    }
+    Ok(effects)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant_key(&self, tenant_id: &str, mode: Mode) -> Result<NewKey> {
@@ -1029,9 +1282,9 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, e: NewEvent) -> Result<Published> {
-        self.write(move |c| {
+        let written = self.write(move |c| {
             if let Some(replayed) = take_idempotency_key(c, &e)? {
-                return Ok(replayed);
+                return Ok((replayed, 0, 0, 0));
             }
             let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
             c.prepare_cached(
@@ -1049,18 +1302,55 @@ impl Store for SqliteStore {
                 e.order_key,
                 e.only_subscription
             ])?;
+            let event_seq = c.last_insert_rowid();
+            let (mut now, later): (Vec<_>, Vec<_>) = targets(c, &e)?.into_iter().partition(|t| t.order_key.is_some());
+            let spreading = later.len() > SPREAD_AFTER;
+            let (mut parts, spread) = (0, if spreading { later.len() } else { 0 });
+            if spreading {
+                for (part, targets) in later.chunks(SPREAD_PART).enumerate() {
+                    let seqs: Vec<i64> = targets.iter().map(|t| t.seq).collect();
+                    let seqs = serde_json::to_string(&seqs).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    c.prepare_cached("INSERT INTO spreads (event_seq, part, subscriptions) VALUES (?1, ?2, ?3)")?
+                        .execute(params![event_seq, part, seqs])?;
+                    parts += 1;
+                }
+            } else {
+                now.extend(later);
+            }
             let mut created = Vec::new();
-            for target in targets(c, &e)? {
+            for target in now {
                 created.push(insert_delivery(c, &EventHead::of(&e), target)?);
             }
-            Ok(Published::Created(created))
-        })
-        .await
+            Ok((Published::Created(created), event_seq, parts, spread))
+        });
+        let (published, event_seq, parts, later) = written.await?;
+        let deliveries = match published {
+            Published::Created(deliveries) if parts > 0 => deliveries,
+            other => return Ok(other),
+        };
+        let mut answers = Vec::new();
+        for part in 0..parts {
+            answers.push(self.queue(move |c| spread(c, event_seq, part), false).await?);
+        }
+        let (reply, rest) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut written = Vec::new();
+            for answer in answers {
+                match answer.await.map_err(|_| StoreError::Closed).and_then(|r| r) {
+                    Ok(part) => written.extend(part),
+                    Err(error) => return reply.send(Err(error)),
+                }
+            }
+            reply.send(Ok(written))
+        });
+        Ok(Published::Spreading { deliveries, later, rest })
     }
 
     async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64> {
-        self.write(move |c| Ok(c.execute("DELETE FROM idempotency_keys WHERE created_ms < ?1", [before_ms])? as u64))
-            .await
+        self.write_bulk(move |c| {
+            Ok(c.execute("DELETE FROM idempotency_keys WHERE created_ms < ?1", [before_ms])? as u64)
+        })
+        .await
     }
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>> {
@@ -1165,65 +1455,18 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: Arc<[Outcome]>) -> Result<OutcomeEffects> {
-        self.write(move |c| {
-            let mut attempt = c.prepare_cached(
-                "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms, response_body, error) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-            )?;
-            let mut delivery = c.prepare_cached(&format!(
-                "UPDATE deliveries SET status = ?1, attempts = MAX(attempts, ?2), next_attempt_ms = ?3, updated_ms = ?4, \
-                 last_status_code = ?5, last_error = ?6 WHERE id = ?7 AND {OPEN_DELIVERY} RETURNING order_key"
-            ))?;
-            let mut effects = OutcomeEffects::default();
-            for o in outcomes.iter() {
-                let a = &o.attempt;
-                attempt.execute(params![
-                    a.id, a.delivery_id, a.attempt, a.attempted_ms, a.status_code, a.latency_ms as i64,
-                    a.response_body, a.error
-                ])?;
-                let changed: Option<Option<String>> = delivery
-                    .query_row(
-                        params![
-                            o.status.as_str(), a.attempt, o.next_attempt_ms, a.attempted_ms, a.status_code, a.error,
-                            a.delivery_id
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(Some(key)) = changed
-                    && o.status != DeliveryStatus::Pending
-                    && unpark(c, &o.subscription_id, &key, a.attempted_ms)?
-                {
-                    effects.unparked.push(o.subscription_id.clone());
-                }
-                match &o.subscription_effect {
-                    SubscriptionEffect::None => {}
-                    SubscriptionEffect::Recovered => {
-                        c.prepare_cached("UPDATE subscriptions SET failing_since_ms = NULL WHERE id = ?1")?
-                            .execute([&o.subscription_id])?;
-                    }
-                    SubscriptionEffect::FailingSince(since) => {
-                        c.prepare_cached(
-                            "UPDATE subscriptions SET failing_since_ms = COALESCE(failing_since_ms, ?1) WHERE id = ?2",
-                        )?
-                        .execute(params![since, o.subscription_id])?;
-                    }
-                    SubscriptionEffect::Disable { reason } => {
-                        let changed = c
-                            .prepare_cached(
-                                "UPDATE subscriptions SET active = 0, disabled_reason = ?1, updated_ms = ?2 WHERE id = ?3 AND active = 1",
-                            )?
-                            .execute(params![reason, now(), o.subscription_id])?;
-                        if changed > 0 {
-                            fail_pending(c, &o.subscription_id, DeliveryStatus::Failed, reason)?;
-                            effects.disabled.push(o.subscription_id.clone());
-                        }
-                    }
-                }
-            }
-            Ok(effects)
-        })
-        .await
+        let mut answers = Vec::new();
+        for start in (0..outcomes.len()).step_by(OUTCOME_PART) {
+            let (outcomes, end) = (outcomes.clone(), (start + OUTCOME_PART).min(outcomes.len()));
+            answers.push(self.queue(move |c| record_outcomes(c, &outcomes[start..end]), false).await?);
+        }
+        let mut effects = OutcomeEffects::default();
+        for answer in answers {
+            let part = answer.await.map_err(|_| StoreError::Closed)??;
+            effects.disabled.extend(part.disabled);
+            effects.unparked.extend(part.unparked);
+        }
+        Ok(effects)
     }
 
     async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
@@ -1233,7 +1476,7 @@ impl Store for SqliteStore {
             return Ok(batch);
         }
         let id = subscription_id.to_owned();
-        batch.behind = self.write(move |c| read_log(c, &id, short)).await?;
+        batch.behind = self.write_bulk(move |c| read_log(c, &id, short)).await?;
         let held: Vec<i64> = held.iter().copied().chain(batch.deliveries.iter().map(|d| d.seq)).collect();
         let more = self.read_lane(subscription_id, now_ms, &held, short).await?;
         batch.deliveries.extend(more.deliveries);
@@ -1243,7 +1486,7 @@ impl Store for SqliteStore {
 
     async fn fall_behind(&self, subscription_id: &str) -> Result<bool> {
         let id = subscription_id.to_owned();
-        self.write(move |c| fall_behind(c, &id)).await
+        self.write_bulk(move |c| fall_behind(c, &id)).await
     }
 
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {
@@ -1527,6 +1770,51 @@ mod writer_tests {
         (store, dir)
     }
 
+    fn queued(urgent: &[bool]) -> (Queue, mpsc::Receiver<Job>) {
+        let mut queue = Queue::default();
+        for &urgent in urgent {
+            let (reply, _) = oneshot::channel();
+            queue.push(Box::new(PendingWrite { f: |_: &Connection| Ok(()), urgent, result: None, reply }));
+        }
+        (queue, mpsc::channel(1).1)
+    }
+
+    /// Takes writes from `plan` until it stops; whether each was urgent.
+    fn take_all(plan: &mut BatchPlan, queue: &mut Queue, jobs: &mut mpsc::Receiver<Job>) -> Vec<bool> {
+        let mut batch = Vec::new();
+        while let Some(job) = plan.next(queue, jobs, &batch) {
+            batch.push(job);
+        }
+        batch.iter().map(|job| job.urgent()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_urgent_writes_first_and_everything_queued_within_its_budget() {
+        let (mut queue, mut jobs) = queued(&[false, true, false, true]);
+        let mut plan = BatchPlan::new(&queue);
+        assert_eq!(take_all(&mut plan, &mut queue, &mut jobs), [true, true, false, false]);
+    }
+
+    #[test]
+    fn a_batch_past_its_budget_commits_early_only_for_an_urgent_write() {
+        let late = std::time::Instant::now() - BATCH_BUDGET * 2;
+        let (mut queue, mut jobs) = queued(&[false, false, false]);
+        let mut plan = BatchPlan { started: late, ..BatchPlan::new(&queue) };
+        assert_eq!(take_all(&mut plan, &mut queue, &mut jobs).len(), 3, "background writes alone run on");
+        let (mut queue, mut jobs) = queued(&[true, false, false]);
+        let mut plan = BatchPlan { started: late, ..BatchPlan::new(&queue) };
+        assert_eq!(take_all(&mut plan, &mut queue, &mut jobs), [true], "the urgent write is committed at once");
+    }
+
+    /// A batch that began late (its thread descheduled past the budget) must still run its
+    /// first write: an empty batch answered its writes as if the store had closed (a 503).
+    #[test]
+    fn a_batch_that_begins_past_its_budget_still_runs_its_first_write() {
+        let (mut queue, mut jobs) = queued(&[true, true]);
+        let mut plan = BatchPlan { started: std::time::Instant::now() - BATCH_BUDGET * 2, ..BatchPlan::new(&queue) };
+        assert_eq!(take_all(&mut plan, &mut queue, &mut jobs), [true]);
+    }
+
     #[tokio::test]
     async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
         let (store, _dir) = open_store();
@@ -1548,7 +1836,7 @@ mod writer_tests {
         F: Fn(&Connection) -> Result<()> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        (Box::new(PendingWrite { f, result: None, reply }), answer)
+        (Box::new(PendingWrite { f, urgent: true, result: None, reply }), answer)
     }
 
     fn insert_tenant(id: &'static str) -> impl Fn(&Connection) -> Result<()> + Send + 'static {
@@ -1558,8 +1846,9 @@ mod writer_tests {
     /// Runs `jobs` as one batch on the store's file and answers each.
     fn run_alone(dir: &Path, jobs: Vec<(Job, oneshot::Receiver<Result<()>>)>) -> (Result<()>, Vec<Result<()>>) {
         let mut conn = open(&dir.join("s.db")).expect("open");
-        let (mut batch, answers): (Vec<Job>, Vec<_>) = jobs.into_iter().unzip();
-        let committed = run_batch(&mut conn, &mut batch);
+        let (jobs, answers): (Vec<Job>, Vec<_>) = jobs.into_iter().unzip();
+        let (mut jobs, mut batch) = (jobs.into_iter(), Vec::new());
+        let committed = run_batch(&mut conn, &mut batch, |_| jobs.next());
         for job in batch {
             job.finish(committed.clone());
         }

@@ -65,16 +65,22 @@ async fn publish_keyed(store: &dyn Store, order_key: Option<&str>) -> Vec<NewDel
         .await
         .expect("publish")
         .created()
+        .await
 }
 
 trait CreatedDeliveries {
-    fn created(self) -> Vec<NewDelivery>;
+    /// Every delivery the publish wrote, a large fan-out's included.
+    async fn created(self) -> Vec<NewDelivery>;
 }
 
 impl CreatedDeliveries for Published {
-    fn created(self) -> Vec<NewDelivery> {
+    async fn created(self) -> Vec<NewDelivery> {
         match self {
             Published::Created(deliveries) => deliveries,
+            Published::Spreading { mut deliveries, rest, .. } => {
+                deliveries.extend(rest.await.expect("spread answered").expect("spread"));
+                deliveries
+            }
             Published::Replayed { event_id, .. } => panic!("replayed {event_id}, expected a new event"),
         }
     }
@@ -117,6 +123,7 @@ async fn one_idempotency_key_makes_one_event_across_nodes() {
         for publish in publishes {
             match publish.await.expect("joined") {
                 Published::Created(deliveries) => created.push(deliveries),
+                Published::Spreading { .. } => panic!("{name}: one subscription, no spread"),
                 Published::Replayed { event_id, fingerprint } => {
                     assert_eq!(fingerprint, "f");
                     named.insert(event_id);
@@ -139,11 +146,11 @@ async fn one_idempotency_key_makes_one_event_across_nodes() {
 async fn an_idempotency_key_past_its_window_makes_a_new_event() {
     for (name, store, _dir) in stores().await {
         let day_ago = now_ms() - IDEMPOTENCY_WINDOW_MS - 1;
-        store.publish(keyed_event("old", day_ago)).await.expect("publish").created();
-        store.publish(keyed_event("old", now_ms())).await.expect("publish").created();
+        store.publish(keyed_event("old", day_ago)).await.expect("publish").created().await;
+        store.publish(keyed_event("old", now_ms())).await.expect("publish").created().await;
         assert!(matches!(store.publish(keyed_event("old", now_ms())).await, Ok(Published::Replayed { .. })), "{name}");
         assert_eq!(store.forget_idempotency_keys(now_ms() + 1).await.expect("forget"), 1, "{name}");
-        store.publish(keyed_event("old", now_ms())).await.expect("publish").created();
+        store.publish(keyed_event("old", now_ms())).await.expect("publish").created().await;
     }
 }
 
@@ -577,4 +584,59 @@ async fn every_attempt_is_logged_in_order_however_it_is_stored() {
         assert_eq!(logged, want, "{name}");
         assert_eq!(status(&*store, &d).await, DeliveryStatus::Succeeded, "{name}");
     }
+}
+
+/// A publish to more subscriptions than SQLite writes in its own commit answers once its
+/// event is durable and writes the rest in parts after it: every subscription gets exactly
+/// one delivery, listed under the event. PostgreSQL writes them all at publish.
+#[tokio::test]
+async fn a_large_fan_out_gives_every_subscription_one_delivery() {
+    for (name, store, _dir) in stores().await {
+        let mut subscriptions = HashSet::new();
+        for _ in 0..300 {
+            subscriptions.insert(subscribe(&*store).await);
+        }
+        let id = smile_core::ids::new_id("et-");
+        let event = NewEvent { id: id.clone(), ..keyed_event("fan-out", now_ms()) };
+        let published = store.publish(NewEvent { idempotency: None, ..event }).await.expect("publish");
+        assert_eq!(matches!(published, Published::Spreading { later: 300, .. }), name == "sqlite", "{name}");
+        let created = published.created().await;
+        let to: HashSet<String> = created.iter().map(|d| d.subscription_id.clone()).collect();
+        assert_eq!((created.len(), &to), (300, &subscriptions), "{name}: one each");
+        let page = PageRequest { size: 500, before_seq: None };
+        let listed = store.list_deliveries(&scope(), DeliveriesOf::Event(&id), &page).await.expect("list");
+        assert_eq!(listed.items.len(), 300, "{name}: listed under the event");
+        assert!(listed.items.iter().all(|d| d.status == DeliveryStatus::Pending), "{name}");
+    }
+}
+
+/// A crash between a large fan-out's event and its delivery rows leaves the rest in the
+/// store; the next open writes it: a subscription still active gets its delivery pending, one
+/// disabled in between gets it FAILED (as a disable ends the pending ones), a deleted one none.
+#[tokio::test]
+async fn a_fan_out_a_crash_cut_short_is_written_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    let store = sqlite::SqliteStore::open(&path).expect("sqlite");
+    let (kept, disabled, deleted) = (subscribe(&store).await, subscribe(&store).await, subscribe(&store).await);
+    assert!(store.delete_subscription(&scope(), &deleted).await.expect("delete"));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute("UPDATE subscriptions SET active = 0, disabled_reason = 'gone (410)' WHERE id = ?1", [&disabled])
+        .expect("disable");
+    conn.execute_batch(
+        "INSERT INTO events (id, tenant_id, mode, type, created_ms, body) VALUES ('et-0123456789abcdef01234567', 't', 'SANDBOX', 'USER_CREATED', 1, '{}'); \
+         INSERT INTO spreads (event_seq, part, subscriptions) VALUES (last_insert_rowid(), 0, '[1, 2, 3]');",
+    )
+    .expect("an event whose fan-out was cut short");
+    drop(conn);
+    let store = sqlite::SqliteStore::open(&path).expect("reopen");
+    let written = every_delivery(&store, DeliveriesOf::Event("et-0123456789abcdef01234567")).await;
+    let status_of = |sub: &str| written.iter().find(|d| d.subscription_id == sub).map(|d| d.status);
+    assert_eq!(status_of(&kept), Some(DeliveryStatus::Pending));
+    assert_eq!(status_of(&disabled), Some(DeliveryStatus::Failed));
+    assert_eq!(written.len(), 2, "none for the deleted subscription");
+    let failed = written.iter().find(|d| d.subscription_id == disabled).expect("failed one");
+    assert_eq!(failed.last_error.as_deref(), Some("gone (410)"));
+    assert_eq!(store.lanes_with_work("n", now_ms(), 10).await.expect("work"), vec![kept]);
 }

@@ -67,6 +67,29 @@ pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
 }
 
 on_both_backends! {
+/// A publish to more subscriptions than SQLite writes in the publish's own commit (their rows
+/// follow it in parts) reaches every subscription exactly once, at once.
+async fn a_large_fan_out_reaches_every_subscription_once() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let operator = server.operator().await;
+    for i in 0..100 {
+        server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], &format!("secret-{i}")).await;
+    }
+    let events = [user_created(&operator).await, user_created(&operator).await];
+    receiver.wait_hits(200).await;
+    stays(Duration::from_millis(300), "no more than one each", || async { receiver.hits().len() == 200 }).await;
+    let signed: HashSet<(String, String)> = receiver
+        .hits()
+        .iter()
+        .map(|h| (h.header("webhook-id").to_owned(), h.header("webhook-signature").to_owned()))
+        .collect();
+    assert_eq!(signed.len(), 200, "one delivery per subscription and event");
+    for event in events {
+        assert_eq!(signed.iter().filter(|(id, _)| *id == event).count(), 100, "{event} reached all 100");
+    }
+}
+
 async fn the_window_never_holds_more_than_its_caps() {
     let server = TestServer::with(|o| {
         o.delivery.lane_window = 20;
