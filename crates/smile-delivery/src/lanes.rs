@@ -846,13 +846,21 @@ impl Lanes {
         });
     }
 
-    /// Looks for lanes with due work that no live node holds.
+    /// Looks for lanes with due work that no live node holds, after writing the large
+    /// fan-outs' parts their publishers left (their lanes may be held anywhere).
     fn poll(&self) {
         if !self.running() {
             return;
         }
         let (store, tx, node) = (self.store.clone(), self.tx.clone(), self.node.clone());
         tokio::spawn(async move {
+            match store.write_left_over_spreads(timefmt::now_ms()).await {
+                Ok(ids) if !ids.is_empty() => {
+                    let _ = tx.send(Msg::Work(ids));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "could not write a fan-out its publisher left"),
+            }
             match store.lanes_with_work(&node, timefmt::now_ms(), 1000).await {
                 Ok(ids) if !ids.is_empty() => {
                     let _ = tx.send(Msg::Found(ids));

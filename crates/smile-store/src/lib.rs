@@ -163,10 +163,14 @@ pub trait Store: Send + Sync + 'static {
     // ---- events ----
 
     /// Writes each event and one delivery per matching active subscription, all durably,
-    /// before returning, leased to the publishing node. Concurrent calls may share one commit.
+    /// before returning (a large fan-out's rows follow in parts: [`Published::Spreading`]). Concurrent calls may share one commit.
     /// An event whose idempotency key was used within [`IDEMPOTENCY_WINDOW_MS`] writes nothing
     /// and names the first event; of concurrent calls with one key, exactly one creates.
     async fn publish(&self, event: NewEvent) -> Result<Published>;
+    /// Writes the delivery rows of large fan-outs' parts their publisher left unwritten (a
+    /// crash, a failed write; see [`Published::Spreading`]), of events made before
+    /// `now_ms` less a grace; returns the subscriptions that got deliveries.
+    async fn write_left_over_spreads(&self, now_ms: i64) -> Result<Vec<String>>;
     /// Forgets idempotency keys created before `before_ms`; returns how many.
     async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64>;
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Option<StoredEvent>>;

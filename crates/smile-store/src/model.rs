@@ -147,9 +147,11 @@ pub struct IdempotencyKey {
 pub enum Published {
     /// The event is written, with these deliveries.
     Created(Vec<NewDelivery>),
-    /// The event is written with `deliveries`; the rest of its large fan-out, to `later`
-    /// more subscriptions, is written in the commits after it, and `rest` answers with those
-    /// deliveries (see the SQLite store's `SPREAD_AFTER`).
+    /// The event is written with `deliveries`, and a durable note of the rest of its large
+    /// fan-out, to `later` more subscriptions (more than 64, none of them in order), whose
+    /// rows are written in parts in the commits after it; `rest` answers with those
+    /// deliveries. A part its publisher leaves (a crash) is written by
+    /// [`crate::Store::write_left_over_spreads`].
     Spreading {
         deliveries: Vec<NewDelivery>,
         later: usize,

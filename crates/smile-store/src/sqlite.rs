@@ -4,7 +4,10 @@
 //! in one transaction and commits once (group commit): a burst of publishes costs one fsync,
 //! and each caller is answered only after that commit.
 
-use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
+use crate::common::{
+    SPREAD_AFTER, SPREAD_LEFT_AFTER_MS, SPREAD_PART, mode_of, new_key_pair, now, paginate, types_from_column,
+    types_to_column,
+};
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use smile_core::{ids, metric};
@@ -117,7 +120,7 @@ impl SqliteStore {
         let mut conn = open(path)?;
         crate::migrations::sqlite(&mut conn)?;
         let tx = conn.transaction()?;
-        spread_left_over(&tx)?;
+        spread_left_over(&tx, i64::MAX)?;
         tx.commit()?;
         // Checkpoints run beside the writer, not inside its commits, where a large one would
         // hold up every publish queued behind it.
@@ -507,16 +510,6 @@ fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
     Ok(found)
 }
 
-/// A publish to more subscriptions than this (not counting those in order) commits its event
-/// first and writes their delivery rows in the next commit ([`spread`]): it is answered after
-/// a one-row commit instead of a 1,000-row one, which is most of a large fan-out's publish
-/// latency (each row touches a page of two per-subscription indexes).
-const SPREAD_AFTER: usize = 64;
-
-/// The subscriptions one write of a spread takes: a few milliseconds of the writer, so that a
-/// publish waits behind at most one such write (see [`BATCH_BUDGET`]).
-const SPREAD_PART: usize = 128;
-
 /// Writes the delivery rows of one part of a large fan-out whose event is committed (see
 /// [`SPREAD_AFTER`]) and forgets that part; nothing if another write did already. A subscription
 /// deleted in between gets none; one disabled in between gets its delivery failed as a
@@ -568,16 +561,21 @@ fn spread(c: &Connection, event_seq: i64, part: i64) -> Result<Vec<NewDelivery>>
     Ok(created)
 }
 
-/// Writes what every spread a crash interrupted left unwritten.
-fn spread_left_over(c: &Connection) -> Result<()> {
+/// Writes what spreads of events made before `before_ms` left unwritten (all of them at open:
+/// what a crash interrupted); returns the deliveries written.
+fn spread_left_over(c: &Connection, before_ms: i64) -> Result<Vec<NewDelivery>> {
     let left: Vec<(i64, i64)> = c
-        .prepare("SELECT event_seq, part FROM spreads ORDER BY event_seq, part")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare_cached(
+            "SELECT p.event_seq, p.part FROM spreads p JOIN events e ON e.seq = p.event_seq \
+             WHERE e.created_ms < ?1 ORDER BY p.event_seq, p.part",
+        )?
+        .query_map([before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut written = Vec::new();
     for (event_seq, part) in left {
-        spread(c, event_seq, part)?;
+        written.extend(spread(c, event_seq, part)?);
     }
-    Ok(())
+    Ok(written)
 }
 
 /// What a delivery row takes from its event, whether fresh or read from the log.
@@ -1347,6 +1345,26 @@ impl Store for SqliteStore {
             reply.send(Ok(written))
         });
         Ok(Published::Spreading { deliveries, later, rest })
+    }
+
+    async fn write_left_over_spreads(&self, now_ms: i64) -> Result<Vec<String>> {
+        let before = now_ms - SPREAD_LEFT_AFTER_MS;
+        // A read first: the poll that asks runs every few seconds, and there is rarely any.
+        let any: bool = self
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM spreads p JOIN events e ON e.seq = p.event_seq WHERE e.created_ms < ?1)",
+                )?
+                .query_row([before], |r| r.get(0))?)
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let written = self.write_bulk(move |c| spread_left_over(c, before)).await?;
+        let subscriptions: std::collections::BTreeSet<String> =
+            written.into_iter().map(|d| d.subscription_id).collect();
+        Ok(subscriptions.into_iter().collect())
     }
 
     async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64> {
