@@ -273,19 +273,20 @@ impl Engine {
         self.inner.traces.publish(&event.id, event_type.as_str(), scope_labels, started, fan_out);
         let fresh =
             Fresh { event_id: event.id.clone(), body: Bytes::from(body), lean_body: lean_body.map(Bytes::from) };
-        let Some(rest) = rest else {
+        let Some(mut rest) = rest else {
             fresh.hand_to_lanes(&self.inner.lanes, deliveries);
             return Ok(Publication { event, replayed: false });
         };
-        // Only a large fan-out pays for a second copy of the id, for the rows still to come.
+        // Only a large fan-out pays for copies of the id, for the rows still to come.
         fresh.clone().hand_to_lanes(&self.inner.lanes, deliveries);
         let lanes = self.inner.lanes.clone();
         tokio::spawn(async move {
-            match rest.await {
-                Ok(Ok(deliveries)) => fresh.hand_to_lanes(&lanes, deliveries),
-                // The spread is still in the store: the next start writes it.
-                Ok(Err(error)) => tracing::error!(%error, event_id = %fresh.event_id, "writing a fan-out failed"),
-                Err(_) => tracing::error!(event_id = %fresh.event_id, "the store closed while writing a fan-out"),
+            while let Some(part) = rest.recv().await {
+                match part {
+                    Ok(deliveries) => fresh.clone().hand_to_lanes(&lanes, deliveries),
+                    // The part is still in the store: a poll writes it.
+                    Err(error) => tracing::error!(%error, event_id = %fresh.event_id, "writing a fan-out failed"),
+                }
             }
         });
         Ok(Publication { event, replayed: false })

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //!  engine.rs    Engine::publish ──► Store::publish: the event and its fan-out in one transaction,
-//!                   │               group-committed (a large fan-out's rows in the commits
-//!                   │               after it); deliveries behind an order key are parked
+//!                   │               group-committed (SQLite: a large fan-out's rows in the
+//!                   │               commits after it); deliveries behind an order key are parked
 //!                   ▼ (due deliveries, with their bodies)
 //!  lanes.rs     a lane per subscription, leased to one node: a bounded window of the store,
 //!                   │               refilled by Store::load_lane as it drains; in-flight cap and

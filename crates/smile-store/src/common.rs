@@ -40,20 +40,6 @@ pub(crate) fn new_key_pair() -> (NewKey, [u8; 32]) {
     (key, hash)
 }
 
-/// A publish to more subscriptions than this (not counting those in order) commits its event
-/// first and writes their delivery rows in the commits after it, in parts: it is answered
-/// after a one-row commit instead of a 1,000-row one, which is most of a large fan-out's
-/// publish latency (each row touches a page of two per-subscription indexes).
-pub(crate) const SPREAD_AFTER: usize = 64;
-
-/// The subscriptions one write of a spread takes: a few milliseconds, so that a publish
-/// waits behind at most one such write (SQLite's single writer) and no write is long.
-pub(crate) const SPREAD_PART: usize = 128;
-
-/// A spread part still unwritten this long after its event was made was left by its
-/// publisher (a crash, a failed write): any node writes it.
-pub(crate) const SPREAD_LEFT_AFTER_MS: i64 = 10_000;
-
 pub(crate) fn now() -> i64 {
     smile_core::timefmt::now_ms()
 }

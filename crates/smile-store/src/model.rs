@@ -149,13 +149,15 @@ pub enum Published {
     Created(Vec<NewDelivery>),
     /// The event is written with `deliveries`, and a durable note of the rest of its large
     /// fan-out, to `later` more subscriptions (more than 64, none of them in order), whose
-    /// rows are written in parts in the commits after it; `rest` answers with those
-    /// deliveries. A part its publisher leaves (a crash) is written by
+    /// rows are written in parts in the commits after it; `rest` hears of each part's due
+    /// deliveries as it commits (a part heard of late could reach a lane that had read,
+    /// sent and finished them already), and closes after the last or a failed one. A part
+    /// its publisher leaves (a crash, a failure) is written by
     /// [`crate::Store::write_left_over_spreads`].
     Spreading {
         deliveries: Vec<NewDelivery>,
         later: usize,
-        rest: tokio::sync::oneshot::Receiver<crate::Result<Vec<NewDelivery>>>,
+        rest: tokio::sync::mpsc::UnboundedReceiver<crate::Result<Vec<NewDelivery>>>,
     },
     /// Its idempotency key was used within the window: nothing was written. These are the
     /// first event's id and the fingerprint of the request that made it.

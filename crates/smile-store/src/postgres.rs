@@ -5,10 +5,7 @@
 //! table), so two nodes never send the same lane; signals between nodes travel with
 //! `LISTEN/NOTIFY` on one channel.
 
-use crate::common::{
-    SPREAD_AFTER, SPREAD_LEFT_AFTER_MS, SPREAD_PART, mode_of, new_key_pair, now, paginate, retry_conflicts,
-    types_from_column, types_to_column,
-};
+use crate::common::{mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column, types_to_column};
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
@@ -239,11 +236,8 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
         match retry_conflicts("publish", || publish_batch(&pool, &events)).await {
             Ok(published) => {
-                for (reply, (published, spread)) in replies.into_iter().zip(published) {
-                    let _ = reply.send(Ok(match (published, spread) {
-                        (Published::Created(deliveries), Some(spread)) => spread.write(pool.clone(), deliveries),
-                        (published, _) => published,
-                    }));
+                for (reply, published) in replies.into_iter().zip(published) {
+                    let _ = reply.send(Ok(published));
                 }
             }
             Err(error) => {
@@ -317,60 +311,7 @@ async fn take_idempotency_key(c: &impl GenericClient, e: &NewEvent, k: &Idempote
     Ok(Some(Published::Replayed { event_id: row.get(0), fingerprint: row.get(1) }))
 }
 
-/// The part of a large fan-out a publish left for the commits after its own (see
-/// [`SPREAD_AFTER`]).
-struct Spread {
-    event_id: String,
-    parts: i32,
-    later: usize,
-}
-
-impl Spread {
-    /// Answers the publish at once and writes the parts in a task of their own, one
-    /// transaction each; the answer's `rest` hears of the deliveries they wrote.
-    fn write(self, pool: Pool, deliveries: Vec<NewDelivery>) -> Published {
-        let (reply, rest) = oneshot::channel();
-        let later = self.later;
-        tokio::spawn(async move {
-            let mut written = Vec::new();
-            for part in 0..self.parts {
-                match retry_conflicts("spread", || spread(&pool, &self.event_id, part)).await {
-                    Ok(part) => written.extend(part),
-                    // The part stays in `spreads`; a node's sweep writes it.
-                    Err(error) => return reply.send(Err(error)),
-                }
-            }
-            reply.send(Ok(written))
-        });
-        Published::Spreading { deliveries, later, rest }
-    }
-}
-
-/// Large fan-outs' parts, column by column, for one bulk insert.
-#[derive(Default)]
-struct SpreadColumns<'a> {
-    event_id: Vec<&'a str>,
-    part: Vec<i32>,
-    subscriptions: Vec<String>,
-    created: Vec<i64>,
-}
-
-impl<'a> SpreadColumns<'a> {
-    /// Notes `later` as parts of `e`'s fan-out, to be written after the publish commits.
-    fn push(&mut self, e: &'a NewEvent, later: &[Target]) -> Spread {
-        let mut parts = 0;
-        for chunk in later.chunks(SPREAD_PART) {
-            self.event_id.push(&e.id);
-            self.part.push(parts);
-            self.subscriptions.push(chunk.iter().map(|(id, _, _)| id.as_str()).collect::<Vec<_>>().join(","));
-            self.created.push(e.created_ms);
-            parts += 1;
-        }
-        Spread { event_id: e.id.clone(), parts, later: later.len() }
-    }
-}
-
-async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<(Published, Option<Spread>)>> {
+async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> {
     let started = std::time::Instant::now();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -389,8 +330,6 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<(Published, 
     // Events of one tenant, mode and type share their matching subscriptions.
     let mut matching: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
     let mut d = DeliveryColumns::default();
-    let mut spreads = SpreadColumns::default();
-    let mut spreading: HashMap<&str, Spread> = HashMap::new();
     for e in events.iter().copied() {
         let found = match (
             &e.only_subscription,
@@ -405,17 +344,10 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<(Published, 
                 found
             }
         };
-        let (mut now, later): (Vec<Target>, Vec<Target>) =
-            found.into_iter().partition(|(_, _, fifo)| *fifo || e.order_key.is_some());
-        if later.len() > SPREAD_AFTER {
-            spreading.insert(&e.id, spreads.push(e, &later));
-        } else {
-            now.extend(later);
-        }
-        for (subscription_id, include_payload, fifo) in now {
+        for (subscription_id, include_payload, fifo) in found {
             let lean = e.lean_body.is_some() && !include_payload;
             let key = if fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
-            d.push(&EventHead::from(e), &subscription_id, lean, key);
+            d.push(e, &subscription_id, lean, key);
         }
     }
     let insert_events = tx
@@ -438,37 +370,9 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<(Published, 
         ],
     )
     .await?;
-    if !spreads.event_id.is_empty() {
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO spreads (event_id, part, subscriptions, created_ms) \
-                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[], $4::bigint[])",
-            )
-            .await?;
-        tx.execute(&insert, &[&spreads.event_id, &spreads.part, &spreads.subscriptions, &spreads.created]).await?;
-    }
     let mut created: HashMap<String, Vec<NewDelivery>> = HashMap::new();
-    for (event_id, delivery) in insert_deliveries(&tx, &d).await? {
-        created.entry(event_id).or_default().push(delivery);
-    }
-    tx.commit().await?;
-    record_commit("publish", started, all.len());
-    Ok(all
-        .iter()
-        .enumerate()
-        .map(|(i, e)| match replayed.remove(&i) {
-            Some(replayed) => (replayed, None),
-            None => (Published::Created(created.remove(&e.id).unwrap_or_default()), spreading.remove(e.id.as_str())),
-        })
-        .collect())
-}
-
-/// Inserts `d`'s deliveries, each parked behind a pending one of its order key (in the store
-/// or earlier in `d`); returns them with their event's id.
-async fn insert_deliveries(tx: &impl GenericClient, d: &DeliveryColumns) -> Result<Vec<(String, NewDelivery)>> {
     let keyed = d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)));
-    lock_order_keys(tx, keyed).await?;
-    let mut created = Vec::new();
+    lock_order_keys(&tx, keyed).await?;
     if !d.id.is_empty() {
         // A delivery behind a pending one of its order key (in the store or earlier in this
         // batch) is parked: not due until that one ends.
@@ -504,107 +408,25 @@ async fn insert_deliveries(tx: &impl GenericClient, d: &DeliveryColumns) -> Resu
             )
             .await?;
         for r in rows {
-            let delivery = NewDelivery {
+            created.entry(r.get(2)).or_default().push(NewDelivery {
                 seq: r.get(0),
                 id: r.get(1),
                 subscription_id: r.get(3),
                 lean: r.get(4),
                 due: r.get(5),
                 order_key: r.get(6),
-            };
-            created.push((r.get(2), delivery));
+            });
         }
-    }
-    Ok(created)
-}
-
-/// Writes the delivery rows of one part of a large fan-out whose event is committed (see
-/// [`SPREAD_AFTER`]) and forgets that part, in one transaction; nothing if another node did
-/// already. A subscription deleted in between gets none; one disabled in between gets its
-/// delivery failed as a disable fails the pending ones. Returns the due deliveries written.
-async fn spread(pool: &Pool, event_id: &str, part: i32) -> Result<Vec<NewDelivery>> {
-    let started = std::time::Instant::now();
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let Some(noted) = tx
-        .query_opt("DELETE FROM spreads WHERE event_id = $1 AND part = $2 RETURNING subscriptions", &[&event_id, &part])
-        .await?
-    else {
-        return Ok(Vec::new());
-    };
-    let event = tx
-        .query_one(
-            "SELECT tenant_id, mode, type, created_ms, lean_body IS NOT NULL FROM events WHERE id = $1",
-            &[&event_id],
-        )
-        .await?;
-    let (tenant_id, mode, event_type): (String, String, String) = (event.get(0), event.get(1), event.get(2));
-    let head = EventHead {
-        id: event_id,
-        event_type: &event_type,
-        tenant_id: &tenant_id,
-        mode: mode_of(&mode),
-        created_ms: event.get(3),
-    };
-    let subscriptions = tx
-        .query(
-            "SELECT id, include_payload, fifo, active, disabled_reason FROM subscriptions \
-             WHERE id = ANY(string_to_array($1, ',')) ORDER BY id",
-            &[&noted.get::<_, String>(0)],
-        )
-        .await?;
-    let mut d = DeliveryColumns::default();
-    let mut disabled: HashMap<String, String> = HashMap::new();
-    for s in &subscriptions {
-        let (id, include_payload, fifo, active): (String, bool, bool, bool) = (s.get(0), s.get(1), s.get(2), s.get(3));
-        if !active {
-            disabled
-                .insert(id.clone(), s.get::<_, Option<String>>(4).unwrap_or_else(|| "subscription disabled".into()));
-        }
-        d.push(&head, &id, event.get::<_, bool>(4) && !include_payload, fifo.then(|| FIFO_KEY.to_owned()));
-    }
-    let (mut written, mut failed, mut why) = (Vec::new(), Vec::new(), Vec::new());
-    for (_, delivery) in insert_deliveries(&tx, &d).await? {
-        match disabled.get(&delivery.subscription_id) {
-            Some(reason) => {
-                failed.push(delivery.seq);
-                why.push(reason.as_str());
-            }
-            None => written.push(delivery),
-        }
-    }
-    if !failed.is_empty() {
-        tx.execute(
-            "UPDATE deliveries d SET status = 'FAILED', next_attempt_ms = NULL, last_error = u.why, updated_ms = $3 \
-             FROM UNNEST($1::bigint[], $2::text[]) AS u(seq, why) WHERE d.seq = u.seq",
-            &[&failed, &why, &now()],
-        )
-        .await?;
     }
     tx.commit().await?;
-    record_commit("spread", started, d.id.len());
-    Ok(written)
-}
-
-/// What a delivery row takes from its event.
-struct EventHead<'a> {
-    id: &'a str,
-    event_type: &'a str,
-    tenant_id: &'a str,
-    mode: Mode,
-    created_ms: i64,
-}
-
-impl<'a> From<&'a NewEvent> for EventHead<'a> {
-    fn from(e: &'a NewEvent) -> Self {
-        EventHead {
-            id: &e.id,
-            event_type: &e.event_type,
-            tenant_id: &e.scope.tenant_id,
-            mode: e.scope.mode,
-            created_ms: e.created_ms,
-        }
-    }
+    record_commit("publish", started, all.len());
+    Ok(all
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            replayed.remove(&i).unwrap_or_else(|| Published::Created(created.remove(&e.id).unwrap_or_default()))
+        })
+        .collect())
 }
 
 /// New deliveries of a batch, column by column, for one bulk insert.
@@ -625,13 +447,13 @@ struct DeliveryColumns {
 }
 
 impl DeliveryColumns {
-    fn push(&mut self, e: &EventHead<'_>, subscription_id: &str, lean: bool, key: Option<String>) {
+    fn push(&mut self, e: &NewEvent, subscription_id: &str, lean: bool, key: Option<String>) {
         self.id.push(ids::new_id(ids::DELIVERY));
-        self.event_id.push(e.id.to_owned());
-        self.event_type.push(e.event_type.to_owned());
+        self.event_id.push(e.id.clone());
+        self.event_type.push(e.event_type.clone());
         self.sub.push(subscription_id.to_owned());
-        self.tenant.push(e.tenant_id.to_owned());
-        self.mode.push(e.mode.as_str());
+        self.tenant.push(e.scope.tenant_id.clone());
+        self.mode.push(e.scope.mode.as_str());
         self.lean.push(lean);
         self.created.push(e.created_ms);
         let behind = key.as_ref().is_some_and(|k| !self.keys_seen.insert((subscription_id.to_owned(), k.clone())));
@@ -1052,23 +874,10 @@ impl Store for PostgresStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn write_left_over_spreads(&self, now_ms: i64) -> Result<Vec<String>> {
-        let left = self
-            .pool
-            .get()
-            .await?
-            .query(
-                "SELECT event_id, part FROM spreads WHERE created_ms < $1 ORDER BY created_ms LIMIT 64",
-                &[&(now_ms - SPREAD_LEFT_AFTER_MS)],
-            )
-            .await?;
-        let mut subscriptions = std::collections::BTreeSet::new();
-        for row in left {
-            let (event_id, part): (String, i32) = (row.get(0), row.get(1));
-            let written = retry_conflicts("spread", || spread(&self.pool, &event_id, part)).await?;
-            subscriptions.extend(written.into_iter().map(|d| d.subscription_id));
-        }
-        Ok(subscriptions.into_iter().collect())
+    async fn write_left_over_spreads(&self, _now_ms: i64) -> Result<Vec<String>> {
+        // A publish here writes every delivery row in its own transaction, so none is left:
+        // parts written after the commit cost more than they saved (docs/next-engine.md).
+        Ok(Vec::new())
     }
 
     async fn forget_idempotency_keys(&self, before_ms: i64) -> Result<u64> {

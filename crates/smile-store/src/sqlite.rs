@@ -4,10 +4,7 @@
 //! in one transaction and commits once (group commit): a burst of publishes costs one fsync,
 //! and each caller is answered only after that commit.
 
-use crate::common::{
-    SPREAD_AFTER, SPREAD_LEFT_AFTER_MS, SPREAD_PART, mode_of, new_key_pair, now, paginate, types_from_column,
-    types_to_column,
-};
+use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use smile_core::{ids, metric};
@@ -509,6 +506,20 @@ fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(found)
 }
+
+/// A publish to more subscriptions than this (not counting those in order) commits its event
+/// first and writes their delivery rows in the commits after it, in parts: it is answered
+/// after a one-row commit instead of a 1,000-row one, which is most of a large fan-out's
+/// publish latency (each row touches a page of two per-subscription indexes).
+const SPREAD_AFTER: usize = 64;
+
+/// The subscriptions one write of a spread takes: a few milliseconds, so that a publish
+/// waits behind at most one such write (see [`BATCH_BUDGET`]).
+const SPREAD_PART: usize = 128;
+
+/// A spread part still unwritten this long after its event was made was left by its
+/// publisher (a failed write): the poll's sweep writes it.
+const SPREAD_LEFT_AFTER_MS: i64 = 10_000;
 
 /// Writes the delivery rows of one part of a large fan-out whose event is committed (see
 /// [`SPREAD_AFTER`]) and forgets that part; nothing if another write did already. A subscription
@@ -1333,16 +1344,15 @@ impl Store for SqliteStore {
         for part in 0..parts {
             answers.push(self.queue(move |c| spread(c, event_seq, part), false).await?);
         }
-        let (reply, rest) = oneshot::channel();
+        let (parts, rest) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let mut written = Vec::new();
             for answer in answers {
-                match answer.await.map_err(|_| StoreError::Closed).and_then(|r| r) {
-                    Ok(part) => written.extend(part),
-                    Err(error) => return reply.send(Err(error)),
+                let part = answer.await.map_err(|_| StoreError::Closed).and_then(|r| r);
+                let failed = part.is_err();
+                if parts.send(part).is_err() || failed {
+                    return;
                 }
             }
-            reply.send(Ok(written))
         });
         Ok(Published::Spreading { deliveries, later, rest })
     }
