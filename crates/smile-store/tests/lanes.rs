@@ -613,6 +613,27 @@ async fn a_large_fan_out_gives_every_subscription_one_delivery() {
     }
 }
 
+/// Three subscriptions, numbered 1, 2, 3 in a fresh file, the third deleted: the one kept
+/// and the one a test disables.
+async fn kept_disabled_and_deleted(store: &dyn Store) -> (String, String) {
+    let (kept, disabled, deleted) = (subscribe(store).await, subscribe(store).await, subscribe(store).await);
+    assert!(store.delete_subscription(&scope(), &deleted).await.expect("delete"));
+    (kept, disabled)
+}
+
+/// A fan-out's rows written after its event, as its publish would have written them: the
+/// kept subscription's PENDING, the one disabled (410) since FAILED with the reason, none
+/// for the deleted one.
+async fn written_as_a_publish_would(store: &dyn Store, event_id: &str, kept: &str, disabled: &str) {
+    let written = every_delivery(store, DeliveriesOf::Event(event_id)).await;
+    let status_of = |sub: &str| written.iter().find(|d| d.subscription_id == sub).map(|d| d.status);
+    assert_eq!(status_of(kept), Some(DeliveryStatus::Pending));
+    assert_eq!(status_of(disabled), Some(DeliveryStatus::Failed));
+    assert_eq!(written.len(), 2, "none for the deleted subscription");
+    let failed = written.iter().find(|d| d.subscription_id == disabled).expect("failed one");
+    assert_eq!(failed.last_error.as_deref(), Some("gone (410)"));
+}
+
 /// A crash between a large fan-out's event and its delivery rows leaves the rest in the
 /// store; the next open writes it: a subscription still active gets its delivery pending, one
 /// disabled in between gets it FAILED (as a disable ends the pending ones), a deleted one none.
@@ -621,8 +642,7 @@ async fn a_fan_out_a_crash_cut_short_is_written_at_the_next_open() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("s.db");
     let store = sqlite::SqliteStore::open(&path).expect("sqlite");
-    let (kept, disabled, deleted) = (subscribe(&store).await, subscribe(&store).await, subscribe(&store).await);
-    assert!(store.delete_subscription(&scope(), &deleted).await.expect("delete"));
+    let (kept, disabled) = kept_disabled_and_deleted(&store).await;
     drop(store);
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute("UPDATE subscriptions SET active = 0, disabled_reason = 'gone (410)' WHERE id = ?1", [&disabled])
@@ -634,13 +654,7 @@ async fn a_fan_out_a_crash_cut_short_is_written_at_the_next_open() {
     .expect("an event whose fan-out was cut short");
     drop(conn);
     let store = sqlite::SqliteStore::open(&path).expect("reopen");
-    let written = every_delivery(&store, DeliveriesOf::Event("et-0123456789abcdef01234567")).await;
-    let status_of = |sub: &str| written.iter().find(|d| d.subscription_id == sub).map(|d| d.status);
-    assert_eq!(status_of(&kept), Some(DeliveryStatus::Pending));
-    assert_eq!(status_of(&disabled), Some(DeliveryStatus::Failed));
-    assert_eq!(written.len(), 2, "none for the deleted subscription");
-    let failed = written.iter().find(|d| d.subscription_id == disabled).expect("failed one");
-    assert_eq!(failed.last_error.as_deref(), Some("gone (410)"));
+    written_as_a_publish_would(&store, "et-0123456789abcdef01234567", &kept, &disabled).await;
     assert_eq!(store.lanes_with_work("n", now_ms(), 10).await.expect("work"), vec![kept]);
 }
 
@@ -653,8 +667,7 @@ async fn a_fan_out_its_publisher_left_is_written_by_the_sweep_once() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("s.db");
     let store = sqlite::SqliteStore::open(&path).expect("sqlite");
-    let (kept, disabled, deleted) = (subscribe(&store).await, subscribe(&store).await, subscribe(&store).await);
-    assert!(store.delete_subscription(&scope(), &deleted).await.expect("delete"));
+    let (kept, disabled) = kept_disabled_and_deleted(&store).await;
     let (old, young) = ("et-0123456789abcdef0123old0", "et-0123456789abcdef0young0");
     let now = now_ms();
     let event = |id: &str, at: i64| {
@@ -673,13 +686,7 @@ async fn a_fan_out_its_publisher_left_is_written_by_the_sweep_once() {
     );
     rusqlite::Connection::open(&path).expect("open").execute_batch(&left).expect("what a failed write leaves");
     assert_eq!(store.write_left_over_spreads(now).await.expect("sweep"), vec![kept.clone()]);
-    let written = every_delivery(&store, DeliveriesOf::Event(old)).await;
-    let status_of = |sub: &str| written.iter().find(|d| d.subscription_id == sub).map(|d| d.status);
-    assert_eq!(status_of(&kept), Some(DeliveryStatus::Pending));
-    assert_eq!(status_of(&disabled), Some(DeliveryStatus::Failed));
-    assert_eq!(written.len(), 2, "none for the deleted subscription");
-    let failed = written.iter().find(|d| d.subscription_id == disabled).expect("failed one");
-    assert_eq!(failed.last_error.as_deref(), Some("gone (410)"));
+    written_as_a_publish_would(&store, old, &kept, &disabled).await;
     assert!(every_delivery(&store, DeliveriesOf::Event(young)).await.is_empty(), "left to its publisher");
     assert!(store.write_left_over_spreads(now).await.expect("sweep").is_empty(), "once");
     let later = now + 60_000;
