@@ -236,31 +236,29 @@ const ISOLATION_ROUNDS: usize = 3;
 /// turns, [`ISOLATION_ROUNDS`] times. The ratio is the median of each round's (adjacent phases
 /// share the machine's speed of the moment); the rates are the medians of each kind of phase.
 pub async fn isolation(args: &BenchArgs) -> anyhow::Result<Report> {
-    let (mut alone, mut beside, mut ratios, mut baselines, mut lost) = (vec![], vec![], vec![], vec![], 0);
+    let (mut rounds, mut lost) = (Vec::new(), 0);
     for round in 1..=ISOLATION_ROUNDS {
-        let (alone_rate, _, _) = healthy_rate(args, "isolation-alone", false).await?;
-        let (beside_rate, baseline, round_lost) = healthy_rate(args, "isolation-hostile", true).await?;
-        eprintln!("[isolation] round {round}: ratio {:.2}", beside_rate / alone_rate);
-        ratios.push(beside_rate / alone_rate);
-        alone.push(alone_rate);
-        beside.push(beside_rate);
-        baselines.push(baseline);
+        let (alone, _, _) = healthy_rate(args, "isolation-alone", false).await?;
+        let (beside, baseline, round_lost) = healthy_rate(args, "isolation-hostile", true).await?;
+        eprintln!("[isolation] round {round}: ratio {:.2}", beside / alone);
+        rounds.push((alone, beside, baseline));
         lost += round_lost;
     }
-    let median = |mut values: Vec<f64>| {
+    let median = |of: fn(&(f64, f64, f64)) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(of).collect();
         values.sort_by(f64::total_cmp);
         percentile(&values, 0.5)
     };
-    let (beside, baseline_rate) = (median(beside), median(baselines));
+    let (beside, baseline_rate) = (median(|r| r.1), median(|r| r.2));
     Ok(Report {
         publish_per_s: 0.0,
         deliveries_per_s: beside,
         baseline_req_per_s: baseline_rate,
         ratio: beside / baseline_rate,
         lost,
-        alone_per_s: Some(median(alone)),
+        alone_per_s: Some(median(|r| r.0)),
         beside_hostile_per_s: Some(beside),
-        isolation_ratio: Some(median(ratios)),
+        isolation_ratio: Some(median(|r| r.1 / r.0)),
         ..report("isolation", args, args.events, 1 + Hostile::ALL.len() as u64)
     })
 }

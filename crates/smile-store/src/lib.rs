@@ -163,7 +163,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- events ----
 
     /// Writes each event and one delivery per matching active subscription, all durably,
-    /// before returning (a large fan-out's rows follow in parts: [`Published::Spreading`]). Concurrent calls may share one commit.
+    /// before returning (a large fan-out's rows follow in parts: [`Published::Spreading`]).
+    /// Concurrent calls may share one commit.
     /// An event whose idempotency key was used within [`IDEMPOTENCY_WINDOW_MS`] writes nothing
     /// and names the first event; of concurrent calls with one key, exactly one creates.
     async fn publish(&self, event: NewEvent) -> Result<Published>;
