@@ -13,7 +13,8 @@
 //!                   │               breaker per lane; retries come back by timer; a full lane
 //!                   │               falls behind (Store::fall_behind) and reads the event log
 //!                   ▼
-//!  sender.rs    one signed HTTP attempt (pooled client, timeouts, SSRF guard)
+//!  sender.rs    one signed HTTP attempt (pooled client, timeouts, SSRF guard), over
+//!                   │               egress.rs: direct or through the proxy, TLS, local address
 //!                   ▼
 //!  verdict.rs   decide(): SUCCEEDED, PENDING (retry at …) or FAILED, and the subscription's
 //!                   │               health (failing since, recovered, disabled)
@@ -29,6 +30,7 @@
 //! - `trace`: OpenTelemetry spans over OTLP (publish, then each attempt), when configured.
 
 mod config;
+mod egress;
 mod engine;
 mod error;
 mod lanes;

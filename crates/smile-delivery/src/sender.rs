@@ -1,11 +1,15 @@
 //! The HTTP side of an attempt: pooled clients, the signed request, the capped response read.
 
 use crate::config::DeliveryConfig;
+use crate::egress::{self, Client, Proxy};
 use crate::error::EngineError;
 use crate::relay::{RELAY_SCHEME, Relays};
-use crate::ssrf::{Blocked, GuardedResolver, forbidden_reason};
+use crate::ssrf::{Blocked, Resolver, forbidden_reason};
 use bytes::Bytes;
-use rustls::pki_types::pem::PemObject;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use smile_signature as sig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,80 +39,23 @@ pub struct Signing<'a> {
 /// Sends attempts; one pooled client per guard setting.
 pub struct Sender {
     /// For sandbox subscriptions: any address.
-    open: reqwest::Client,
+    open: Client,
     /// For production subscriptions: the SSRF guard on every resolved address.
-    guarded: reqwest::Client,
+    guarded: Client,
     allow: Arc<Vec<ipnet::IpNet>>,
+    /// Set when plain-HTTP attempts go through a proxy that wants credentials.
+    proxy_authorization: Option<HeaderValue>,
     /// `smile listen` sessions: where `listen://` attempts go instead of HTTP.
     pub relays: Arc<Relays>,
-    relay_timeout: Duration,
+    request_timeout: Duration,
     max_response_read: usize,
     response_snippet: usize,
 }
 
-fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "could not load a system CA certificate");
-    }
-    roots.add_parsable_certificates(native.certs);
-    for path in &config.egress.extra_ca {
-        let pem = std::fs::read(path)
-            .map_err(|e| EngineError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
-        let mut added = 0;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| EngineError::Config(format!("bad PEM in {}: {e}", path.display())))?;
-            roots.add(cert).map_err(|e| EngineError::Config(format!("bad CA in {}: {e}", path.display())))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(EngineError::Config(format!("no certificate in {}", path.display())));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| EngineError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-fn client(config: &DeliveryConfig, guard: Option<GuardedResolver>) -> Result<reqwest::Client, EngineError> {
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config(config)?)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.connect_timeout)
-        .timeout(config.request_timeout)
-        // Per host, not per subscription: many subscriptions often share one host, and a pool
-        // smaller than the attempts in flight to it closes and reopens connections all along.
-        .pool_max_idle_per_host(config.max_in_flight.max(config.max_in_flight_per_endpoint))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .user_agent(concat!("Smile-Webhooks/", env!("CARGO_PKG_VERSION")));
-    if let Some(ip) = config.egress.bind {
-        builder = builder.local_address(ip);
-    }
-    match &config.egress.proxy {
-        Some(proxy) => {
-            let proxy = reqwest::Proxy::all(proxy).map_err(|e| EngineError::Config(format!("bad proxy URL: {e}")))?;
-            builder = builder.proxy(proxy);
-        }
-        None => builder = builder.no_proxy(),
-    }
-    if let Some(resolver) = guard {
-        builder = builder.dns_resolver(Arc::new(resolver));
-    }
-    builder.build().map_err(|e| EngineError::Config(format!("cannot build the HTTP client: {e}")))
-}
-
-/// The error and its causes, on one line: reqwest's own text is often just "error sending request".
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".into();
-    }
+/// The error and its causes, on one line: the client's own text is often just "client error".
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -117,15 +64,29 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
+fn failed(started: Instant, error: String) -> AttemptResult {
+    AttemptResult {
+        status: None,
+        latency: started.elapsed(),
+        response_body: None,
+        error: Some(error),
+        retry_after: None,
+    }
+}
+
+const USER_AGENT: &str = concat!("Smile-Webhooks/", env!("CARGO_PKG_VERSION"));
+
 impl Sender {
     pub fn new(config: &DeliveryConfig) -> Result<Self, EngineError> {
         let allow = Arc::new(config.egress.ssrf_allow.clone());
+        let proxy = config.egress.proxy.as_deref().map(Proxy::parse).transpose()?;
         Ok(Sender {
-            open: client(config, None)?,
-            guarded: client(config, Some(GuardedResolver { allow: allow.clone() }))?,
+            open: egress::client(config, Resolver::open(), proxy.as_ref())?,
+            guarded: egress::client(config, Resolver::guarded(allow.clone()), proxy.as_ref())?,
             allow,
+            proxy_authorization: proxy.and_then(|p| p.authorization),
             relays: Arc::default(),
-            relay_timeout: config.request_timeout,
+            request_timeout: config.request_timeout,
             max_response_read: config.max_response_read,
             response_snippet: config.response_snippet,
         })
@@ -143,13 +104,7 @@ impl Sender {
         let started = Instant::now();
         if guarded && let Some(error) = self.literal_blocked(url) {
             metrics::counter!(smile_core::metric::SSRF_REFUSALS, "at" => "attempt").increment(1);
-            return AttemptResult {
-                status: None,
-                latency: started.elapsed(),
-                response_body: None,
-                error: Some(error),
-                retry_after: None,
-            };
+            return failed(started, error);
         }
         let timestamp = smile_core::timefmt::now_ms() / 1000;
         let secrets = std::iter::once(signing.secret).chain(signing.previous);
@@ -163,59 +118,73 @@ impl Sender {
         headers.push((sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string()));
         headers.push((sig::WEBHOOK_SIGNATURE_HEADER, standard.join(" ")));
         if let Some(session) = url.strip_prefix(RELAY_SCHEME) {
-            return self.relays.send(session, event_id, headers, body, self.relay_timeout).await;
+            return self.relays.send(session, event_id, headers, body, self.request_timeout).await;
         }
+        let request = match self.request(url, headers, body) {
+            Ok(request) => request,
+            Err(error) => return failed(started, error),
+        };
         let client = if guarded { &self.guarded } else { &self.open };
-        let mut request = client.post(url);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let request = request.body(body);
-        let mut response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => {
-                return AttemptResult {
-                    status: None,
-                    latency: started.elapsed(),
-                    response_body: None,
-                    error: Some(describe(&e)),
-                    retry_after: None,
-                };
-            }
+        // One deadline for the whole attempt: connect, request and the response body.
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return failed(started, describe(&e)),
+            Err(_) => return failed(started, "timed out".into()),
         };
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let (snippet, read_error) = self.read_capped(&mut response).await;
-        let error = read_error.or_else(|| (!(200..300).contains(&status)).then(|| format!("HTTP {status}")));
-        AttemptResult { status: Some(status), latency: started.elapsed(), response_body: snippet, error, retry_after }
+        let mut kept = Vec::new();
+        let read_error =
+            match tokio::time::timeout_at(deadline, self.read_capped(response.into_body(), &mut kept)).await {
+                Ok(result) => result.err(),
+                Err(_) => Some("timed out".to_owned()),
+            };
+        let error = read_error
+            .map(|e| format!("reading the response: {e}"))
+            .or_else(|| (!(200..300).contains(&status)).then(|| format!("HTTP {status}")));
+        AttemptResult {
+            status: Some(status),
+            latency: started.elapsed(),
+            response_body: snippet(&kept),
+            error,
+            retry_after,
+        }
+    }
+
+    fn request(&self, url: &str, headers: Vec<(&str, String)>, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+        // Parsed as at create (WHATWG, IDNA), then handed to hyper in its normalized form.
+        let parsed = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+        let mut request = Request::post(parsed.as_str()).header(hyper::header::USER_AGENT, USER_AGENT);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if parsed.scheme() == "http"
+            && let Some(authorization) = &self.proxy_authorization
+        {
+            request = request.header(hyper::header::PROXY_AUTHORIZATION, authorization.clone());
+        }
+        request.body(Full::new(body)).map_err(|e| format!("bad request: {e}"))
     }
 
     /// Reads at most `max_response_read` bytes and keeps the first `response_snippet`.
-    async fn read_capped(&self, response: &mut reqwest::Response) -> (Option<String>, Option<String>) {
-        let mut kept = Vec::new();
+    async fn read_capped(&self, mut body: Incoming, kept: &mut Vec<u8>) -> Result<(), String> {
         let mut read = 0usize;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    read += chunk.len();
-                    let room = self.response_snippet.saturating_sub(kept.len());
-                    kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
-                    if read >= self.max_response_read {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return (snippet(&kept), Some(format!("reading the response: {}", describe(&e))));
-                }
+        while read < self.max_response_read {
+            let Some(frame) = body.frame().await else { break };
+            let frame = frame.map_err(|e| describe(&e))?;
+            if let Ok(chunk) = frame.into_data() {
+                read += chunk.len();
+                let room = self.response_snippet.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
             }
         }
-        (snippet(&kept), None)
+        Ok(())
     }
 
     pub fn literal_blocked(&self, url: &str) -> Option<String> {

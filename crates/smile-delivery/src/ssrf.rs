@@ -4,10 +4,13 @@
 //! connector only allowed addresses), so a DNS answer that changes between a check and the
 //! connect cannot slip through.
 
+use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Why `ip` may not be reached, or None if it may.
 pub fn forbidden_reason(ip: IpAddr, allow: &[IpNet]) -> Option<&'static str> {
@@ -103,18 +106,42 @@ impl Blocked {
     }
 }
 
-/// A resolver that hands the connector only addresses the guard allows.
+/// Resolves an endpoint's host name; with a guard, hands the connector only the addresses it
+/// allows.
 #[derive(Debug, Clone)]
-pub struct GuardedResolver {
-    pub allow: Arc<Vec<IpNet>>,
+pub struct Resolver {
+    guard: Option<Arc<Vec<IpNet>>>,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow = self.allow.clone();
+impl Resolver {
+    /// Any address: sandbox subscriptions, and the operator's own proxy.
+    pub fn open() -> Resolver {
+        Resolver { guard: None }
+    }
+
+    /// Only addresses the guard allows, or those in `allow`.
+    pub fn guarded(allow: Arc<Vec<IpNet>>) -> Resolver {
+        Resolver { guard: Some(allow) }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let guard = self.guard.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let Some(allow) = guard else { return Ok(resolved.into_iter()) };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -129,9 +156,9 @@ impl Resolve for GuardedResolver {
             if allowed.is_empty() {
                 metrics::counter!(smile_core::metric::SSRF_REFUSALS, "at" => "attempt").increment(1);
                 let (ip, reason) = refused.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "unresolvable"));
-                return Err(Box::new(Blocked::new(&host, ip, reason)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(Blocked::new(&host, ip, reason)) as BoxError);
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }

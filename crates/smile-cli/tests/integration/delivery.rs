@@ -690,7 +690,7 @@ async fn the_egress_proxy_carries_every_delivery() {
     let receiver = Receiver::tls(&ca).await;
     let proxy = ConnectProxy::start().await;
     let ca_file = ca.pem_file();
-    let (path, proxy_url) = (ca_file.path().to_owned(), proxy.url());
+    let (path, proxy_url) = (ca_file.path().to_owned(), proxy.url_with_credentials("smile", "s3cret"));
     let server = TestServer::with(move |o| {
         o.delivery.egress.extra_ca = vec![path];
         o.delivery.egress.proxy = Some(proxy_url);
@@ -711,5 +711,25 @@ async fn the_egress_proxy_carries_every_delivery() {
         proxy.targets(),
         vec![format!("localhost:{}", receiver.addr.port())]
     );
+    assert_eq!(proxy.seen()[0].authorization.as_deref(), Some("Basic c21pbGU6czNjcmV0"));
+}
+
+/// A plain-HTTP endpoint behind the proxy: the request goes to the proxy in absolute form,
+/// with the proxy URL's credentials.
+async fn plain_http_deliveries_go_to_the_proxy_by_their_full_url_with_its_credentials() {
+    let receiver = Receiver::start().await;
+    let proxy = ConnectProxy::start().await;
+    let proxy_url = proxy.url_with_credentials("smile", "s3cret");
+    let server = TestServer::with(move |o| o.delivery.egress.proxy = Some(proxy_url)).await;
+    let operator = server.operator().await;
+    server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "proxied").await;
+    user_created(&operator).await;
+    let hit = receiver.wait_hits(1).await.remove(0);
+    assert_eq!(hit.header("smile-signature"), expected_smile("proxied", &hit.body));
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].target, receiver.url(), "absolute form");
+    assert_eq!(seen[0].authorization.as_deref(), Some("Basic c21pbGU6czNjcmV0"));
 }
 }

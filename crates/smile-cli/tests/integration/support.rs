@@ -491,16 +491,25 @@ pub fn account_connected(user: &str) -> Value {
 /// An HTTP CONNECT proxy on loopback that records the targets it tunnels to.
 pub struct ConnectProxy {
     pub addr: SocketAddr,
-    targets: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<ProxiedRequest>>>,
+}
+
+/// What a proxy saw of one connection: its first request line and its credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxiedRequest {
+    pub method: String,
+    pub target: String,
+    pub authorization: Option<String>,
 }
 
 impl ConnectProxy {
+    /// A forward proxy: CONNECT tunnels, and plain requests in absolute form.
     pub async fn start() -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let targets: Arc<Mutex<Vec<String>>> = Arc::default();
-        let recorded = targets.clone();
+        let seen: Arc<Mutex<Vec<ProxiedRequest>>> = Arc::default();
+        let recorded = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let recorded = recorded.clone();
@@ -513,32 +522,54 @@ impl ConnectProxy {
                         }
                         head.push(byte[0]);
                     }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let mut words = head.split_whitespace();
-                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
-                        let _ =
-                            inbound.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n").await;
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let mut words = text.split_whitespace();
+                    let (Some(method), Some(target)) = (words.next(), words.next()) else { return };
+                    let authorization = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("proxy-authorization: ").or_else(|| l.strip_prefix("Proxy-Authorization: "))
+                        })
+                        .map(str::to_owned);
+                    recorded.lock().expect("lock").push(ProxiedRequest {
+                        method: method.to_owned(),
+                        target: target.to_owned(),
+                        authorization,
+                    });
+                    let upstream = match target.strip_prefix("http://") {
+                        Some(rest) => rest.split('/').next().unwrap_or_default().to_owned(),
+                        None if method == "CONNECT" => target.to_owned(),
+                        None => return,
+                    };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
-                    recorded.lock().expect("lock").push(target.to_owned());
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
+                    let ready = if method == "CONNECT" {
+                        inbound.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await
+                    } else {
+                        outbound.write_all(&head).await
                     };
-                    if inbound.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok() {
+                    if ready.is_ok() {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
             }
         });
-        ConnectProxy { addr, targets }
+        ConnectProxy { addr, seen }
     }
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+    /// Its URL, with the credentials the node is to give it.
+    pub fn url_with_credentials(&self, user: &str, password: &str) -> String {
+        format!("http://{user}:{password}@{}", self.addr)
     }
 
+    /// The CONNECT targets it was asked for.
     pub fn targets(&self) -> Vec<String> {
-        self.targets.lock().expect("lock").clone()
+        self.seen().into_iter().filter(|r| r.method == "CONNECT").map(|r| r.target).collect()
+    }
+
+    pub fn seen(&self) -> Vec<ProxiedRequest> {
+        self.seen.lock().expect("lock").clone()
     }
 }
 
