@@ -2,11 +2,11 @@
 //! operator's proxy, over TLS where the URL says HTTPS, from the configured local address.
 //!
 //! The client is hyper's own pooled client, not a higher-level one: on this path every
-//! delivery is one request, and a client that builds a connector, a retry policy and a
-//! timer per request cost a fifth of a delivery's CPU (docs/benchmarks.md).
+//! delivery is one request, and reqwest, which builds a connector, a retry policy and a timer
+//! per request, cost about 12 µs of a delivery's 80 µs of CPU here (docs/benchmarks.md).
 
 use crate::config::DeliveryConfig;
-use crate::error::EngineError;
+use crate::error::{BoxError, EngineError};
 use crate::ssrf::Resolver;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -28,8 +28,6 @@ use tokio::net::TcpStream;
 
 /// A pooled HTTP/1.1 client for attempts.
 pub(crate) type Client = hyper_util::client::legacy::Client<HttpsConnector<Egress>, Full<Bytes>>;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The operator's HTTP proxy, from `--egress-proxy`.
 #[derive(Clone)]
@@ -170,9 +168,10 @@ fn tcp(config: &DeliveryConfig, resolver: Resolver) -> HttpConnector<Resolver> {
 /// A client for attempts; `resolver` decides which addresses an endpoint may be reached at.
 pub(crate) fn client(
     config: &DeliveryConfig,
+    tls: rustls::ClientConfig,
     resolver: Resolver,
     proxy: Option<&Proxy>,
-) -> Result<Client, EngineError> {
+) -> Client {
     let egress = match proxy {
         None => Egress::Direct(tcp(config, resolver)),
         Some(proxy) => {
@@ -187,17 +186,18 @@ pub(crate) fn client(
             }))
         }
     };
-    let https = HttpsConnectorBuilder::new().with_tls_config(tls_config(config)?).https_or_http().enable_http1();
-    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+    let https = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         // Per host, not per subscription: many subscriptions often share one host, and a pool
         // smaller than the attempts in flight to it closes and reopens connections all along.
         .pool_max_idle_per_host(config.max_in_flight.max(config.max_in_flight_per_endpoint))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
-        .build(https.wrap_connector(egress)))
+        .build(https.wrap_connector(egress))
 }
 
-fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineError> {
+/// The system's roots plus `--extra-ca`.
+pub(crate) fn tls_config(config: &DeliveryConfig) -> Result<rustls::ClientConfig, EngineError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {

@@ -14,3 +14,6 @@ pub enum EngineError {
     #[error("this Idempotency-Key was used within the last 24 hours for a different request")]
     IdempotencyKeyReused,
 }
+
+/// What connectors and resolvers fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,7 +13,7 @@
 
 use crate::config::DeliveryConfig;
 use crate::outcomes::{self, Committed, Recording};
-use crate::sender::{AttemptResult, Sender, Signing};
+use crate::sender::{AttemptResult, Endpoint, Sender, Signing};
 use crate::trace::{AttemptSpan, Traces};
 use crate::verdict;
 use bytes::Bytes;
@@ -112,7 +112,7 @@ pub(crate) struct Job {
 /// What an attempt needs to know of its subscription.
 #[derive(Clone)]
 struct Target {
-    url: String,
+    endpoint: Endpoint,
     guarded: bool,
     secret: Secret,
     previous: Option<(Secret, i64)>,
@@ -124,7 +124,7 @@ struct Target {
 impl Target {
     fn of(sub: &Subscription) -> Self {
         Target {
-            url: sub.url.clone(),
+            endpoint: Endpoint::parse(&sub.url),
             guarded: sub.scope.mode == Mode::Production,
             secret: secret_of(&sub.secret),
             previous: sub.previous_secret.as_deref().map(secret_of).zip(sub.previous_secret_until_ms),
@@ -992,7 +992,7 @@ fn attempt(
         let now = timefmt::now_ms();
         let previous = target.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s);
         let signing = Signing { secret: &target.secret, previous };
-        let result = sender.send(&target.url, target.guarded, &job.event_id, job.body.clone(), signing).await;
+        let result = sender.send(&target.endpoint, target.guarded, &job.event_id, job.body.clone(), signing).await;
         let _ = tx.send(Msg::Attempted { subscription_id, job, result });
     });
 }

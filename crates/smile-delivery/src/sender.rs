@@ -7,10 +7,11 @@ use crate::relay::{RELAY_SCHEME, Relays};
 use crate::ssrf::{Blocked, Resolver, forbidden_reason};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
+use hyper::{Request, Uri};
 use smile_signature as sig;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,44 @@ impl AttemptResult {
 pub struct Signing<'a> {
     pub secret: &'a sig::Secret,
     pub previous: Option<&'a sig::Secret>,
+}
+
+/// A subscription's URL, read once for all of its attempts.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A `smile listen` session.
+    Relay(String),
+    /// An HTTP(S) URL, normalized as at create (WHATWG, IDNA).
+    Http {
+        uri: Uri,
+        /// `http://`: through a proxy, the request carries the proxy's credentials.
+        plain: bool,
+        /// The host, when it is an IP literal: what the SSRF guard checks before any connect.
+        literal: Option<IpAddr>,
+    },
+    /// A URL no request can be made to, and why.
+    Invalid(String),
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Endpoint {
+        if let Some(session) = url.strip_prefix(RELAY_SCHEME) {
+            return Endpoint::Relay(session.to_owned());
+        }
+        let parsed = match url::Url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(e) => return Endpoint::Invalid(format!("bad URL: {e}")),
+        };
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        match Uri::try_from(parsed.as_str()) {
+            Ok(uri) => Endpoint::Http { uri, plain: parsed.scheme() == "http", literal },
+            Err(e) => Endpoint::Invalid(format!("bad URL: {e}")),
+        }
+    }
 }
 
 /// Sends attempts; one pooled client per guard setting.
@@ -80,9 +119,10 @@ impl Sender {
     pub fn new(config: &DeliveryConfig) -> Result<Self, EngineError> {
         let allow = Arc::new(config.egress.ssrf_allow.clone());
         let proxy = config.egress.proxy.as_deref().map(Proxy::parse).transpose()?;
+        let tls = egress::tls_config(config)?;
         Ok(Sender {
-            open: egress::client(config, Resolver::open(), proxy.as_ref())?,
-            guarded: egress::client(config, Resolver::guarded(allow.clone()), proxy.as_ref())?,
+            open: egress::client(config, tls.clone(), Resolver::open(), proxy.as_ref()),
+            guarded: egress::client(config, tls, Resolver::guarded(allow.clone()), proxy.as_ref()),
             allow,
             proxy_authorization: proxy.and_then(|p| p.authorization),
             relays: Arc::default(),
@@ -92,17 +132,17 @@ impl Sender {
         })
     }
 
-    /// Sends `body` to `url`, signed for `event_id`. `guarded` applies the SSRF guard.
+    /// Sends `body` to `endpoint`, signed for `event_id`. `guarded` applies the SSRF guard.
     pub async fn send(
         &self,
-        url: &str,
+        endpoint: &Endpoint,
         guarded: bool,
         event_id: &str,
         body: Bytes,
         signing: Signing<'_>,
     ) -> AttemptResult {
         let started = Instant::now();
-        if guarded && let Some(error) = self.literal_blocked(url) {
+        if guarded && let Some(error) = self.blocked(endpoint) {
             metrics::counter!(smile_core::metric::SSRF_REFUSALS, "at" => "attempt").increment(1);
             return failed(started, error);
         }
@@ -117,12 +157,15 @@ impl Sender {
         headers.push((sig::WEBHOOK_ID_HEADER, event_id.to_owned()));
         headers.push((sig::WEBHOOK_TIMESTAMP_HEADER, timestamp.to_string()));
         headers.push((sig::WEBHOOK_SIGNATURE_HEADER, standard.join(" ")));
-        if let Some(session) = url.strip_prefix(RELAY_SCHEME) {
-            return self.relays.send(session, event_id, headers, body, self.request_timeout).await;
-        }
-        let request = match self.request(url, headers, body) {
-            Ok(request) => request,
-            Err(error) => return failed(started, error),
+        let request = match endpoint {
+            Endpoint::Relay(session) => {
+                return self.relays.send(session, event_id, headers, body, self.request_timeout).await;
+            }
+            Endpoint::Invalid(error) => return failed(started, error.clone()),
+            Endpoint::Http { uri, plain, .. } => match self.request(uri, *plain, headers, body) {
+                Ok(request) => request,
+                Err(error) => return failed(started, error),
+            },
         };
         let client = if guarded { &self.guarded } else { &self.open };
         // One deadline for the whole attempt: connect, request and the response body.
@@ -157,16 +200,18 @@ impl Sender {
         }
     }
 
-    fn request(&self, url: &str, headers: Vec<(&str, String)>, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
-        // Parsed as at create (WHATWG, IDNA), then handed to hyper in its normalized form.
-        let parsed = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
-        let mut request = Request::post(parsed.as_str()).header(hyper::header::USER_AGENT, USER_AGENT);
+    fn request(
+        &self,
+        uri: &Uri,
+        plain: bool,
+        headers: Vec<(&str, String)>,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let mut request = Request::post(uri.clone()).header(hyper::header::USER_AGENT, USER_AGENT);
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        if parsed.scheme() == "http"
-            && let Some(authorization) = &self.proxy_authorization
-        {
+        if plain && let Some(authorization) = &self.proxy_authorization {
             request = request.header(hyper::header::PROXY_AUTHORIZATION, authorization.clone());
         }
         request.body(Full::new(body)).map_err(|e| format!("bad request: {e}"))
@@ -187,17 +232,40 @@ impl Sender {
         Ok(())
     }
 
+    /// Why the guard refuses `url` outright (an internal IP literal), if it does.
     pub fn literal_blocked(&self, url: &str) -> Option<String> {
-        let parsed = url::Url::parse(url).ok()?;
-        let ip = match parsed.host()? {
-            url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
-            url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
-            url::Host::Domain(_) => return None,
-        };
-        forbidden_reason(ip, &self.allow).map(|reason| Blocked::new(&ip.to_string(), ip, reason).to_string())
+        self.blocked(&Endpoint::parse(url))
+    }
+
+    fn blocked(&self, endpoint: &Endpoint) -> Option<String> {
+        let Endpoint::Http { literal: Some(ip), .. } = endpoint else { return None };
+        forbidden_reason(*ip, &self.allow).map(|reason| Blocked::new(&ip.to_string(), *ip, reason).to_string())
     }
 }
 
 fn snippet(bytes: &[u8]) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_read_once_as_at_create() {
+        let Endpoint::Http { uri, plain, literal } = Endpoint::parse("http://0x7f.1:8080/hook") else {
+            panic!("an HTTP endpoint")
+        };
+        assert_eq!(uri, "http://127.0.0.1:8080/hook", "WHATWG's IPv4 forms, normalized");
+        assert!(plain);
+        assert_eq!(literal, Some(IpAddr::from([127, 0, 0, 1])));
+        let Endpoint::Http { uri, plain, literal } = Endpoint::parse("https://Bücher.example/x") else {
+            panic!("an HTTPS endpoint")
+        };
+        assert_eq!(uri, "https://xn--bcher-kva.example/x");
+        assert!(!plain);
+        assert_eq!(literal, None);
+        assert!(matches!(Endpoint::parse("listen://ses_1"), Endpoint::Relay(s) if s == "ses_1"));
+        assert!(matches!(Endpoint::parse("not a url"), Endpoint::Invalid(e) if e.starts_with("bad URL")));
+    }
 }

@@ -4,6 +4,7 @@
 //! connector only allowed addresses), so a DNS answer that changes between a check and the
 //! connect cannot slip through.
 
+use crate::error::BoxError;
 use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
 use std::future::Future;
@@ -124,8 +125,6 @@ impl Resolver {
         Resolver { guard: Some(allow) }
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Name> for Resolver {
     type Response = std::vec::IntoIter<SocketAddr>;

@@ -488,7 +488,7 @@ pub fn account_connected(user: &str) -> Value {
     json!({"userId": user, "accountId": "a-123", "loginName": "George", "providers": ["sss"]})
 }
 
-/// An HTTP CONNECT proxy on loopback that records the targets it tunnels to.
+/// A forward proxy on loopback that records what each connection first asked it for.
 pub struct ConnectProxy {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<ProxiedRequest>>>,
@@ -503,7 +503,7 @@ pub struct ProxiedRequest {
 }
 
 impl ConnectProxy {
-    /// A forward proxy: CONNECT tunnels, and plain requests in absolute form.
+    /// Tunnels CONNECTs, and forwards plain requests sent in absolute form.
     pub async fn start() -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -527,10 +527,9 @@ impl ConnectProxy {
                     let (Some(method), Some(target)) = (words.next(), words.next()) else { return };
                     let authorization = text
                         .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("proxy-authorization: ").or_else(|| l.strip_prefix("Proxy-Authorization: "))
-                        })
-                        .map(str::to_owned);
+                        .filter_map(|l| l.split_once(": "))
+                        .find(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+                        .map(|(_, value)| value.to_owned());
                     recorded.lock().expect("lock").push(ProxiedRequest {
                         method: method.to_owned(),
                         target: target.to_owned(),
