@@ -12,11 +12,14 @@
 //!   `schema`: a PostgreSQL schema per scenario.
 
 mod cluster;
+mod generator;
 mod inproc;
 mod load;
 mod process;
 mod receiver;
 mod schema;
+
+pub use generator::{GeneratorArgs, generate};
 
 use anyhow::bail;
 use receiver::Received;
@@ -106,6 +109,11 @@ pub struct Report {
     pub isolation_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
+    /// `http`: the generator's client run inside the bench process instead, a stricter ruler.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_process_baseline_req_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_process_ratio: Option<f64>,
     /// Of the events' first deliveries, the slowest (ms after the publish began).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_ms: Option<f64>,

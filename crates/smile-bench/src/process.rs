@@ -1,6 +1,7 @@
 //! Scenarios with `smile serve` as a process of its own, as an operator runs it: publishing
-//! over HTTP from this process, and a backlog that survives SIGKILL.
+//! over HTTP from a generator process, and a backlog that survives SIGKILL.
 
+use crate::generator;
 use crate::load::{baseline, publish_over_http};
 use crate::receiver::{self, Received};
 use crate::schema::BenchSchema;
@@ -155,12 +156,17 @@ pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
     let operator = operator_auth(dir.path(), url.as_deref())?;
     let received = Arc::new(Received::default());
     let addr = receiver::counting(received.clone()).await?;
-    let raw = baseline(&format!("http://{addr}/hook/0"), args.http_events, args.concurrency).await?;
-    eprintln!("[{name}] the generator into the receiver: {raw:.0} req/s");
-    subscribe(&server, &format!("http://{addr}/hook/0")).await?;
+    let hook = format!("http://{addr}/hook/0");
+    let (raw, _) = generator::run(&hook, args.http_events, args.concurrency, None).await?;
+    eprintln!("[{name}] the generator (a process of its own) into the receiver: {raw:.0} req/s");
+    // The stricter ruler of earlier runs, kept for comparison: the same client in this
+    // process, where it shares a scheduler with the receiver.
+    let in_process = baseline(&hook, args.http_events, args.concurrency).await?;
+    eprintln!("[{name}] the same client in this process into the receiver: {in_process:.0} req/s");
+    subscribe(&server, &hook).await?;
     let started = Instant::now();
-    let (published, publish_rate) =
-        publish_over_http(&server.base, &operator, args.http_events, args.concurrency).await?;
+    let (publish_rate, published) =
+        generator::run(&server.base, args.http_events, args.concurrency, Some(&operator)).await?;
     eprintln!("[{name}] published {} events at {publish_rate:.0}/s", args.http_events);
     wait_distinct(name, &received, args.http_events as usize, args).await;
     let secs = started.elapsed().as_secs_f64();
@@ -173,7 +179,9 @@ pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
         baseline: raw,
         publish_per_s: publish_rate,
     };
-    let report = measured(args, m)?;
+    let mut report = measured(args, m)?;
+    report.in_process_baseline_req_per_s = Some(in_process);
+    report.in_process_ratio = Some(report.deliveries_per_s / in_process);
     drop(server);
     if let Some(schema) = schema {
         schema.drop().await?;

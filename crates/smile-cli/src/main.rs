@@ -37,6 +37,9 @@ enum Command {
     },
     /// Measure publish and delivery throughput against a raw HTTP baseline.
     Bench(smile_bench::BenchArgs),
+    /// The http scenario's load generator, a process of its own (run by `smile bench`).
+    #[command(hide = true)]
+    BenchGenerator(smile_bench::GeneratorArgs),
     /// Forward a server's webhooks to a local URL (for development), reporting each answer back.
     Listen(listen::ListenArgs),
     /// Publish a sample event (or given data) for a sandbox key's tenant; show where it went.
@@ -139,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
             keys_create(tenant, mode, operator, data_dir, database_url).await
         }
         Command::Bench(args) => smile_bench::run(args).await,
+        Command::BenchGenerator(args) => smile_bench::generate(args).await,
         Command::Listen(args) => listen::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
     }

@@ -267,7 +267,12 @@ impl Engine {
                 return self.first_event(scope, &event_id).await;
             }
         };
-        metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => scope.mode.as_str()).increment(1);
+        // Literal label values make a key the recorder keeps without copying (a computed one is
+        // allocated and copied at every call: a tenth of a delivery's allocations).
+        match scope.mode {
+            Mode::Sandbox => metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => "SANDBOX").increment(1),
+            Mode::Production => metrics::counter!(metric::EVENTS_PUBLISHED, "mode" => "PRODUCTION").increment(1),
+        }
         let scope_labels = (scope.tenant_id.as_str(), scope.mode.as_str());
         let fan_out = deliveries.len() + later;
         self.inner.traces.publish(&event.id, event_type.as_str(), scope_labels, started, fan_out);

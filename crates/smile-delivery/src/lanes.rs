@@ -960,14 +960,21 @@ impl Lanes {
 /// Counts an attempt and what it decided, for `/metrics`.
 fn record_attempt(result: &AttemptResult, decided: DeliveryStatus) {
     metrics::histogram!(metric::ATTEMPT_SECONDS).record(result.latency.as_secs_f64());
-    let outcome = if result.succeeded() { "success" } else { "failure" };
-    metrics::counter!(metric::ATTEMPTS, "result" => outcome).increment(1);
-    let decided = match decided {
-        DeliveryStatus::Succeeded => "succeeded",
-        DeliveryStatus::Pending => "retry",
-        DeliveryStatus::Failed | DeliveryStatus::Cancelled => "failed",
+    // Literal label values: see `Engine::publish_to`.
+    let attempts = if result.succeeded() {
+        metrics::counter!(metric::ATTEMPTS, "result" => "success")
+    } else {
+        metrics::counter!(metric::ATTEMPTS, "result" => "failure")
     };
-    metrics::counter!(metric::DELIVERY_OUTCOMES, "outcome" => decided).increment(1);
+    attempts.increment(1);
+    let outcomes = match decided {
+        DeliveryStatus::Succeeded => metrics::counter!(metric::DELIVERY_OUTCOMES, "outcome" => "succeeded"),
+        DeliveryStatus::Pending => metrics::counter!(metric::DELIVERY_OUTCOMES, "outcome" => "retry"),
+        DeliveryStatus::Failed | DeliveryStatus::Cancelled => {
+            metrics::counter!(metric::DELIVERY_OUTCOMES, "outcome" => "failed")
+        }
+    };
+    outcomes.increment(1);
 }
 
 /// Makes one attempt in a task of its own and reports what it saw.

@@ -605,3 +605,24 @@ async fn sandbox_work_left_unfinished_by_a_crash_is_done_after_the_restart() {
     })
     .await;
 }
+
+/// `smile bench --scenario http` runs its load generator as a process of its own (issue 8's
+/// setup): the report must come back whole, every acknowledged event delivered, with both
+/// rulers (the generator apart, and the same client in the bench's process).
+#[tokio::test]
+async fn the_http_bench_publishes_from_a_generator_process_and_loses_nothing() {
+    let mut command = smile();
+    command.args(["bench", "--scenario", "http", "--http-events", "300", "--concurrency", "8"]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("smile bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "smile bench failed: {stderr}");
+    assert!(stderr.contains("the generator (a process of its own) into the receiver"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().expect("a report line")).expect("JSON");
+    assert_eq!(report["scenario"], "http");
+    assert_eq!(report["events"], 300, "every publish acknowledged and read back from the generator: {report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    for field in ["baseline_req_per_s", "in_process_baseline_req_per_s", "deliveries_per_s", "p99_ms"] {
+        assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {report}");
+    }
+}
