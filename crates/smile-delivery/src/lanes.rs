@@ -352,14 +352,17 @@ impl Lanes {
             return;
         }
         let mut unknown = Vec::new();
+        let now = timefmt::now_ms();
         for d in deliveries.into_iter().filter(|d| d.due) {
             let Some(lane) = self.lanes.get_mut(&d.subscription_id) else {
                 unknown.push(d.subscription_id);
                 continue;
             };
             let held = lane.held.len() + lane.arrived.len();
-            let lane_full = held >= self.config.lane_window;
-            let room = !lane_full && self.held + lane.arrived.len() < self.config.window;
+            // A lane its breaker paused sends nothing for a second or more: it cannot take
+            // work any more than a full one can.
+            let stuck = held >= self.config.lane_window || lane.paused_until > now;
+            let room = !stuck && self.held + lane.arrived.len() < self.config.window;
             let body = match (&lean_body, d.lean) {
                 (Some(lean), true) => lean.clone(),
                 _ => body.clone(),
@@ -375,7 +378,7 @@ impl Lanes {
                 // Only a lane that cannot take work falls behind: one waiting for room in the
                 // node's window takes it soon, and a thousand lanes falling behind at once
                 // made one writer batch of their writes take 331 ms (fan-out-1000).
-                if lane_full && !lane.behind {
+                if stuck && !lane.behind {
                     lane.behind = true;
                     fall_behind(self.store.clone(), d.subscription_id.clone());
                 }
@@ -512,18 +515,26 @@ impl Lanes {
             self.in_flight += 1;
             attempt(self.sender.clone(), lane.target.clone(), id.to_owned(), job, self.tx.clone());
         }
-        if lane.paused_until > now && !lane.queue.is_empty() {
-            let at = lane.paused_until;
-            self.wake(id, at);
+        if lane.paused_until > now {
+            // Nothing is read while paused: a read would only fill the window with what the
+            // lane cannot send, and make rows of deliveries still in the log.
+            if !lane.queue.is_empty() || lane.more {
+                let at = lane.paused_until;
+                self.wake(id, at);
+            }
+            return;
         }
-        let Some(lane) = self.lanes.get_mut(id) else { return };
         if !lane.more || lane.loading || lane.queue.len() > self.config.lane_window / 2 {
             return;
         }
-        let room =
-            self.config.lane_window.saturating_sub(lane.held.len()).min(self.config.window.saturating_sub(self.held));
+        // A lane on probation (one attempt at a time) reads only what it may send.
+        let wanted = if lane.failures >= self.config.breaker_after { 1 } else { self.config.lane_window };
+        if lane.held.len() >= wanted {
+            return;
+        }
+        let room = (wanted - lane.held.len()).min(self.config.window.saturating_sub(self.held));
         if room == 0 {
-            if lane.held.len() < self.config.lane_window && !lane.waiting_room {
+            if !lane.waiting_room {
                 lane.waiting_room = true;
                 self.starved.push_back(id.to_owned());
             }

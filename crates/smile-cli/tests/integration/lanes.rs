@@ -172,6 +172,46 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     assert_eq!(receiver.hits().len(), 60, "each event once");
 }
 
+/// A lane its breaker paused takes no work: it holds nothing in memory, on SQLite later
+/// publishes write no delivery for it (they wait in the event log), and on probation it reads
+/// one delivery at a time. Once the endpoint answers, every event arrives and succeeds.
+async fn a_paused_lane_holds_nothing_and_leaves_its_deliveries_in_the_log() {
+    let server = TestServer::with(|o| {
+        o.delivery.breaker_after = 2;
+        o.delivery.max_in_flight_per_endpoint = 1;
+        o.delivery.retry_schedule = vec![Duration::from_millis(100); 30];
+    })
+    .await;
+    // Two failures pause the lane for 1 s; the probes after it fail too (2 s, then 4 s).
+    let receiver = Receiver::scripted(vec![Reply::Status(500); 4]).await;
+    let sub = server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let operator = server.operator().await;
+    let mut published = HashSet::new();
+    for _ in 0..2 {
+        published.insert(user_created(&operator).await);
+    }
+    receiver.wait_hits(2).await;
+    for _ in 0..30 {
+        published.insert(user_created(&operator).await);
+    }
+    let window = server.running.engine.window().await;
+    assert!(window.largest_lane <= 1, "a paused lane holds at most its probe: {window:?}");
+    if let Backend::Sqlite = Backend::current() {
+        let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
+        let written: i64 = db
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE subscription_id = ?1", [&sub], |r| r.get(0))
+            .expect("count");
+        assert!(written <= 8, "{written} of 32 deliveries written for a paused lane");
+    }
+    eventually(Duration::from_secs(30), "every delivery SUCCEEDED", || async {
+        let listed = server.sandbox.deliveries(&sub).await;
+        (listed.len() == 32 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
+    })
+    .await;
+    let arrived: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(arrived, published, "every event arrived");
+}
+
 async fn disable_gone_and_delete_leave_nothing_pending() {
     let server = TestServer::with(|o| {
         o.delivery.retry_schedule = vec![Duration::from_millis(100); 30];
