@@ -53,6 +53,15 @@ async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
+/// On SQLite, the delivery rows written for subscription `sub` (those still in the event log
+/// are not rows); None on PostgreSQL, which writes every delivery at publish.
+fn rows_written(server: &TestServer, sub: &str) -> Option<i64> {
+    let Backend::Sqlite = Backend::current() else { return None };
+    let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
+    let count = db.query_row("SELECT COUNT(*) FROM deliveries WHERE subscription_id = ?1", [sub], |r| r.get(0));
+    Some(count.expect("count"))
+}
+
 pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
     let (status, body) = api
         .post(
@@ -149,11 +158,7 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     let listed = server.sandbox.deliveries(&sub).await;
     assert_eq!(listed.len(), 60, "listed, whether a row or still in the log");
     assert!(listed.iter().all(|d| d["status"] == "PENDING"), "all pending");
-    if let Backend::Sqlite = Backend::current() {
-        let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
-        let written: i64 = db
-            .query_row("SELECT COUNT(*) FROM deliveries WHERE subscription_id = ?1", [&sub], |r| r.get(0))
-            .expect("count");
+    if let Some(written) = rows_written(&server, &sub) {
         assert!(written <= 30, "{written} of 60 deliveries written for a full lane");
     }
     let receiver = Receiver::start().await;
@@ -196,11 +201,7 @@ async fn a_paused_lane_holds_nothing_and_leaves_its_deliveries_in_the_log() {
     }
     let window = server.running.engine.window().await;
     assert!(window.largest_lane <= 1, "a paused lane holds at most its probe: {window:?}");
-    if let Backend::Sqlite = Backend::current() {
-        let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
-        let written: i64 = db
-            .query_row("SELECT COUNT(*) FROM deliveries WHERE subscription_id = ?1", [&sub], |r| r.get(0))
-            .expect("count");
+    if let Some(written) = rows_written(&server, &sub) {
         assert!(written <= 8, "{written} of 32 deliveries written for a paused lane");
     }
     eventually(Duration::from_secs(30), "every delivery SUCCEEDED", || async {
