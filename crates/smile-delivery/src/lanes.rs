@@ -204,6 +204,16 @@ impl Lane {
         }
     }
 
+    /// Its breaker paused it: no attempt starts before `paused_until`.
+    fn paused(&self, now: i64) -> bool {
+        self.paused_until > now
+    }
+
+    /// Its breaker is open: one attempt at a time, and it reads only what that one needs.
+    fn on_probation(&self, config: &DeliveryConfig) -> bool {
+        self.failures >= config.breaker_after
+    }
+
     fn idle(&self) -> bool {
         self.held.is_empty() && !self.more && !self.loading
     }
@@ -361,7 +371,7 @@ impl Lanes {
             let held = lane.held.len() + lane.arrived.len();
             // A lane its breaker paused sends nothing for a second or more: it cannot take
             // work any more than a full one can.
-            let stuck = held >= self.config.lane_window || lane.paused_until > now;
+            let stuck = held >= self.config.lane_window || lane.paused(now);
             let room = !stuck && self.held + lane.arrived.len() < self.config.window;
             let body = match (&lean_body, d.lean) {
                 (Some(lean), true) => lean.clone(),
@@ -501,8 +511,8 @@ impl Lanes {
         if now >= lane.lease_until - margin {
             return;
         }
-        let cap = if lane.failures >= self.config.breaker_after { 1 } else { self.config.max_in_flight_per_endpoint };
-        while lane.in_flight < cap.max(1) && now >= lane.paused_until && !lane.queue.is_empty() {
+        let cap = if lane.on_probation(&self.config) { 1 } else { self.config.max_in_flight_per_endpoint };
+        while lane.in_flight < cap.max(1) && !lane.paused(now) && !lane.queue.is_empty() {
             if self.in_flight >= self.config.max_in_flight {
                 if !lane.waiting_turn {
                     lane.waiting_turn = true;
@@ -515,7 +525,7 @@ impl Lanes {
             self.in_flight += 1;
             attempt(self.sender.clone(), lane.target.clone(), id.to_owned(), job, self.tx.clone());
         }
-        if lane.paused_until > now {
+        if lane.paused(now) {
             // Nothing is read while paused: a read would only fill the window with what the
             // lane cannot send, and make rows of deliveries still in the log.
             if !lane.queue.is_empty() || lane.more {
@@ -527,8 +537,7 @@ impl Lanes {
         if !lane.more || lane.loading || lane.queue.len() > self.config.lane_window / 2 {
             return;
         }
-        // A lane on probation (one attempt at a time) reads only what it may send.
-        let wanted = if lane.failures >= self.config.breaker_after { 1 } else { self.config.lane_window };
+        let wanted = if lane.on_probation(&self.config) { 1 } else { self.config.lane_window };
         if lane.held.len() >= wanted {
             return;
         }
