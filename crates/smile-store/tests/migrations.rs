@@ -14,6 +14,13 @@ const V2_SQLITE: &str = include_str!("../migrations/sqlite/V2__lanes_and_order_k
 const OLD_ATTEMPTS: &str = "INSERT INTO attempts (id, delivery_id, attempt, attempted_ms, status_code, latency_ms) \
      VALUES ('att-2', 'dlv-1', 2, 2000, 200, 5), ('att-1', 'dlv-1', 1, 1000, 500, 7)";
 
+/// An event and its delivery as the schema before version 5 holds them (keyed by seq).
+const OLD_EVENT_AND_DELIVERY: &str = "INSERT INTO events (id, tenant_id, mode, type, created_ms, body) \
+     VALUES ('evt-1', 'kept', 'SANDBOX', 'USER_CREATED', 1000, '{}'); \
+     INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, lean, \
+     created_ms, updated_ms) VALUES ('dlv-1', 'evt-1', 'USER_CREATED', 'sub-1', 'kept', 'SANDBOX', 'SUCCEEDED', 2, \
+     FALSE, 1000, 2000)";
+
 /// The attempts of [`OLD_ATTEMPTS`] survived the migration, in the order they were made.
 async fn assert_old_attempts_kept(store: &dyn Store) {
     let attempts = store.list_attempts("dlv-1").await.expect("attempts");
@@ -69,10 +76,27 @@ async fn a_postgres_schema_versioned_before_refinery_is_adopted_without_rerunnin
     .expect("old versioning");
     db.execute("INSERT INTO tenants (id, created_ms) VALUES ('kept', 1)", &[]).await.expect("a tenant");
     db.batch_execute(OLD_ATTEMPTS).await.expect("attempts");
+    db.batch_execute(OLD_EVENT_AND_DELIVERY).await.expect("an event and its delivery");
     // Re-running V2 would fail (its ALTER TABLE ADD COLUMN has no IF NOT EXISTS).
     let store = postgres::PostgresStore::connect(&url).await.expect("adopts the old schema");
     assert!(store.tenant_exists("kept").await.expect("read"), "data survives");
     assert_old_attempts_kept(&store).await;
+    let kept = Scope { tenant_id: "kept".into(), mode: smile_core::Mode::Sandbox };
+    let event = store.get_event(&kept, "evt-1").await.expect("read").expect("the event, found by its id");
+    let delivery = store.get_delivery(&kept, "dlv-1").await.expect("read").expect("the delivery, found by its id");
+    assert_eq!((event.seq, delivery.event_id.as_str(), delivery.status), (1, "evt-1", DeliveryStatus::Succeeded));
+    let keys: Vec<String> = db
+        .query(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indisprimary AND i.indrelid IN ('events'::regclass, 'deliveries'::regclass)",
+            &[],
+        )
+        .await
+        .expect("primary keys")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, vec!["id", "id"], "events and deliveries are keyed by id");
     let versions: Vec<i32> = db
         .query("SELECT version FROM refinery_schema_history ORDER BY version", &[])
         .await
@@ -80,7 +104,7 @@ async fn a_postgres_schema_versioned_before_refinery_is_adopted_without_rerunnin
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4], "1 and 2 adopted, the later ones applied");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5], "1 and 2 adopted, the later ones applied");
     let old: bool = db.query_one("SELECT to_regclass('schema_version') IS NULL", &[]).await.expect("q").get(0);
     assert!(old, "the old version table is gone");
 }
