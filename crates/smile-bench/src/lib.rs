@@ -9,6 +9,7 @@
 //!   `keys create` between them), `rolling` (every node restarted in turn), `stall` (SIGSTOP
 //!   past the lease).
 //! - `receiver`: counting and hostile receivers; `load`: the load generators;
+//!   `relay`: the `http` scenario's ceiling (a node that stores and signs nothing);
 //!   `schema`: a PostgreSQL schema per scenario.
 
 mod cluster;
@@ -17,9 +18,11 @@ mod inproc;
 mod load;
 mod process;
 mod receiver;
+mod relay;
 mod schema;
 
 pub use generator::{GeneratorArgs, generate};
+pub use relay::{RelayArgs, relay};
 
 use anyhow::bail;
 use receiver::Received;
@@ -114,6 +117,12 @@ pub struct Report {
     pub in_process_baseline_req_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_process_ratio: Option<f64>,
+    /// `http`: events/s through `smile bench-relay` (stores and signs nothing) with the same
+    /// generator and receiver, and that ÷ the raw baseline: the most any node could reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_ceiling_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_ceiling_ratio: Option<f64>,
     /// Of the events' first deliveries, the slowest (ms after the publish began).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_ms: Option<f64>,

@@ -163,6 +163,8 @@ pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
     // process, where it shares a scheduler with the receiver.
     let in_process = baseline(&hook, args.http_events, args.concurrency).await?;
     eprintln!("[{name}] the same client in this process into the receiver: {in_process:.0} req/s");
+    let ceiling = relay_ceiling(args).await?;
+    eprintln!("[{name}] through a relay that stores and signs nothing: {ceiling:.0} events/s");
     subscribe(&server, &hook).await?;
     let started = Instant::now();
     let (publish_rate, published) =
@@ -182,11 +184,45 @@ pub async fn http(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut report = measured(args, m)?;
     report.in_process_baseline_req_per_s = Some(in_process);
     report.in_process_ratio = Some(report.deliveries_per_s / in_process);
+    report.relay_ceiling_per_s = Some(ceiling);
+    report.relay_ceiling_ratio = Some(ceiling / raw);
     drop(server);
     if let Some(schema) = schema {
         schema.drop().await?;
     }
     Ok(report)
+}
+
+/// Events/s the same generator gets delivered through `smile bench-relay` into a receiver of
+/// its own: publish to the last arrival, as the scenario measures a node.
+async fn relay_ceiling(args: &BenchArgs) -> anyhow::Result<f64> {
+    let received = Arc::new(Received::default());
+    let addr = receiver::counting(received.clone()).await?;
+    let binary = std::env::current_exe().context("finding the smile binary")?;
+    let mut child = Command::new(binary)
+        .args(["bench-relay", "--target", &format!("http://{addr}/hook/0")])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let result = async {
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = match lines.next() {
+            Some(line) => line?.strip_prefix("Listening on ").context("the relay's first line")?.to_owned(),
+            None => bail!("the relay exited before listening"),
+        };
+        let started = Instant::now();
+        generator::run(&base, args.http_events, args.concurrency, Some("none")).await?;
+        wait_distinct("http relay", &received, args.http_events as usize, args).await;
+        let delivered = received.distinct();
+        if delivered < args.http_events as usize {
+            bail!("the relay delivered {delivered} of {} events", args.http_events);
+        }
+        Ok(delivered as f64 / started.elapsed().as_secs_f64())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 /// Samples a process's resident memory until told to stop; returns the peak.

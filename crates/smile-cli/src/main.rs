@@ -40,6 +40,9 @@ enum Command {
     /// The http scenario's load generator, a process of its own (run by `smile bench`).
     #[command(hide = true)]
     BenchGenerator(smile_bench::GeneratorArgs),
+    /// The http scenario's ceiling: a relay that stores and signs nothing (run by `smile bench`).
+    #[command(hide = true)]
+    BenchRelay(smile_bench::RelayArgs),
     /// Forward a server's webhooks to a local URL (for development), reporting each answer back.
     Listen(listen::ListenArgs),
     /// Publish a sample event (or given data) for a sandbox key's tenant; show where it went.
@@ -143,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => smile_bench::run(args).await,
         Command::BenchGenerator(args) => smile_bench::generate(args).await,
+        Command::BenchRelay(args) => smile_bench::relay(args).await,
         Command::Listen(args) => listen::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
     }

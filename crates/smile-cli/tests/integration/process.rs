@@ -608,7 +608,8 @@ async fn sandbox_work_left_unfinished_by_a_crash_is_done_after_the_restart() {
 
 /// `smile bench --scenario http` runs its load generator as a process of its own (issue 8's
 /// setup): the report must come back whole, every acknowledged event delivered, with both
-/// rulers (the generator apart, and the same client in the bench's process).
+/// rulers (the generator apart, and the same client in the bench's process) and the ceiling
+/// of a relay that stores and signs nothing (every event relayed, or the bench fails).
 #[tokio::test]
 async fn the_http_bench_publishes_from_a_generator_process_and_loses_nothing() {
     let mut command = smile();
@@ -625,4 +626,9 @@ async fn the_http_bench_publishes_from_a_generator_process_and_loses_nothing() {
     for field in ["baseline_req_per_s", "in_process_baseline_req_per_s", "deliveries_per_s", "p99_ms"] {
         assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {report}");
     }
+    assert!(stderr.contains("through a relay that stores and signs nothing"), "{stderr}");
+    let (ceiling, raw) = (report["relay_ceiling_per_s"].as_f64(), report["baseline_req_per_s"].as_f64());
+    let ratio = report["relay_ceiling_ratio"].as_f64();
+    assert!(ceiling.is_some_and(|c| c > 0.0), "{report}");
+    assert_eq!(ratio, ceiling.zip(raw).map(|(c, r)| c / r), "the ceiling over the same raw rate: {report}");
 }
