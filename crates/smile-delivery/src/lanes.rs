@@ -137,7 +137,7 @@ impl Target {
 /// The API refuses a malformed `whsk_` key, so one here is a stored row from elsewhere: it
 /// still signs (as a shared secret) rather than stopping the lane.
 fn secret_of(stored: &str) -> Secret {
-    Secret::parse(stored).unwrap_or_else(|_| Secret::Shared(stored.as_bytes().to_vec()))
+    Secret::parse(stored).unwrap_or_else(|_| Secret::shared(stored.as_bytes()))
 }
 
 /// One subscription's window.

@@ -65,7 +65,10 @@ fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
 
 /// The `Smile-Signature` value: lowercase hex HMAC-SHA512 of `body` keyed with `secret`.
 pub fn smile_sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = hmac_sha512(secret);
+    smile_text(hmac_sha512(secret), body)
+}
+
+fn smile_text(mut mac: Hmac<Sha512>, body: &[u8]) -> String {
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -87,8 +90,8 @@ pub fn smile_verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), Veri
     Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
 }
 
-fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = hmac_sha256(key);
+/// `keyed` (an HMAC-SHA256 keyed, nothing hashed yet) over `msg_id.timestamp.body`.
+fn standard_mac(mut mac: Hmac<Sha256>, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -99,7 +102,10 @@ fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<S
 
 /// One Standard Webhooks signature, `v1,<base64>`, of `msg_id.timestamp.body`.
 pub fn standard_sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = standard_mac(key, msg_id, timestamp, body);
+    standard_text(standard_mac(hmac_sha256(key), msg_id, timestamp, body))
+}
+
+fn standard_text(mac: Hmac<Sha256>) -> String {
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
@@ -116,7 +122,7 @@ pub fn standard_verify(
 ) -> Result<(), VerifyError> {
     let window = (now_secs, tolerance_secs);
     verify_any(timestamp_header, window, signature_header, "v1,", |timestamp, expected| {
-        standard_mac(key, msg_id, timestamp, body).verify_slice(expected).is_ok()
+        standard_mac(hmac_sha256(key), msg_id, timestamp, body).verify_slice(expected).is_ok()
     })
 }
 
@@ -150,8 +156,16 @@ fn verify_any(
 /// secret key; any other string is a shared secret whose bytes key the HMACs.
 #[derive(Clone)]
 pub enum Secret {
-    Shared(Vec<u8>),
+    Shared(Box<SharedKey>),
     Ed25519(Box<ed25519_dalek::SigningKey>),
+}
+
+/// A shared secret as its two HMACs, keyed once: each signature clones one instead of hashing
+/// the key into it again.
+#[derive(Clone)]
+pub struct SharedKey {
+    smile: Hmac<Sha512>,
+    standard: Hmac<Sha256>,
 }
 
 /// Why a `whsk_`/`whpk_` key could not be read.
@@ -188,7 +202,12 @@ impl Secret {
             let seed = key_of(SECRET_KEY_PREFIX, stored)?;
             return Ok(Secret::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed))));
         }
-        Ok(Secret::Shared(stored.as_bytes().to_vec()))
+        Ok(Secret::shared(stored.as_bytes()))
+    }
+
+    /// A shared secret of these bytes, whatever they look like.
+    pub fn shared(key: &[u8]) -> Secret {
+        Secret::Shared(Box::new(SharedKey { smile: hmac_sha512(key), standard: hmac_sha256(key) }))
     }
 
     /// A new ed25519 secret key, `whsk_…`, from 32 random bytes the caller draws.
@@ -209,7 +228,7 @@ impl Secret {
     /// The `Smile-Signature` value; None for ed25519, which shares no secret to key an HMAC.
     pub fn smile_signature(&self, body: &[u8]) -> Option<String> {
         match self {
-            Secret::Shared(key) => Some(smile_sign(key, body)),
+            Secret::Shared(key) => Some(smile_text(key.smile.clone(), body)),
             Secret::Ed25519(_) => None,
         }
     }
@@ -217,7 +236,7 @@ impl Secret {
     /// One `webhook-signature` entry: `v1,…` (HMAC-SHA256) or `v1a,…` (ed25519).
     pub fn standard_signature(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         match self {
-            Secret::Shared(key) => standard_sign(key, msg_id, timestamp, body),
+            Secret::Shared(key) => standard_text(standard_mac(key.standard.clone(), msg_id, timestamp, body)),
             Secret::Ed25519(key) => {
                 let signature = key.sign(&signed_content(msg_id, timestamp, body));
                 format!("v1a,{}", BASE64.encode(signature.to_bytes()))
@@ -294,6 +313,24 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_secret_keyed_once_signs_every_body_as_the_reference_hmacs_do() {
+        let secret = Secret::parse("a little secret").expect("a shared secret");
+        let body = br#"{"id":"et-1"}"#;
+        // Python's hmac module, for the same key and content.
+        let smile = "2dc3b505e3247e1a6ce49b04bc7d3301ad0eca310688160a67894cae83bb66c9\
+                     8988faa8ec6f3b570d085e58bfbd2e5db7f6eb8b831374ff75d51ab0c5164847";
+        let standard = "v1,0D/uROxdNIWniRVrZqi3OCmypCPeli6574S4lBfIegE=";
+        for _ in 0..2 {
+            // The keyed state is cloned, never consumed: a second signature is the same.
+            assert_eq!(secret.smile_signature(body).as_deref(), Some(smile));
+            assert_eq!(secret.standard_signature("et-1", 1000, body), standard);
+        }
+        assert_eq!(smile_sign(b"a little secret", body), smile);
+        assert_eq!(standard_sign(b"a little secret", "et-1", 1000, body), standard);
+        assert_ne!(secret.smile_signature(b"{}").as_deref(), Some(smile));
+    }
+
+    #[test]
     fn standard_checks_timestamp_tolerance() {
         let sig = standard_sign(b"k", "et-1", 1000, b"{}");
         assert!(standard_verify(b"k", "et-1", "1000", b"{}", &sig, 1200, 300).is_ok());
@@ -336,7 +373,9 @@ mod tests {
     fn a_broken_whsk_is_refused_not_used_as_a_shared_secret() {
         assert!(Secret::parse("whsk_not base64").is_err());
         assert!(Secret::parse("whsk_AAAA").is_err());
-        assert!(matches!(Secret::parse("plain").unwrap(), Secret::Shared(k) if k == b"plain"));
+        let plain = Secret::parse("plain").unwrap();
+        assert!(matches!(plain, Secret::Shared(_)));
+        assert_eq!(plain.smile_signature(b"{}"), Some(smile_sign(b"plain", b"{}")));
         assert!(format!("{:?}", Secret::parse(&Secret::ed25519_from_seed([1; 32])).unwrap()).ends_with("(..)"));
     }
 
