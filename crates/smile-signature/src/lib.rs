@@ -90,7 +90,7 @@ pub fn smile_verify(secret: &[u8], body: &[u8], header: &str) -> Result<(), Veri
     Err(if seen { VerifyError::Mismatch } else { VerifyError::MissingSignature })
 }
 
-/// `keyed` (an HMAC-SHA256 keyed, nothing hashed yet) over `msg_id.timestamp.body`.
+/// `mac` (an HMAC-SHA256 keyed, nothing hashed yet) over `msg_id.timestamp.body`.
 fn standard_mac(mut mac: Hmac<Sha256>, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac.update(msg_id.as_bytes());
     mac.update(b".");
