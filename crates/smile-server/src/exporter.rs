@@ -5,9 +5,9 @@
 
 use crate::AppState;
 use crate::auth::OperatorKey;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use smile_core::metric::{self, MetricKind};
@@ -77,26 +77,11 @@ async fn render(state: &AppState) -> Response {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
 }
 
-/// The route that answered, put on the response by [`tag_route`] for [`count_requests`].
-#[derive(Clone)]
-struct Route(String);
-
-/// Innermost: the matched route is known only once the router has chosen it.
-pub(crate) async fn tag_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(Route(route));
-    }
-    response
-}
-
-/// Outermost: counts every answer, those refused before routing (rate limit, preflight,
-/// malformed input) as `unrouted`. Routes are templates (`/v1/webhooks/{id}`), never raw
-/// paths, so the label set stays small.
-pub(crate) async fn count_requests(request: Request, next: Next) -> Response {
-    use axum::http::Method;
-    let method = match *request.method() {
+/// Counts an answer by route template (`/v1/webhooks/{id}`, never a raw path, so the label set
+/// stays small), method and status; `None` for answers given before routing (rate limit,
+/// preflight, malformed input) or by no route, counted as `unrouted`.
+pub(crate) fn count_request(route: Option<&str>, method: &Method, status: StatusCode) {
+    let method = match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PATCH => "PATCH",
@@ -106,9 +91,7 @@ pub(crate) async fn count_requests(request: Request, next: Next) -> Response {
         Method::HEAD => "HEAD",
         _ => "OTHER",
     };
-    let response = next.run(request).await;
-    let route = response.extensions().get::<Route>().map_or_else(|| "unrouted".to_owned(), |r| r.0.clone());
-    let status = response.status().as_u16().to_string();
+    let route = route.unwrap_or("unrouted").to_owned();
+    let status = status.as_u16().to_string();
     metrics::counter!(metric::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status).increment(1);
-    response
 }

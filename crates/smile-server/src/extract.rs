@@ -153,13 +153,12 @@ fn holds_nul(value: &serde_json::Value) -> bool {
     }
 }
 
-/// Refuses a request whose path or query carries a NUL (`%00`) before any handler, and so any
-/// store, sees it: a 400, not a database error.
-pub async fn refuse_nul(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+/// The 400 for a request whose path or query carries a NUL (`%00`), given before any handler,
+/// and so any store, sees it: a 400, not a database error.
+pub fn nul_refusal(request: &Request) -> Option<axum::response::Response> {
     use axum::response::IntoResponse;
     let uri = request.uri();
-    if uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
-        return Error(ApiError::invalid("the request path and query must not contain NUL (%00)")).into_response();
-    }
-    next.run(request).await
+    uri.path_and_query()
+        .is_some_and(|pq| pq.as_str().contains("%00"))
+        .then(|| Error(ApiError::invalid("the request path and query must not contain NUL (%00)")).into_response())
 }

@@ -3,8 +3,7 @@
 
 use crate::AppState;
 use crate::envelope::Error;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use smile_core::{ApiError, ErrorCode};
 use std::net::SocketAddr;
@@ -61,8 +60,15 @@ fn counted(path: &str) -> Counted {
     }
 }
 
-/// Answers 429 `REQUEST_LIMIT_EXCEEDED` once a client has used its requests of this second.
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// A request the rate limit counts: its client's key and the requests allowed per second.
+pub struct Counting {
+    key: String,
+    per_second: u32,
+}
+
+/// Whether `request` counts against a limit, and whose: read before any await, since a
+/// request cannot be held across one by a future that must be `Send`.
+pub fn counting(state: &AppState, request: &Request) -> Option<Counting> {
     let limit = &state.rate_limit;
     let (per_second, prefix) = match counted(request.uri().path()) {
         Counted::Api => (limit.per_second, ""),
@@ -70,24 +76,30 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         Counted::Not => (0, ""),
     };
     if per_second == 0 {
-        return next.run(request).await;
+        return None;
     }
-    let Some(client) = client_of(&request, limit.client_header.as_deref()) else {
-        return next.run(request).await;
-    };
-    let window = smile_core::timefmt::now_ms() / 1000;
-    match state.store.count_request(&format!("{prefix}{client}"), window).await {
-        Ok(count) if count > per_second => {
-            let message = format!("more than {per_second} requests per second; slow down");
-            let mut response = Error(ApiError::new(ErrorCode::RequestLimitExceeded, message)).into_response();
-            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            response
-        }
-        Ok(_) => next.run(request).await,
-        Err(error) => {
-            // Failing open: a broken counter must not take the API down with it.
-            tracing::warn!(%error, "could not count a request for the rate limit");
-            next.run(request).await
+    let client = client_of(request, limit.client_header.as_deref())?;
+    Some(Counting { key: format!("{prefix}{client}"), per_second })
+}
+
+impl Counting {
+    /// Counts the request; the 429 `REQUEST_LIMIT_EXCEEDED` answer once its client has used
+    /// its requests of this second.
+    pub async fn refusal(self, state: &AppState) -> Option<Response> {
+        let window = smile_core::timefmt::now_ms() / 1000;
+        match state.store.count_request(&self.key, window).await {
+            Ok(count) if count > self.per_second => {
+                let message = format!("more than {} requests per second; slow down", self.per_second);
+                let mut response = Error(ApiError::new(ErrorCode::RequestLimitExceeded, message)).into_response();
+                response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                Some(response)
+            }
+            Ok(_) => None,
+            Err(error) => {
+                // Failing open: a broken counter must not take the API down with it.
+                tracing::warn!(%error, "could not count a request for the rate limit");
+                None
+            }
         }
     }
 }

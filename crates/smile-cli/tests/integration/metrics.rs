@@ -58,6 +58,9 @@ async fn metrics_count_what_the_engine_and_the_api_did() {
     })
     .await;
 
+    // Answers given by no route, or before the route (a NUL in the path): counted as `unrouted`.
+    assert_eq!(server.sandbox.get("/v1/nowhere").await.0, 404);
+    assert_eq!(server.sandbox.get("/v1/webhooks/a%00b").await.0, 400);
     let main = format!("{}/metrics", server.sandbox.base);
     assert_eq!(scrape(&main, None).await.0, 400, "no key: refused");
     assert_eq!(scrape(&main, Some(&server.sandbox)).await.0, 403, "a tenant key: refused");
@@ -88,6 +91,10 @@ async fn metrics_count_what_the_engine_and_the_api_did() {
         "{text}"
     );
     assert!(sum_of(&text, "smile_http_requests_total", &["route=\"/v1/webhooks/{id}\"", "method=\"GET\""]) >= 1.0);
+    for status in ["404", "400"] {
+        let labels = ["route=\"unrouted\"", "method=\"GET\"", &format!("status=\"{status}\"")];
+        assert!(sum_of(&text, "smile_http_requests_total", &labels) >= 1.0, "{status}: {text}");
+    }
     assert!(text.contains("# HELP smile_pending_deliveries "), "described");
     assert!(!text.contains(operator.key_secret()) && !text.contains("secret"), "no secrets");
 }

@@ -347,6 +347,12 @@ async fn the_provider_catalog_has_every_kind_and_filters() {
         .expect("preflight");
     assert_eq!(preflight.status().as_u16(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    // Every answer of `/link/*` carries it, a refusal too; the `/v1` API's none.
+    let link = reqwest::get(format!("{}/link/v1/providers", server.sandbox.base)).await.expect("link");
+    assert_eq!(link.status().as_u16(), 401, "no link token");
+    assert_eq!(link.headers()["access-control-allow-origin"], "*");
+    let api = reqwest::get(format!("{}/v1/providers", server.sandbox.base)).await.expect("api");
+    assert!(api.headers().get("access-control-allow-origin").is_none());
 }
 
 async fn uploading_the_sample_payslips_analyses_them_and_adds_their_data() {

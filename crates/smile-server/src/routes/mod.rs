@@ -19,7 +19,10 @@ pub(crate) mod widget;
 use crate::AppState;
 use crate::envelope::{Error, with_status};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use smile_core::{ApiError, ErrorCode};
 
@@ -46,29 +49,47 @@ fn link_router() -> Router<AppState> {
         .route("/link/v1/employerSurveys", post(link::survey))
 }
 
+/// What every request of the API passes, in one layer: the CORS preflight of `/link/*`, the
+/// rate limit and the NUL check before the route; the CORS header and the request count after
+/// it. One layer, not five: each `from_fn` layer boxes a future and clones the service it wraps
+/// on every request, and five of them were 7 % of the server's CPU under `smile bench`'s `http`.
+async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let cross_origin = request.uri().path().starts_with("/link/");
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let counting = crate::limits::counting(&state, &request);
+    let refused = if cross_origin && method == Method::OPTIONS {
+        Some(preflight())
+    } else {
+        let limited = match counting {
+            Some(counting) => counting.refusal(&state).await,
+            None => None,
+        };
+        limited.or_else(|| crate::extract::nul_refusal(&request))
+    };
+    let (mut response, route) = match refused {
+        Some(refused) => (refused, None),
+        None => (next.run(request).await, route),
+    };
+    if cross_origin {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    crate::exporter::count_request(route.as_deref(), &method, response.status());
+    response
+}
+
 /// CORS for `/link/*` only: any origin may call it, without cookies (the link token travels
 /// in the Authorization header). The `/v1` API, which takes API secrets, stays same-origin.
-async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use axum::http::{HeaderValue, Method, StatusCode, header};
-    use axum::response::IntoResponse;
-    if !request.uri().path().starts_with("/link/") {
-        return next.run(request).await;
-    }
-    let mut response = if request.method() == Method::OPTIONS {
-        let mut preflight = StatusCode::NO_CONTENT.into_response();
-        let headers = preflight.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, x-smile-frame"),
-        );
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-        preflight
-    } else {
-        next.run(request).await
-    };
-    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    response
+fn preflight() -> Response {
+    let mut preflight = StatusCode::NO_CONTENT.into_response();
+    let headers = preflight.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, x-smile-frame"),
+    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    preflight
 }
 
 fn platform_router() -> Router<AppState> {
@@ -188,11 +209,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(|| async {
             with_status(ErrorCode::UnsupportedMethod, 405, "this endpoint does not support that method")
         })
-        .layer(axum::middleware::from_fn(crate::exporter::tag_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(crate::extract::refuse_nul))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
-        .layer(axum::middleware::from_fn(cors))
-        .layer(axum::middleware::from_fn(crate::exporter::count_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
