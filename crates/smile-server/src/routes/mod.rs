@@ -56,12 +56,11 @@ fn link_router() -> Router<AppState> {
 async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let cross_origin = request.uri().path().starts_with("/link/");
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
-    let counting = crate::limits::counting(&state, &request);
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let refused = if cross_origin && method == Method::OPTIONS {
         Some(preflight())
     } else {
-        let limited = match counting {
+        let limited = match crate::limits::counting(&state, &request) {
             Some(counting) => counting.refusal(&state).await,
             None => None,
         };
@@ -74,7 +73,7 @@ async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Re
     if cross_origin {
         response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
-    crate::exporter::count_request(route.as_deref(), &method, response.status());
+    crate::exporter::count_request(route.as_ref().map(MatchedPath::as_str), &method, response.status());
     response
 }
 
