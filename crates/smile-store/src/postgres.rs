@@ -311,122 +311,191 @@ async fn take_idempotency_key(c: &impl GenericClient, e: &NewEvent, k: &Idempote
     Ok(Some(Published::Replayed { event_id: row.get(0), fingerprint: row.get(1) }))
 }
 
+/// A publish whose events each go to at most this many subscriptions, with no idempotency or
+/// order key, is one statement outside a transaction. Larger fan-outs keep two statements in
+/// a transaction: as one statement, fan-out-1000 lost 40 % of its deliveries/s (see
+/// `docs/benchmarks.md`, "A PostgreSQL publish as one statement").
+const ONE_STATEMENT_FAN_OUT: usize = 64;
+
+/// Writes a batch of publishes, answering each. A batch of small fan-outs without keys takes
+/// two round trips: the matching subscriptions, then one statement that inserts the events
+/// and their deliveries, atomic on its own. Keys and large fan-outs take a transaction.
 async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> {
     let started = std::time::Instant::now();
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    // Keys are taken in one order, so that two batches sharing keys cannot deadlock.
-    let mut keyed: Vec<(usize, &IdempotencyKey)> =
-        all.iter().enumerate().filter_map(|(i, e)| Some((i, e.idempotency.as_ref()?))).collect();
-    keyed.sort_by(|a, b| (&a.1.key, a.0).cmp(&(&b.1.key, b.0)));
-    let mut replayed: HashMap<usize, Published> = HashMap::new();
-    for (i, k) in keyed {
-        if let Some(first) = take_idempotency_key(&tx, &all[i], k).await? {
-            replayed.insert(i, first);
-        }
-    }
-    let events: Vec<&NewEvent> =
-        all.iter().enumerate().filter(|(i, _)| !replayed.contains_key(i)).map(|(_, e)| e).collect();
-    // Events of one tenant, mode and type share their matching subscriptions.
-    let mut matching: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
-    let mut d = DeliveryColumns::default();
-    for e in events.iter().copied() {
-        let found = match (
-            &e.only_subscription,
-            matching.get(&(e.scope.tenant_id.as_str(), e.scope.mode, e.event_type.as_str())),
-        ) {
+    // Read before the transaction: under READ COMMITTED, reading them inside it saw no more.
+    let targets = matching(&client, all).await?;
+    let keyed = all.iter().any(|e| e.order_key.is_some() || e.idempotency.is_some())
+        || targets.iter().flatten().any(|(_, _, fifo)| *fifo);
+    let small = targets.iter().all(|t| t.len() <= ONE_STATEMENT_FAN_OUT);
+    let (replayed, created) = if keyed || !small {
+        let tx = client.transaction().await?;
+        let replayed = take_idempotency_keys(&tx, all).await?;
+        let d = DeliveryColumns::of(all, &targets, &replayed);
+        insert_events(&tx, all, &replayed).await?;
+        lock_order_keys(&tx, d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?))))
+            .await?;
+        let created = insert_deliveries(&tx, &d).await?;
+        tx.commit().await?;
+        (replayed, created)
+    } else {
+        let none = HashMap::new();
+        let created = insert_published(&client, all, &DeliveryColumns::of(all, &targets, &none)).await?;
+        (none, created)
+    };
+    record_commit("publish", started, all.len());
+    Ok(answers(all, replayed, created))
+}
+
+/// Each publish's answer: the earlier event it replays, or the deliveries it created.
+fn answers(
+    all: &[NewEvent],
+    mut replayed: HashMap<usize, Published>,
+    mut created: HashMap<String, Vec<NewDelivery>>,
+) -> Vec<Published> {
+    all.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            replayed.remove(&i).unwrap_or_else(|| Published::Created(created.remove(&e.id).unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// The subscriptions each event goes to; events of one tenant, mode and type share theirs.
+async fn matching(c: &impl GenericClient, all: &[NewEvent]) -> Result<Vec<Vec<Target>>> {
+    let mut groups: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
+    let mut each = Vec::with_capacity(all.len());
+    for e in all {
+        let group = (e.scope.tenant_id.as_str(), e.scope.mode, e.event_type.as_str());
+        let found = match (&e.only_subscription, groups.get(&group)) {
             (None, Some(found)) => found.clone(),
             _ => {
-                let found = targets(&tx, e).await?;
+                let found = targets(c, e).await?;
                 if e.only_subscription.is_none() {
-                    matching.insert((&e.scope.tenant_id, e.scope.mode, &e.event_type), found.clone());
+                    groups.insert(group, found.clone());
                 }
                 found
             }
         };
-        for (subscription_id, include_payload, fifo) in found {
-            let lean = e.lean_body.is_some() && !include_payload;
-            let key = if fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
-            d.push(e, &subscription_id, lean, key);
+        each.push(found);
+    }
+    Ok(each)
+}
+
+/// Takes the batch's idempotency keys, in one order so that two batches sharing keys cannot
+/// deadlock; returns the publishes that replay an earlier event, by position.
+async fn take_idempotency_keys(c: &impl GenericClient, all: &[NewEvent]) -> Result<HashMap<usize, Published>> {
+    let mut keyed: Vec<(usize, &IdempotencyKey)> =
+        all.iter().enumerate().filter_map(|(i, e)| Some((i, e.idempotency.as_ref()?))).collect();
+    keyed.sort_by(|a, b| (&a.1.key, a.0).cmp(&(&b.1.key, b.0)));
+    let mut replayed = HashMap::new();
+    for (i, k) in keyed {
+        if let Some(first) = take_idempotency_key(c, &all[i], k).await? {
+            replayed.insert(i, first);
         }
     }
-    let insert_events = tx
+    Ok(replayed)
+}
+
+/// The columns of the events not `replayed`, in the order of `INSERT_EVENTS`' parameters.
+struct EventColumns<'a> {
+    id: Vec<&'a str>,
+    tenant: Vec<&'a str>,
+    mode: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    created: Vec<i64>,
+    body: Vec<&'a str>,
+    lean_body: Vec<Option<&'a str>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(all: &'a [NewEvent], replayed: &HashMap<usize, Published>) -> Self {
+        let events: Vec<&NewEvent> =
+            all.iter().enumerate().filter(|(i, _)| !replayed.contains_key(i)).map(|(_, e)| e).collect();
+        EventColumns {
+            id: events.iter().map(|e| e.id.as_str()).collect(),
+            tenant: events.iter().map(|e| e.scope.tenant_id.as_str()).collect(),
+            mode: events.iter().map(|e| e.scope.mode.as_str()).collect(),
+            event_type: events.iter().map(|e| e.event_type.as_str()).collect(),
+            created: events.iter().map(|e| e.created_ms).collect(),
+            body: events.iter().map(|e| e.body.as_str()).collect(),
+            lean_body: events.iter().map(|e| e.lean_body.as_deref()).collect(),
+        }
+    }
+}
+
+/// Inserts the events of `all` not `replayed`.
+async fn insert_events(c: &impl GenericClient, all: &[NewEvent], replayed: &HashMap<usize, Published>) -> Result<()> {
+    let e = EventColumns::of(all, replayed);
+    let insert = c
         .prepare_cached(
             "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
         )
         .await?;
-    let column = |f: fn(&NewEvent) -> &str| events.iter().copied().map(f).collect::<Vec<&str>>();
-    tx.execute(
-        &insert_events,
-        &[
-            &column(|e| &e.id),
-            &column(|e| &e.scope.tenant_id),
-            &column(|e| e.scope.mode.as_str()),
-            &column(|e| &e.event_type),
-            &events.iter().map(|e| e.created_ms).collect::<Vec<i64>>(),
-            &column(|e| &e.body),
-            &events.iter().map(|e| e.lean_body.as_deref()).collect::<Vec<Option<&str>>>(),
-        ],
-    )
-    .await?;
-    let mut created: HashMap<String, Vec<NewDelivery>> = HashMap::new();
-    let keyed = d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)));
-    lock_order_keys(&tx, keyed).await?;
-    if !d.id.is_empty() {
-        // A delivery behind a pending one of its order key (in the store or earlier in this
-        // batch) is parked: not due until that one ends.
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, attempts, \
-                 next_attempt_ms, lean, created_ms, updated_ms, order_key) \
-                 SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, \
-                 CASE WHEN u.k IS NOT NULL AND (u.behind OR EXISTS (SELECT 1 FROM deliveries p \
-                 WHERE p.subscription_id = u.sub AND p.order_key = u.k AND p.status = 'PENDING')) \
-                 THEN NULL ELSE u.created END, u.lean, u.created, u.created, u.k \
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
-                 $8::bigint[], $9::text[], $10::bool[]) AS u(id, event_id, event_type, sub, tenant, mode, lean, \
-                 created, k, behind) \
-                 RETURNING seq, id, event_id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key",
-            )
-            .await?;
-        let rows = tx
-            .query(
-                &insert,
-                &[
-                    &d.id,
-                    &d.event_id,
-                    &d.event_type,
-                    &d.sub,
-                    &d.tenant,
-                    &d.mode,
-                    &d.lean,
-                    &d.created,
-                    &d.key,
-                    &d.behind,
-                ],
-            )
-            .await?;
-        for r in rows {
-            created.entry(r.get(2)).or_default().push(NewDelivery {
-                seq: r.get(0),
-                id: r.get(1),
-                subscription_id: r.get(3),
-                lean: r.get(4),
-                due: r.get(5),
-                order_key: r.get(6),
-            });
-        }
+    c.execute(&insert, &[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]).await?;
+    Ok(())
+}
+
+/// The deliveries' columns, selected from `UNNEST($1 … $10)`. A delivery behind a pending one
+/// of its order key (in the store or earlier in this batch) is parked: not due until that one
+/// ends.
+const DELIVERIES_FROM_UNNEST: &str = "INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, \
+     mode, status, attempts, next_attempt_ms, lean, created_ms, updated_ms, order_key) \
+     SELECT u.id, u.event_id, u.event_type, u.sub, u.tenant, u.mode, 'PENDING', 0, \
+     CASE WHEN u.k IS NOT NULL AND (u.behind OR EXISTS (SELECT 1 FROM deliveries p \
+     WHERE p.subscription_id = u.sub AND p.order_key = u.k AND p.status = 'PENDING')) \
+     THEN NULL ELSE u.created END, u.lean, u.created, u.created, u.k \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
+     $8::bigint[], $9::text[], $10::bool[]) AS u(id, event_id, event_type, sub, tenant, mode, lean, \
+     created, k, behind) \
+     RETURNING seq, id, event_id, subscription_id, lean, next_attempt_ms IS NOT NULL, order_key";
+
+/// Inserts the deliveries `d`; returns them by event id.
+async fn insert_deliveries(c: &impl GenericClient, d: &DeliveryColumns) -> Result<HashMap<String, Vec<NewDelivery>>> {
+    if d.id.is_empty() {
+        return Ok(HashMap::new());
     }
-    tx.commit().await?;
-    record_commit("publish", started, all.len());
-    Ok(all
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            replayed.remove(&i).unwrap_or_else(|| Published::Created(created.remove(&e.id).unwrap_or_default()))
-        })
-        .collect())
+    let insert = c.prepare_cached(DELIVERIES_FROM_UNNEST).await?;
+    let rows = c.query(&insert, &d.params()).await?;
+    Ok(created_by_event(rows))
+}
+
+/// Inserts the events of `all` and their deliveries `d` in one statement, atomic on its own;
+/// returns the deliveries by event id. Only for batches without idempotency keys.
+async fn insert_published(
+    c: &impl GenericClient,
+    all: &[NewEvent],
+    d: &DeliveryColumns,
+) -> Result<HashMap<String, Vec<NewDelivery>>> {
+    let e = EventColumns::of(all, &HashMap::new());
+    let insert = c
+        .prepare_cached(&format!(
+            "WITH new_events AS (INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
+             SELECT * FROM UNNEST($11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], \
+             $17::text[])) {DELIVERIES_FROM_UNNEST}"
+        ))
+        .await?;
+    let mut params = d.params();
+    params.extend_from_slice(&[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]);
+    let rows = c.query(&insert, &params).await?;
+    Ok(created_by_event(rows))
+}
+
+/// The rows `DELIVERIES_FROM_UNNEST` returns, by event id.
+fn created_by_event(rows: Vec<Row>) -> HashMap<String, Vec<NewDelivery>> {
+    let mut created: HashMap<String, Vec<NewDelivery>> = HashMap::new();
+    for r in rows {
+        created.entry(r.get(2)).or_default().push(NewDelivery {
+            seq: r.get(0),
+            id: r.get(1),
+            subscription_id: r.get(3),
+            lean: r.get(4),
+            due: r.get(5),
+            order_key: r.get(6),
+        });
+    }
+    created
 }
 
 /// New deliveries of a batch, column by column, for one bulk insert.
@@ -447,6 +516,38 @@ struct DeliveryColumns {
 }
 
 impl DeliveryColumns {
+    /// The deliveries of every event not `replayed`, to its `targets`.
+    fn of(all: &[NewEvent], targets: &[Vec<Target>], replayed: &HashMap<usize, Published>) -> Self {
+        let mut d = DeliveryColumns::default();
+        for (i, (e, found)) in all.iter().zip(targets).enumerate() {
+            if replayed.contains_key(&i) {
+                continue;
+            }
+            for (subscription_id, include_payload, fifo) in found {
+                let lean = e.lean_body.is_some() && !include_payload;
+                let key = if *fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
+                d.push(e, subscription_id, lean, key);
+            }
+        }
+        d
+    }
+
+    /// `$1 … $10` of `DELIVERIES_FROM_UNNEST`.
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.event_id,
+            &self.event_type,
+            &self.sub,
+            &self.tenant,
+            &self.mode,
+            &self.lean,
+            &self.created,
+            &self.key,
+            &self.behind,
+        ]
+    }
+
     fn push(&mut self, e: &NewEvent, subscription_id: &str, lean: bool, key: Option<String>) {
         self.id.push(ids::new_id(ids::DELIVERY));
         self.event_id.push(e.id.clone());
