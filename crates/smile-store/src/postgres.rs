@@ -11,7 +11,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use futures_util::StreamExt;
 use smile_core::{ids, metric};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
@@ -397,7 +397,7 @@ async fn take_idempotency_keys(c: &impl GenericClient, all: &[NewEvent]) -> Resu
     Ok(replayed)
 }
 
-/// The columns of the events not `replayed`, in the order of `INSERT_EVENTS`' parameters.
+/// The columns of the events not `replayed`, in the order of [`events_from_unnest`]'s parameters.
 struct EventColumns<'a> {
     id: Vec<&'a str>,
     tenant: Vec<&'a str>,
@@ -424,15 +424,28 @@ impl<'a> EventColumns<'a> {
     }
 }
 
+/// Inserts the events' columns from `UNNEST($first … $first+6)`: alone, or as the first part
+/// of [`INSERT_PUBLISHED`], after the deliveries' ten parameters.
+fn events_from_unnest(first: usize) -> String {
+    let [id, tenant, mode, kind, created, body, lean] = std::array::from_fn(|i| first + i);
+    format!(
+        "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
+         SELECT * FROM UNNEST(${id}::text[], ${tenant}::text[], ${mode}::text[], ${kind}::text[], \
+         ${created}::bigint[], ${body}::text[], ${lean}::text[])"
+    )
+}
+
+/// The events alone, for a publish that takes a transaction.
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| events_from_unnest(1));
+
+/// The events and their deliveries in one statement.
+static INSERT_PUBLISHED: LazyLock<String> =
+    LazyLock::new(|| format!("WITH new_events AS ({}) {DELIVERIES_FROM_UNNEST}", events_from_unnest(11)));
+
 /// Inserts the events of `all` not `replayed`.
 async fn insert_events(c: &impl GenericClient, all: &[NewEvent], replayed: &HashMap<usize, Published>) -> Result<()> {
     let e = EventColumns::of(all, replayed);
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
-        )
-        .await?;
+    let insert = c.prepare_cached(&INSERT_EVENTS).await?;
     c.execute(&insert, &[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]).await?;
     Ok(())
 }
@@ -469,13 +482,7 @@ async fn insert_published(
     d: &DeliveryColumns,
 ) -> Result<HashMap<String, Vec<NewDelivery>>> {
     let e = EventColumns::of(all, &HashMap::new());
-    let insert = c
-        .prepare_cached(&format!(
-            "WITH new_events AS (INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
-             SELECT * FROM UNNEST($11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], \
-             $17::text[])) {DELIVERIES_FROM_UNNEST}"
-        ))
-        .await?;
+    let insert = c.prepare_cached(&INSERT_PUBLISHED).await?;
     let mut params = d.params();
     params.extend_from_slice(&[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]);
     let rows = c.query(&insert, &params).await?;
