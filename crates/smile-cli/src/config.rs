@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Concurrent attempts per subscription [default: 32].
     #[arg(long, env = "SMILE_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// Attempts per subscription sent but not yet recorded: what a crashed node's successor
+    /// sends again at most [default: 512].
+    #[arg(long, env = "SMILE_MAX_UNRECORDED")]
+    max_unrecorded: Option<usize>,
     /// Concurrent attempts of all subscriptions together [default: 1024].
     #[arg(long, env = "SMILE_MAX_IN_FLIGHT_TOTAL")]
     max_in_flight_total: Option<usize>,
@@ -148,6 +152,7 @@ impl ServeArgs {
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            max_unrecorded: self.max_unrecorded.or(file.max_unrecorded),
             max_in_flight_total: self.max_in_flight_total.or(file.max_in_flight_total),
             lane_window: self.lane_window.or(file.lane_window),
             window: self.window.or(file.window),
@@ -221,6 +226,9 @@ impl ServeArgs {
         }
         if let Some(n) = a.max_in_flight {
             d.max_in_flight_per_endpoint = n.max(1);
+        }
+        if let Some(n) = a.max_unrecorded {
+            d.max_unrecorded_per_endpoint = n.max(1);
         }
         if let Some(n) = a.max_in_flight_total {
             d.max_in_flight = n.max(1);

@@ -19,6 +19,10 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// Concurrent attempts per subscription; the rest wait in its lane.
     pub max_in_flight_per_endpoint: usize,
+    /// Attempts per subscription sent but not yet recorded (in flight, or answered and waiting
+    /// for the attempt log's commit). A node that dies has these sent again by the next one,
+    /// so this bounds a crash's duplicates per subscription.
+    pub max_unrecorded_per_endpoint: usize,
     /// Concurrent attempts of all subscriptions; lanes wanting more take turns.
     pub max_in_flight: usize,
     /// Deliveries one lane (subscription) holds in memory at most; the rest wait in the store.
@@ -81,6 +85,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             max_retry_after: Duration::from_secs(3600),
             max_in_flight_per_endpoint: 32,
+            max_unrecorded_per_endpoint: 512,
             max_in_flight: 1024,
             lane_window: 1024,
             window: 20_000,

@@ -148,6 +148,8 @@ struct Lane {
     /// Seqs of the deliveries in memory: queued, in flight, or waiting for their outcome's commit.
     held: HashSet<i64>,
     in_flight: usize,
+    /// Attempts answered whose outcomes are not committed yet.
+    unrecorded: usize,
     /// The store may hold due deliveries of this lane that are not in memory.
     more: bool,
     /// The store was asked to leave this lane's deliveries in the log (see `fall_behind`).
@@ -186,6 +188,7 @@ impl Lane {
             queue: VecDeque::new(),
             held: HashSet::new(),
             in_flight: 0,
+            unrecorded: 0,
             more: true,
             behind: false,
             loading: false,
@@ -512,7 +515,13 @@ impl Lanes {
             return;
         }
         let cap = if lane.on_probation(&self.config) { 1 } else { self.config.max_in_flight_per_endpoint };
-        while lane.in_flight < cap.max(1) && !lane.paused(now) && !lane.queue.is_empty() {
+        // What is sent but not recorded is sent again if this node dies: bound it.
+        let unrecorded_cap = self.config.max_unrecorded_per_endpoint.max(1);
+        while lane.in_flight < cap.max(1)
+            && lane.in_flight + lane.unrecorded < unrecorded_cap
+            && !lane.paused(now)
+            && !lane.queue.is_empty()
+        {
             if self.in_flight >= self.config.max_in_flight {
                 if !lane.waiting_turn {
                     lane.waiting_turn = true;
@@ -659,6 +668,7 @@ impl Lanes {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.unrecorded += 1;
             match &verdict.effect {
                 SubscriptionEffect::Recovered => lane.failing_since = None,
                 SubscriptionEffect::FailingSince(since) => lane.failing_since = Some(*since),
@@ -719,15 +729,16 @@ impl Lanes {
     fn committed(&mut self, committed: Committed) {
         let mut touched = HashSet::new();
         for (id, seq, due_again) in committed.deliveries {
-            if let Some(lane) = self.lanes.get_mut(&id)
-                && lane.held.remove(&seq)
-            {
-                if lane.loading {
-                    lane.finished.insert(seq);
-                }
-                self.held = self.held.saturating_sub(1);
-                if let Some(at) = due_again {
-                    self.wake(&id, at);
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.unrecorded = lane.unrecorded.saturating_sub(1);
+                if lane.held.remove(&seq) {
+                    if lane.loading {
+                        lane.finished.insert(seq);
+                    }
+                    self.held = self.held.saturating_sub(1);
+                    if let Some(at) = due_again {
+                        self.wake(&id, at);
+                    }
                 }
             }
             touched.insert(id);

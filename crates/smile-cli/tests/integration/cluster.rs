@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 const EVENTS: usize = 10_000;
 const RECEIVERS: usize = 3;
 const PUBLISHERS: usize = 32;
+/// Each node's `--max-unrecorded`: the most deliveries per lane a killed node leaves to be sent
+/// again.
+const MAX_UNRECORDED: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_every_acknowledged_event_when_one_is_killed() {
@@ -23,6 +26,7 @@ async fn three_nodes_deliver_every_acknowledged_event_when_one_is_killed() {
 
 async fn run(url: String) {
     let dir = tempfile::tempdir().expect("dir");
+    let bound = MAX_UNRECORDED.to_string();
     let args = [
         "--lease",
         "2s",
@@ -32,6 +36,8 @@ async fn run(url: String) {
         "200ms,500ms,1s,2s,5s",
         "--retry-jitter",
         "0",
+        "--max-unrecorded",
+        &bound,
     ];
     let mut nodes = vec![serve(&dir.path().join("n0"), &args, &[])];
     let (key, secret) = nodes[0].key.clone().expect("the first node creates the sandbox keys");
@@ -117,7 +123,9 @@ async fn run(url: String) {
     let duplicates: usize = arrivals.values().map(|n| n - 1).sum();
     let share = duplicates as f64 * 100.0 / deliveries as f64;
     println!("duplicates: {duplicates} of {deliveries} deliveries ({share:.3} %)");
-    assert!(share < 1.0, "duplicates above 1 %: {duplicates}");
+    // Only what the killed node had sent and not yet recorded comes twice: at most
+    // `--max-unrecorded` for each lane it held (on a loaded machine, unbounded, up to 363).
+    assert!(duplicates <= RECEIVERS * MAX_UNRECORDED, "{duplicates} duplicates: above the bound");
 }
 
 #[tokio::test]

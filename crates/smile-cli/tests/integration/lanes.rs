@@ -352,3 +352,45 @@ async fn a_fifo_lane_keeps_its_order_across_a_crash() {
     assert_eq!(distinct.len(), 60);
 }
 }
+
+/// While the attempt log cannot be written, a lane sends no more than its bound of unrecorded
+/// attempts, and the rest wait: a node dying then leaves at most that many to be sent again.
+/// PostgreSQL only, where a lock on the attempt log stalls its writes and nothing else.
+#[tokio::test]
+async fn a_lane_sends_no_further_ahead_of_its_attempt_log_than_its_bound() {
+    let Some(backend @ Backend::Postgres(_)) = Backend::postgres().await else {
+        return;
+    };
+    backend.run(unrecorded_stay_bounded()).await
+}
+
+async fn unrecorded_stay_bounded() {
+    let server = TestServer::with(|o| {
+        o.delivery.max_in_flight_per_endpoint = 2;
+        o.delivery.max_unrecorded_per_endpoint = 5;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let sub = server.sandbox.subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let operator = server.operator().await;
+    let url = server.database_url.clone().expect("a PostgreSQL URL");
+    let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let lock = db.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE attempts IN EXCLUSIVE MODE").await.expect("lock the attempt log");
+    let mut published = HashSet::new();
+    for _ in 0..40 {
+        published.insert(user_created(&operator).await);
+    }
+    receiver.wait_hits(5).await;
+    stays(Duration::from_millis(500), "5 sent while none is recorded", || async { receiver.hits().len() == 5 }).await;
+    lock.rollback().await.expect("unlock");
+    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
+        let listed = server.sandbox.deliveries(&sub).await;
+        (listed.len() == 40 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
+    })
+    .await;
+    let arrived: Vec<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(arrived.len(), 40, "each event once");
+    assert_eq!(arrived.into_iter().collect::<HashSet<_>>(), published, "every event arrived");
+}
