@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file: ServeArgs = toml::from_str(
-            "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\negress_ips = [\"203.0.113.7\"]",
+            "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\nmax_unrecorded = 64\negress_ips = [\"203.0.113.7\"]",
         )
         .expect("toml");
         let cli = ServeArgs { max_in_flight: Some(8), ..Default::default() };
@@ -306,6 +306,7 @@ mod tests {
         assert_eq!(options.listen.port(), 9000);
         assert_eq!(options.delivery.retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
         assert_eq!(options.delivery.max_in_flight_per_endpoint, 8);
+        assert_eq!(options.delivery.max_unrecorded_per_endpoint, 64);
         assert_eq!(options.delivery.egress.public_ips, vec!["203.0.113.7".to_owned()]);
     }
 
