@@ -148,8 +148,6 @@ struct Lane {
     /// Seqs of the deliveries in memory: queued, in flight, or waiting for their outcome's commit.
     held: HashSet<i64>,
     in_flight: usize,
-    /// Attempts answered whose outcomes are not committed yet.
-    unrecorded: usize,
     /// The store may hold due deliveries of this lane that are not in memory.
     more: bool,
     /// The store was asked to leave this lane's deliveries in the log (see `fall_behind`).
@@ -188,7 +186,6 @@ impl Lane {
             queue: VecDeque::new(),
             held: HashSet::new(),
             in_flight: 0,
-            unrecorded: 0,
             more: true,
             behind: false,
             loading: false,
@@ -219,6 +216,12 @@ impl Lane {
 
     fn idle(&self) -> bool {
         self.held.is_empty() && !self.more && !self.loading
+    }
+
+    /// Attempts sent whose outcomes are not committed yet: in flight, or answered and waiting
+    /// for the attempt log (what is held and no longer queued).
+    fn unrecorded(&self) -> usize {
+        self.held.len().saturating_sub(self.queue.len())
     }
 }
 
@@ -518,7 +521,7 @@ impl Lanes {
         // What is sent but not recorded is sent again if this node dies: bound it.
         let unrecorded_cap = self.config.max_unrecorded_per_endpoint.max(1);
         while lane.in_flight < cap.max(1)
-            && lane.in_flight + lane.unrecorded < unrecorded_cap
+            && lane.unrecorded() < unrecorded_cap
             && !lane.paused(now)
             && !lane.queue.is_empty()
         {
@@ -668,7 +671,6 @@ impl Lanes {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
-            lane.unrecorded += 1;
             match &verdict.effect {
                 SubscriptionEffect::Recovered => lane.failing_since = None,
                 SubscriptionEffect::FailingSince(since) => lane.failing_since = Some(*since),
@@ -729,16 +731,15 @@ impl Lanes {
     fn committed(&mut self, committed: Committed) {
         let mut touched = HashSet::new();
         for (id, seq, due_again) in committed.deliveries {
-            if let Some(lane) = self.lanes.get_mut(&id) {
-                lane.unrecorded = lane.unrecorded.saturating_sub(1);
-                if lane.held.remove(&seq) {
-                    if lane.loading {
-                        lane.finished.insert(seq);
-                    }
-                    self.held = self.held.saturating_sub(1);
-                    if let Some(at) = due_again {
-                        self.wake(&id, at);
-                    }
+            if let Some(lane) = self.lanes.get_mut(&id)
+                && lane.held.remove(&seq)
+            {
+                if lane.loading {
+                    lane.finished.insert(seq);
+                }
+                self.held = self.held.saturating_sub(1);
+                if let Some(at) = due_again {
+                    self.wake(&id, at);
                 }
             }
             touched.insert(id);

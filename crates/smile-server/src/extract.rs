@@ -154,7 +154,7 @@ fn holds_nul(value: &serde_json::Value) -> bool {
 }
 
 /// The 400 for a request whose path or query carries a NUL (`%00`), given before any handler,
-/// and so any store, sees it: a 400, not a database error.
+/// and so any store, sees it: otherwise the database would refuse it with an error of its own.
 pub fn nul_refusal(request: &Request) -> Option<axum::response::Response> {
     use axum::response::IntoResponse;
     let uri = request.uri();

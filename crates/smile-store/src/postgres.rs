@@ -326,7 +326,7 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
     // Read before the transaction: under READ COMMITTED, reading them inside it saw no more.
     let targets = matching(&client, all).await?;
     let keyed = all.iter().any(|e| e.order_key.is_some() || e.idempotency.is_some())
-        || targets.iter().flatten().any(|(_, _, fifo)| *fifo);
+        || targets.iter().flat_map(|t| t.iter()).any(|(_, _, fifo)| *fifo);
     let small = targets.iter().all(|t| t.len() <= ONE_STATEMENT_FAN_OUT);
     let (replayed, created) = if keyed || !small {
         let tx = client.transaction().await?;
@@ -362,15 +362,15 @@ fn answers(
 }
 
 /// The subscriptions each event goes to; events of one tenant, mode and type share theirs.
-async fn matching(c: &impl GenericClient, all: &[NewEvent]) -> Result<Vec<Vec<Target>>> {
-    let mut groups: HashMap<(&str, Mode, &str), Vec<Target>> = HashMap::new();
+async fn matching(c: &impl GenericClient, all: &[NewEvent]) -> Result<Vec<Arc<[Target]>>> {
+    let mut groups: HashMap<(&str, Mode, &str), Arc<[Target]>> = HashMap::new();
     let mut each = Vec::with_capacity(all.len());
     for e in all {
         let group = (e.scope.tenant_id.as_str(), e.scope.mode, e.event_type.as_str());
         let found = match (&e.only_subscription, groups.get(&group)) {
             (None, Some(found)) => found.clone(),
             _ => {
-                let found = targets(c, e).await?;
+                let found: Arc<[Target]> = targets(c, e).await?.into();
                 if e.only_subscription.is_none() {
                     groups.insert(group, found.clone());
                 }
@@ -524,13 +524,13 @@ struct DeliveryColumns {
 
 impl DeliveryColumns {
     /// The deliveries of every event not `replayed`, to its `targets`.
-    fn of(all: &[NewEvent], targets: &[Vec<Target>], replayed: &HashMap<usize, Published>) -> Self {
+    fn of(all: &[NewEvent], targets: &[Arc<[Target]>], replayed: &HashMap<usize, Published>) -> Self {
         let mut d = DeliveryColumns::default();
         for (i, (e, found)) in all.iter().zip(targets).enumerate() {
             if replayed.contains_key(&i) {
                 continue;
             }
-            for (subscription_id, include_payload, fifo) in found {
+            for (subscription_id, include_payload, fifo) in found.iter() {
                 let lean = e.lean_body.is_some() && !include_payload;
                 let key = if *fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
                 d.push(e, subscription_id, lean, key);
