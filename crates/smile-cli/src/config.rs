@@ -76,9 +76,10 @@ pub struct ServeArgs {
     /// Deliveries one subscription holds in memory at most; the rest wait on disk [default: 1024].
     #[arg(long, env = "SMILE_LANE_WINDOW")]
     lane_window: Option<usize>,
-    /// Deliveries all subscriptions hold in memory at most [default: 20000].
-    #[arg(long, env = "SMILE_WINDOW")]
-    window: Option<usize>,
+    /// Memory in MiB that all subscriptions' deliveries in memory take at most (a fan-out's
+    /// deliveries share their body); the rest wait on disk [default: 64].
+    #[arg(long, env = "SMILE_WINDOW_MIB")]
+    window_mib: Option<usize>,
     /// Largest accepted request body in bytes [default: 262144].
     #[arg(long, env = "SMILE_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -155,7 +156,7 @@ impl ServeArgs {
             max_unrecorded: self.max_unrecorded.or(file.max_unrecorded),
             max_in_flight_total: self.max_in_flight_total.or(file.max_in_flight_total),
             lane_window: self.lane_window.or(file.lane_window),
-            window: self.window.or(file.window),
+            window_mib: self.window_mib.or(file.window_mib),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
             rate_limit: self.rate_limit.or(file.rate_limit),
             operator_rate_limit: self.operator_rate_limit.or(file.operator_rate_limit),
@@ -174,6 +175,10 @@ impl ServeArgs {
 
     /// The options to serve with, after reading the config file if one is named.
     pub fn resolve(self) -> anyhow::Result<ServeOptions> {
+        if std::env::var_os("SMILE_WINDOW").is_some() {
+            // Ignoring it would quietly change a deployment's memory bound.
+            bail!("SMILE_WINDOW (deliveries) is now SMILE_WINDOW_MIB, a memory budget in MiB [default: 64]");
+        }
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -236,8 +241,8 @@ impl ServeArgs {
         if let Some(n) = a.lane_window {
             d.lane_window = n.max(1);
         }
-        if let Some(n) = a.window {
-            d.window = n.max(1);
+        if let Some(n) = a.window_mib {
+            d.window_bytes = n.max(1).saturating_mul(1 << 20);
         }
         if let Some(n) = a.max_body_bytes {
             options.max_body_bytes = n;
@@ -298,7 +303,7 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file: ServeArgs = toml::from_str(
-            "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\nmax_unrecorded = 64\negress_ips = [\"203.0.113.7\"]",
+            "listen = \"127.0.0.1:9000\"\nretry_schedule = \"1s,2s\"\nmax_in_flight = 4\nmax_unrecorded = 64\nwindow_mib = 16\negress_ips = [\"203.0.113.7\"]",
         )
         .expect("toml");
         let cli = ServeArgs { max_in_flight: Some(8), ..Default::default() };
@@ -307,6 +312,7 @@ mod tests {
         assert_eq!(options.delivery.retry_schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
         assert_eq!(options.delivery.max_in_flight_per_endpoint, 8);
         assert_eq!(options.delivery.max_unrecorded_per_endpoint, 64);
+        assert_eq!(options.delivery.window_bytes, 16 << 20);
         assert_eq!(options.delivery.egress.public_ips, vec!["203.0.113.7".to_owned()]);
     }
 
@@ -316,5 +322,8 @@ mod tests {
         assert!(bad.resolve().unwrap_err().to_string().contains("retry-schedule"));
         let unknown: Result<ServeArgs, _> = toml::from_str("listn = \"x\"");
         assert!(unknown.is_err());
+        // `window` counted deliveries before it became `window_mib`: an old file says so.
+        let renamed: Result<ServeArgs, _> = toml::from_str("window = 20000");
+        assert!(renamed.is_err());
     }
 }

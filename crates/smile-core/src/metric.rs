@@ -24,6 +24,7 @@ pub const ATTEMPT_SECONDS: &str = "smile_attempt_duration_seconds";
 pub const PENDING_DELIVERIES: &str = "smile_pending_deliveries";
 pub const OLDEST_PENDING_SECONDS: &str = "smile_oldest_pending_delivery_age_seconds";
 pub const WINDOW_DELIVERIES: &str = "smile_window_deliveries";
+pub const WINDOW_BYTES: &str = "smile_window_bytes";
 pub const WINDOW_LANES: &str = "smile_window_lanes";
 pub const IN_FLIGHT: &str = "smile_attempts_in_flight";
 pub const COMMIT_SECONDS: &str = "smile_store_commit_duration_seconds";
@@ -69,6 +70,11 @@ pub const ALL: &[MetricInfo] = &[
         name: WINDOW_DELIVERIES,
         kind: MetricKind::Gauge,
         help: "Deliveries this node holds in memory (its window of the store).",
+    },
+    MetricInfo {
+        name: WINDOW_BYTES,
+        kind: MetricKind::Gauge,
+        help: "Memory the deliveries in this node's window take, in bytes (against --window-mib).",
     },
     MetricInfo { name: WINDOW_LANES, kind: MetricKind::Gauge, help: "Lanes (subscriptions) this node holds." },
     MetricInfo { name: IN_FLIGHT, kind: MetricKind::Gauge, help: "Attempts this node has in flight." },

@@ -27,8 +27,9 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// Deliveries one lane (subscription) holds in memory at most; the rest wait in the store.
     pub lane_window: usize,
-    /// Deliveries all lanes of this node hold in memory at most.
-    pub window: usize,
+    /// Bytes all lanes of this node hold in memory at most: each delivery's bookkeeping and
+    /// its body, a body shared by a fan-out's deliveries counted once among them.
+    pub window_bytes: usize,
     /// Consecutive failures after which a lane sends one attempt at a time, pausing between
     /// them (1 s, doubling up to `breaker_max_pause`) until one succeeds.
     pub breaker_after: u32,
@@ -88,7 +89,7 @@ impl Default for DeliveryConfig {
             max_unrecorded_per_endpoint: 512,
             max_in_flight: 1024,
             lane_window: 1024,
-            window: 20_000,
+            window_bytes: 64 << 20,
             breaker_after: 5,
             breaker_max_pause: Duration::from_secs(60),
             max_response_read: 64 * 1024,

@@ -2,10 +2,11 @@
 //!
 //! A lane is one subscription's pending deliveries. A node sends a lane only while it holds
 //! the lane's lease, so FIFO needs no other lock and two nodes never send the same delivery.
-//! In memory a lane holds at most `lane_window` deliveries and all lanes at most `window`;
-//! the rest wait in the store and are read in batches, earliest due first, as the lane
-//! drains. Fresh deliveries go straight into their lane when it has room and nothing older
-//! waits in the store. Each lane has its own in-flight cap, and a lane that keeps failing
+//! In memory a lane holds at most `lane_window` deliveries and all lanes at most
+//! `window_bytes`, each body counted once (a fan-out's deliveries share theirs); the rest wait
+//! in the store and are read in batches, earliest due first, as the lane drains. Fresh
+//! deliveries go straight into their lane when it has room and nothing older waits in the
+//! store. Each lane has its own in-flight cap, and a lane that keeps failing
 //! sends one probe at a time, so a bad endpoint never takes capacity from a good one.
 //!
 //! Everything here runs in one task that owns the lanes; attempts, reads and writes run in
@@ -24,6 +25,7 @@ use smile_store::{
     SubscriptionEffect,
 };
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,8 @@ pub struct WindowStats {
     pub lanes: usize,
     /// Deliveries in memory: queued, in flight, or waiting for their outcome's commit.
     pub held: usize,
+    /// What they cost the window, in bytes (see `DeliveryConfig::window_bytes`).
+    pub held_bytes: usize,
     /// The most any one lane holds.
     pub largest_lane: usize,
     pub in_flight: usize,
@@ -107,6 +111,71 @@ pub(crate) struct Job {
     /// Attempts already made (the next one is this plus one).
     attempts_made: u32,
     body: Bytes,
+}
+
+/// What a delivery in memory costs besides its body: its ids, its queue slot, its map entries.
+const JOB_BYTES: usize = 320;
+
+/// What a delivery read from the store is expected to cost, to size a read before its
+/// bodies are seen (the read's own answer is then held to the budget, body by body).
+const READ_JOB_BYTES: usize = JOB_BYTES + 1024;
+
+/// What all lanes of this node hold in memory, against its budget: each delivery's
+/// [`JOB_BYTES`], and each body once however many deliveries hold it (a fan-out's share one).
+#[derive(Debug)]
+struct Window {
+    deliveries: usize,
+    bytes: usize,
+    budget: usize,
+    /// Bodies held, by address, with how many held deliveries hold each. A held delivery keeps
+    /// its body alive (see `Lane::held`), so an address is not reused while it is here.
+    bodies: HashMap<usize, usize>,
+}
+
+impl Window {
+    fn new(budget: usize) -> Self {
+        Window { deliveries: 0, bytes: 0, budget, bodies: HashMap::new() }
+    }
+
+    /// What holding one more delivery with `body` would add.
+    fn cost(&self, body: &Bytes) -> usize {
+        let shared = self.bodies.contains_key(&(body.as_ptr() as usize));
+        JOB_BYTES + if shared { 0 } else { body.len() }
+    }
+
+    /// Whether `cost` more fits. An empty window takes anything, so that a body larger than
+    /// the budget is still sent.
+    fn fits(&self, cost: usize) -> bool {
+        self.deliveries == 0 || self.bytes + cost <= self.budget
+    }
+
+    /// How many deliveries a read may ask for now.
+    fn room_for_reads(&self) -> usize {
+        let room = self.budget.saturating_sub(self.bytes) / READ_JOB_BYTES;
+        if self.deliveries == 0 { room.max(1) } else { room }
+    }
+
+    fn take(&mut self, body: &Bytes) {
+        self.bytes += self.cost(body);
+        self.deliveries += 1;
+        *self.bodies.entry(body.as_ptr() as usize).or_default() += 1;
+    }
+
+    fn give_back(&mut self, body: &Bytes) {
+        let key = body.as_ptr() as usize;
+        let Some(holders) = self.bodies.get_mut(&key) else { return };
+        *holders -= 1;
+        if *holders == 0 {
+            self.bodies.remove(&key);
+            self.bytes = self.bytes.saturating_sub(body.len());
+        }
+        self.bytes = self.bytes.saturating_sub(JOB_BYTES);
+        self.deliveries = self.deliveries.saturating_sub(1);
+    }
+
+    fn clear(&mut self) {
+        *self = Window::new(self.budget);
+    }
 }
 
 /// What an attempt needs to know of its subscription.
@@ -145,8 +214,9 @@ struct Lane {
     target: Arc<Target>,
     /// Loaded and due, not sent yet.
     queue: VecDeque<Job>,
-    /// Seqs of the deliveries in memory: queued, in flight, or waiting for their outcome's commit.
-    held: HashSet<i64>,
+    /// The deliveries in memory (queued, in flight, or waiting for their outcome's commit) by
+    /// seq, each with its body, kept until it leaves the window.
+    held: HashMap<i64, Bytes>,
     in_flight: usize,
     /// The store may hold due deliveries of this lane that are not in memory.
     more: bool,
@@ -184,7 +254,7 @@ impl Lane {
         Lane {
             target: Arc::new(Target::of(sub)),
             queue: VecDeque::new(),
-            held: HashSet::new(),
+            held: HashMap::new(),
             in_flight: 0,
             more: true,
             behind: false,
@@ -239,8 +309,8 @@ struct Lanes {
     claiming: HashSet<String>,
     /// Lanes another node holds, and until when we believe it.
     foreign: HashMap<String, i64>,
-    /// Deliveries held by all lanes.
-    held: usize,
+    /// What all lanes hold.
+    window: Window,
     /// Lanes waiting for room in the global window, in arrival order.
     starved: VecDeque<String>,
     /// Attempts in flight, all lanes.
@@ -267,6 +337,7 @@ pub(crate) fn spawn(
     let outcomes = outcomes::spawn(store.clone(), move |committed| {
         let _ = report.send(Msg::Committed(committed));
     });
+    let window = Window::new(config.window_bytes);
     let lanes = Lanes {
         store,
         config,
@@ -278,7 +349,7 @@ pub(crate) fn spawn(
         lanes: HashMap::new(),
         claiming: HashSet::new(),
         foreign: HashMap::new(),
-        held: 0,
+        window,
         starved: VecDeque::new(),
         in_flight: 0,
         ready: VecDeque::new(),
@@ -352,7 +423,8 @@ impl Lanes {
             Msg::Window(reply) => {
                 let _ = reply.send(WindowStats {
                     lanes: self.lanes.len(),
-                    held: self.held,
+                    held: self.window.deliveries,
+                    held_bytes: self.window.bytes,
                     largest_lane: self.lanes.values().map(|l| l.held.len()).max().unwrap_or(0),
                     in_flight: self.in_flight,
                 });
@@ -378,13 +450,15 @@ impl Lanes {
             // A lane its breaker paused sends nothing for a second or more: it cannot take
             // work any more than a full one can.
             let stuck = held >= self.config.lane_window || lane.paused(now);
-            let room = !stuck && self.held + lane.arrived.len() < self.config.window;
             let body = match (&lean_body, d.lean) {
                 (Some(lean), true) => lean.clone(),
                 _ => body.clone(),
             };
+            let room = !stuck && self.window.fits(self.window.cost(&body) + JOB_BYTES * lane.arrived.len());
             let job = Job { seq: d.seq, delivery_id: d.id, event_id: event_id.to_owned(), attempts_made: 0, body };
-            if lane.held.contains(&job.seq) || lane.read_last.contains(&job.seq) || lane.read_before.contains(&job.seq)
+            if lane.held.contains_key(&job.seq)
+                || lane.read_last.contains(&job.seq)
+                || lane.read_before.contains(&job.seq)
             {
                 continue;
             }
@@ -401,9 +475,9 @@ impl Lanes {
             } else if lane.loading {
                 lane.arrived.push(job);
             } else {
-                lane.held.insert(job.seq);
+                self.window.take(&job.body);
+                lane.held.insert(job.seq, job.body.clone());
                 lane.queue.push_back(job);
-                self.held += 1;
             }
             self.pump(&d.subscription_id);
         }
@@ -553,7 +627,7 @@ impl Lanes {
         if lane.held.len() >= wanted {
             return;
         }
-        let room = (wanted - lane.held.len()).min(self.config.window.saturating_sub(self.held));
+        let room = (wanted - lane.held.len()).min(self.window.room_for_reads());
         if room == 0 {
             if !lane.waiting_room {
                 lane.waiting_room = true;
@@ -563,7 +637,7 @@ impl Lanes {
         }
         lane.loading = true;
         lane.missed = false;
-        let held: Vec<i64> = lane.held.iter().copied().collect();
+        let held: Vec<i64> = lane.held.keys().copied().collect();
         let (store, tx, id) = (self.store.clone(), self.tx.clone(), id.to_owned());
         let asked = room.min(1000) as u32;
         tokio::spawn(async move {
@@ -600,12 +674,14 @@ impl Lanes {
                 if lane.target.active {
                     for job in read.chain(arrived).filter(|job| !finished.contains(&job.seq)) {
                         // Other lanes may have taken room since the read was asked for.
-                        if lane.held.len() >= self.config.lane_window || self.held >= self.config.window {
+                        if lane.held.len() >= self.config.lane_window || !self.window.fits(self.window.cost(&job.body))
+                        {
                             more = true;
                             break;
                         }
-                        if lane.held.insert(job.seq) {
-                            self.held += 1;
+                        if let Entry::Vacant(held) = lane.held.entry(job.seq) {
+                            self.window.take(&job.body);
+                            held.insert(job.body.clone());
                             lane.queue.push_back(job);
                         }
                     }
@@ -732,12 +808,12 @@ impl Lanes {
         let mut touched = HashSet::new();
         for (id, seq, due_again) in committed.deliveries {
             if let Some(lane) = self.lanes.get_mut(&id)
-                && lane.held.remove(&seq)
+                && let Some(body) = lane.held.remove(&seq)
             {
                 if lane.loading {
                     lane.finished.insert(seq);
                 }
-                self.held = self.held.saturating_sub(1);
+                self.window.give_back(&body);
                 if let Some(at) = due_again {
                     self.wake(&id, at);
                 }
@@ -758,7 +834,7 @@ impl Lanes {
         for id in touched {
             self.pump(&id);
         }
-        while self.held < self.config.window
+        while self.window.room_for_reads() > 0
             && let Some(id) = self.starved.pop_front()
         {
             if let Some(lane) = self.lanes.get_mut(&id) {
@@ -776,8 +852,8 @@ impl Lanes {
             lane.target = Arc::new(Target { active: false, ..Target::clone(&lane.target) });
         }
         for job in lane.queue.drain(..) {
-            if lane.held.remove(&job.seq) {
-                self.held = self.held.saturating_sub(1);
+            if let Some(body) = lane.held.remove(&job.seq) {
+                self.window.give_back(&body);
             }
         }
         lane.more = false;
@@ -860,7 +936,9 @@ impl Lanes {
                 self.pump(&id);
             } else if let Some(lane) = self.lanes.remove(&id) {
                 tracing::warn!(subscription = %id, "lost a lane's lease; another node sends it now");
-                self.held = self.held.saturating_sub(lane.held.len());
+                for body in lane.held.into_values() {
+                    self.window.give_back(&body);
+                }
             }
         }
     }
@@ -919,8 +997,8 @@ impl Lanes {
         self.phase = Phase::Draining(Some(reply));
         for lane in self.lanes.values_mut() {
             for job in lane.queue.drain(..) {
-                if lane.held.remove(&job.seq) {
-                    self.held = self.held.saturating_sub(1);
+                if let Some(body) = lane.held.remove(&job.seq) {
+                    self.window.give_back(&body);
                 }
             }
             lane.arrived.clear();
@@ -943,7 +1021,7 @@ impl Lanes {
     fn hand_back(&mut self, reply: Option<oneshot::Sender<()>>) {
         self.phase = Phase::HandedBack;
         let ids: Vec<String> = self.lanes.drain().map(|(id, _)| id).collect();
-        self.held = 0;
+        self.window.clear();
         let (store, node) = (self.store.clone(), self.node.clone());
         tokio::spawn(async move {
             if let Err(error) = store.release_lanes(&node, &ids, i64::MAX).await {
@@ -1009,7 +1087,6 @@ fn record_attempt(result: &AttemptResult, decided: DeliveryStatus) {
     outcomes.increment(1);
 }
 
-/// Makes one attempt in a task of its own and reports what it saw.
 /// A lane whose window is full stops costing its publishers a row per event: the store keeps
 /// its next deliveries in the event log until the lane reads them.
 fn fall_behind(store: Arc<dyn Store>, subscription_id: String) {
@@ -1020,6 +1097,7 @@ fn fall_behind(store: Arc<dyn Store>, subscription_id: String) {
     });
 }
 
+/// Makes one attempt in a task of its own and reports what it saw.
 fn attempt(
     sender: Arc<Sender>,
     target: Arc<Target>,

@@ -70,6 +70,7 @@ async fn render(state: &AppState) -> Response {
     }
     let window = state.engine.window().await;
     metrics::gauge!(metric::WINDOW_DELIVERIES).set(window.held as f64);
+    metrics::gauge!(metric::WINDOW_BYTES).set(window.held_bytes as f64);
     metrics::gauge!(metric::WINDOW_LANES).set(window.lanes as f64);
     metrics::gauge!(metric::IN_FLIGHT).set(window.in_flight as f64);
     let handle = handle();

@@ -84,6 +84,7 @@ async fn metrics_count_what_the_engine_and_the_api_did() {
     assert!(sample(&text, "smile_oldest_pending_delivery_age_seconds").expect("age") > 0.0);
     assert!(sample(&text, "smile_window_lanes").is_some());
     assert!(sample(&text, "smile_window_deliveries").is_some());
+    assert!(sample(&text, "smile_window_bytes").is_some());
     assert!(sum_of(&text, "smile_store_commit_duration_seconds_count", &[]) >= 1.0);
     assert!(sum_of(&text, "smile_store_commit_batch_size_bucket", &["le=\"+Inf\""]) >= 1.0);
     assert!(
