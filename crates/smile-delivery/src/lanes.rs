@@ -1113,3 +1113,38 @@ fn attempt(
         let _ = tx.send(Msg::Attempted { subscription_id, job, result });
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_counts_once_however_many_deliveries_hold_it() {
+        let mut window = Window::new(64 * 1024);
+        let shared = Bytes::from(vec![b'x'; 8000]);
+        for _ in 0..3 {
+            window.take(&shared.clone());
+        }
+        assert_eq!((window.deliveries, window.bytes), (3, 3 * JOB_BYTES + 8000));
+        let own = Bytes::from(vec![b'y'; 8000]);
+        assert_eq!(window.cost(&own), JOB_BYTES + 8000, "another body pays for itself");
+        assert_eq!(window.cost(&shared), JOB_BYTES, "a held body is paid for already");
+        window.give_back(&shared);
+        window.give_back(&shared);
+        assert_eq!(window.bytes, JOB_BYTES + 8000, "the body stays while one delivery holds it");
+        window.give_back(&shared);
+        assert_eq!((window.deliveries, window.bytes), (0, 0));
+        assert!(window.bodies.is_empty());
+    }
+
+    #[test]
+    fn an_empty_window_takes_a_body_larger_than_its_budget() {
+        let mut window = Window::new(1024);
+        let large = Bytes::from(vec![b'x'; 4096]);
+        assert!(window.fits(window.cost(&large)));
+        assert_eq!(window.room_for_reads(), 1, "a read may ask for one");
+        window.take(&large);
+        assert!(!window.fits(JOB_BYTES), "then nothing more");
+        assert_eq!(window.room_for_reads(), 0);
+    }
+}
