@@ -143,6 +143,11 @@ impl Window {
         JOB_BYTES + if shared { 0 } else { body.len() }
     }
 
+    /// Whether one more delivery with `body` fits, beside `also` more waiting to be counted.
+    fn admits(&self, body: &Bytes, also: usize) -> bool {
+        self.fits(self.cost(body) + JOB_BYTES * also)
+    }
+
     /// Whether `cost` more fits. An empty window takes anything, so that a body larger than
     /// the budget is still sent.
     fn fits(&self, cost: usize) -> bool {
@@ -292,6 +297,29 @@ impl Lane {
     /// for the attempt log (what is held and no longer queued).
     fn unrecorded(&self) -> usize {
         self.held.len().saturating_sub(self.queue.len())
+    }
+
+    /// Queues `job` and counts it in the window, unless it is held already.
+    fn hold(&mut self, job: Job, window: &mut Window) {
+        if let Entry::Vacant(held) = self.held.entry(job.seq) {
+            window.take(&job.body);
+            held.insert(job.body.clone());
+            self.queue.push_back(job);
+        }
+    }
+
+    /// Lets a delivery leave memory; whether it was held.
+    fn release(&mut self, seq: i64, window: &mut Window) -> bool {
+        let Some(body) = self.held.remove(&seq) else { return false };
+        window.give_back(&body);
+        true
+    }
+
+    /// Drops what is queued and not sent yet (it stays in the store).
+    fn unqueue(&mut self, window: &mut Window) {
+        for job in std::mem::take(&mut self.queue) {
+            self.release(job.seq, window);
+        }
     }
 }
 
@@ -454,7 +482,7 @@ impl Lanes {
                 (Some(lean), true) => lean.clone(),
                 _ => body.clone(),
             };
-            let room = !stuck && self.window.fits(self.window.cost(&body) + JOB_BYTES * lane.arrived.len());
+            let room = !stuck && self.window.admits(&body, lane.arrived.len());
             let job = Job { seq: d.seq, delivery_id: d.id, event_id: event_id.to_owned(), attempts_made: 0, body };
             if lane.held.contains_key(&job.seq)
                 || lane.read_last.contains(&job.seq)
@@ -475,9 +503,7 @@ impl Lanes {
             } else if lane.loading {
                 lane.arrived.push(job);
             } else {
-                self.window.take(&job.body);
-                lane.held.insert(job.seq, job.body.clone());
-                lane.queue.push_back(job);
+                lane.hold(job, &mut self.window);
             }
             self.pump(&d.subscription_id);
         }
@@ -674,16 +700,11 @@ impl Lanes {
                 if lane.target.active {
                     for job in read.chain(arrived).filter(|job| !finished.contains(&job.seq)) {
                         // Other lanes may have taken room since the read was asked for.
-                        if lane.held.len() >= self.config.lane_window || !self.window.fits(self.window.cost(&job.body))
-                        {
+                        if lane.held.len() >= self.config.lane_window || !self.window.admits(&job.body, 0) {
                             more = true;
                             break;
                         }
-                        if let Entry::Vacant(held) = lane.held.entry(job.seq) {
-                            self.window.take(&job.body);
-                            held.insert(job.body.clone());
-                            lane.queue.push_back(job);
-                        }
+                        lane.hold(job, &mut self.window);
                     }
                 }
                 lane.more = more;
@@ -808,12 +829,11 @@ impl Lanes {
         let mut touched = HashSet::new();
         for (id, seq, due_again) in committed.deliveries {
             if let Some(lane) = self.lanes.get_mut(&id)
-                && let Some(body) = lane.held.remove(&seq)
+                && lane.release(seq, &mut self.window)
             {
                 if lane.loading {
                     lane.finished.insert(seq);
                 }
-                self.window.give_back(&body);
                 if let Some(at) = due_again {
                     self.wake(&id, at);
                 }
@@ -851,11 +871,7 @@ impl Lanes {
         if lane.target.active {
             lane.target = Arc::new(Target { active: false, ..Target::clone(&lane.target) });
         }
-        for job in lane.queue.drain(..) {
-            if let Some(body) = lane.held.remove(&job.seq) {
-                self.window.give_back(&body);
-            }
-        }
+        lane.unqueue(&mut self.window);
         lane.more = false;
     }
 
@@ -996,11 +1012,7 @@ impl Lanes {
         }
         self.phase = Phase::Draining(Some(reply));
         for lane in self.lanes.values_mut() {
-            for job in lane.queue.drain(..) {
-                if let Some(body) = lane.held.remove(&job.seq) {
-                    self.window.give_back(&body);
-                }
-            }
+            lane.unqueue(&mut self.window);
             lane.arrived.clear();
         }
         self.ready.clear();
