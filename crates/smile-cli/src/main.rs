@@ -6,7 +6,8 @@ mod remote;
 mod trigger;
 
 // Delivery allocates many small, short-lived buffers; mimalloc handles that pattern far
-// better than the system allocator (measured in docs/benchmarks.md).
+// better than the system allocator (measured in docs/benchmarks.md). It is built without
+// transparent huge pages (see the workspace's Cargo.toml).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
