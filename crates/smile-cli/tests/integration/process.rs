@@ -635,3 +635,26 @@ async fn the_http_bench_publishes_from_a_generator_process_and_loses_nothing() {
     let off = ratio.map_or(f64::INFINITY, |ratio| (ratio - expected).abs() / expected);
     assert!(off < 1e-9, "the ceiling over the same raw rate: {report}");
 }
+
+/// The allocator asks the kernel for no transparent huge pages: it did, and the kernel zeroed
+/// 2 MiB at each first touch of its memory, 6 % of fan-out-1000's CPU (docs/benchmarks.md).
+/// Under the kernel's `madvise` setting only a process that asks gets them.
+#[tokio::test]
+async fn the_server_asks_for_no_transparent_huge_pages() {
+    let setting = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if !setting.contains("[madvise]") {
+        eprintln!("SKIPPED: transparent huge pages are {:?} here, not madvise", setting.trim());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let node = serve(dir.path(), &[], &[]);
+    let (key, secret) = node.key.clone().expect("keys");
+    let api = Api::new(node.addr, &key, &secret);
+    for _ in 0..100 {
+        let (status, body) = api.get("/v1/webhooks").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let memory = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", node.child.id())).expect("smaps_rollup");
+    let huge = memory.lines().find_map(|line| line.strip_prefix("AnonHugePages:")).map(str::trim);
+    assert_eq!(huge, Some("0 kB"), "{memory}");
+}
