@@ -161,9 +161,13 @@ impl Window {
     }
 
     fn take(&mut self, body: &Bytes) {
-        self.bytes += self.cost(body);
+        let holders = self.bodies.entry(body.as_ptr() as usize).or_default();
+        if *holders == 0 {
+            self.bytes += body.len();
+        }
+        *holders += 1;
+        self.bytes += JOB_BYTES;
         self.deliveries += 1;
-        *self.bodies.entry(body.as_ptr() as usize).or_default() += 1;
     }
 
     fn give_back(&mut self, body: &Bytes) {
@@ -313,6 +317,13 @@ impl Lane {
         let Some(body) = self.held.remove(&seq) else { return false };
         window.give_back(&body);
         true
+    }
+
+    /// Lets every delivery it holds leave memory, as the lane leaves this node.
+    fn release_all(self, window: &mut Window) {
+        for body in self.held.into_values() {
+            window.give_back(&body);
+        }
     }
 
     /// Drops what is queued and not sent yet (it stays in the store).
@@ -952,9 +963,7 @@ impl Lanes {
                 self.pump(&id);
             } else if let Some(lane) = self.lanes.remove(&id) {
                 tracing::warn!(subscription = %id, "lost a lane's lease; another node sends it now");
-                for body in lane.held.into_values() {
-                    self.window.give_back(&body);
-                }
+                lane.release_all(&mut self.window);
             }
         }
     }
