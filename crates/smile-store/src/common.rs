@@ -2,7 +2,7 @@
 
 use crate::{NewKey, Page};
 use sha2::{Digest, Sha256};
-use smile_core::Mode;
+use smile_core::{Mode, ids};
 
 /// A stored mode. An unknown text fails closed: read as PRODUCTION, where the SSRF guard
 /// applies, never as SANDBOX, where it does not.
@@ -27,6 +27,21 @@ pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
     rows.truncate(size as usize);
     let next_cursor = if more { rows.last().map(|(seq, _)| seq.to_string()) } else { None };
     Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
+}
+
+/// The id of an event's delivery to the subscription numbered `subscription_seq`: the
+/// event's time-ordered id with the number, so new rows append to the indexes, and a delivery
+/// still in the log has its id before it is a row.
+pub(crate) fn delivery_id(event_id: &str, subscription_seq: i64) -> String {
+    let stem = event_id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
+    format!("dlv-{stem}{subscription_seq:08x}")
+}
+
+/// The start of the id of a delivery's event (see [`delivery_id`]), or None for an id that is
+/// not one of ours: the event is the one id in the store from it to it + `g`.
+pub(crate) fn event_id_prefix(delivery_id: &str) -> Option<String> {
+    let stem = delivery_id.strip_prefix(ids::DELIVERY)?.get(..24)?;
+    Some(format!("{}{stem}", ids::EVENT))
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {

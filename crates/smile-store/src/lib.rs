@@ -10,10 +10,10 @@
 //!   `LISTEN/NOTIFY`.
 //!
 //! The store is the delivery queue: deliveries are rows, read into memory a batch at a time
-//! ([`Store::load_lane`]); on SQLite, the deliveries of a lane that fell behind wait in the
-//! event log until the lane reads them ([`Store::fall_behind`]). Backends only speak SQL: every decision (a transition, a disable, a
-//! retry time) is the engine's, and transitions are written only over a delivery that
-//! [`DeliveryStatus::may_change`].
+//! ([`Store::load_lane`]); the deliveries of a lane that fell behind wait in the event log
+//! until the lane reads them ([`Store::fall_behind`]). Backends only speak SQL: every
+//! decision (a transition, a disable, a retry time) is the engine's, and transitions are
+//! written only over a delivery that [`DeliveryStatus::may_change`].
 
 mod common;
 mod migrations;
@@ -196,13 +196,29 @@ pub trait Store: Send + Sync + 'static {
     /// Due deliveries of one subscription, earliest due first, at most `limit`, leaving out
     /// those whose `seq` is in `held` (already in the caller's memory); bodies included. A
     /// lane that fell behind has its deliveries written from the log when its rows run short.
-    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch>;
+    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
+        let mut batch = self.read_lane(subscription_id, now_ms, held, limit).await?;
+        let short = limit.saturating_sub(batch.deliveries.len() as u32);
+        if !batch.behind || short == 0 {
+            return Ok(batch);
+        }
+        batch.behind = self.read_log(subscription_id, short).await?;
+        let held: Vec<i64> = held.iter().copied().chain(batch.deliveries.iter().map(|d| d.seq)).collect();
+        let more = self.read_lane(subscription_id, now_ms, &held, short).await?;
+        batch.deliveries.extend(more.deliveries);
+        batch.next_due_ms = more.next_due_ms;
+        Ok(batch)
+    }
+    /// [`Store::load_lane`]'s rows alone, and whether the lane fell behind.
+    async fn read_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch>;
+    /// Writes the deliveries of a lane that fell behind for its log's next at most `limit`
+    /// events, moving its cursor over them; returns whether it is still behind.
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool>;
     /// Stops writing the subscription's deliveries at publish, because its lane's window is
     /// full: later events wait in the event log, and [`Store::load_lane`] writes their
     /// deliveries as the lane drains, until it has read the log to its end. A lane that
-    /// cannot take work costs its publishers nothing. Returns false where the backend writes
-    /// every delivery at publish (PostgreSQL: its commit order is not its `seq` order, see
-    /// `docs/next-engine.md`), or when the subscription is inactive or behind already.
+    /// cannot take work costs its publishers nothing. Returns false when the subscription is
+    /// inactive or behind already.
     async fn fall_behind(&self, subscription_id: &str) -> Result<bool>;
     /// Active subscriptions with due deliveries whose lane nobody else holds.
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>>;

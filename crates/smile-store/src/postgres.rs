@@ -5,11 +5,14 @@
 //! table), so two nodes never send the same lane; signals between nodes travel with
 //! `LISTEN/NOTIFY` on one channel.
 
-use crate::common::{mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column, types_to_column};
+use crate::common::{
+    delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column,
+    types_to_column,
+};
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use smile_core::{ids, metric};
+use smile_core::metric;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -155,7 +158,10 @@ fn event_row(row: &Row) -> StoredEvent {
     StoredEvent { seq: row.get(0), id: row.get(1), event_type: row.get(2), created_ms: row.get(3), body: row.get(4) }
 }
 
+/// Ends every open delivery of a subscription with `status`, those still in its log included
+/// (they are written first, so that `recover` finds them).
 async fn fail_pending(c: &impl GenericClient, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
+    read_log(c, subscription_id, i64::MAX).await?;
     c.execute(
         &format!(
             "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3 \
@@ -250,17 +256,25 @@ async fn write_publishes(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<PublishJob>>
     }
 }
 
-/// A subscription an event goes to: its id, `includePayload`, and whether it is FIFO.
-type Target = (String, bool, bool);
+/// A subscription an event matches: its number and id, `includePayload`, whether it is FIFO,
+/// and whether it fell behind (its deliveries wait in the event log, see [`read_log`]).
+struct Target {
+    seq: i64,
+    id: String,
+    include_payload: bool,
+    fifo: bool,
+    behind: bool,
+}
 
-/// The subscriptions an event goes to.
+/// The subscriptions an event matches.
 async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<Target>> {
     let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
     let rows = match &e.only_subscription {
         Some(id) => {
             let statement = c
                 .prepare_cached(
-                    "SELECT id, include_payload, fifo FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND mode = $3",
+                    "SELECT seq, id, include_payload, fifo, FALSE FROM subscriptions \
+                     WHERE id = $1 AND tenant_id = $2 AND mode = $3",
                 )
                 .await?;
             c.query(&statement, &[id, &tenant, &mode]).await?
@@ -268,14 +282,18 @@ async fn targets(c: &impl GenericClient, e: &NewEvent) -> Result<Vec<Target>> {
         None => {
             let statement = c
                 .prepare_cached(
-                    "SELECT id, include_payload, fifo FROM subscriptions WHERE tenant_id = $1 AND mode = $2 AND active \
+                    "SELECT seq, id, include_payload, fifo, cursor_seq IS NOT NULL FROM subscriptions \
+                     WHERE tenant_id = $1 AND mode = $2 AND active \
                      AND (event_types LIKE $3 OR event_types LIKE '%,ALL_EVENTS,%')",
                 )
                 .await?;
             c.query(&statement, &[&tenant, &mode, &format!("%,{},%", e.event_type)]).await?
         }
     };
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Target { seq: r.get(0), id: r.get(1), include_payload: r.get(2), fifo: r.get(3), behind: r.get(4) })
+        .collect())
 }
 
 /// Records one write transaction's time and size.
@@ -324,14 +342,23 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
     let started = std::time::Instant::now();
     let mut client = pool.get().await?;
     // Read before the transaction: under READ COMMITTED, reading them inside it saw no more.
-    let targets = matching(&client, all).await?;
+    let mut targets = matching(&client, all).await?;
     let keyed = all.iter().any(|e| e.order_key.is_some() || e.idempotency.is_some())
-        || targets.iter().flat_map(|t| t.iter()).any(|(_, _, fifo)| *fifo);
+        || targets.iter().flat_map(|t| t.iter()).any(|t| t.fifo);
     let small = targets.iter().all(|t| t.len() <= ONE_STATEMENT_FAN_OUT);
-    let (replayed, created) = if keyed || !small {
+    let mut behind: Vec<&str> = targets.iter().flat_map(|t| t.iter()).filter(|t| t.behind).map(|t| &*t.id).collect();
+    let (replayed, created) = if keyed || !small || !behind.is_empty() {
         let tx = client.transaction().await?;
+        let behind = if behind.is_empty() {
+            LogLocks::default()
+        } else {
+            let locked = LogLocks::take_shared(&tx, &mut behind).await?;
+            // Again, now that none of these lanes can read its log past this transaction.
+            targets = matching(&tx, all).await?;
+            locked
+        };
         let replayed = take_idempotency_keys(&tx, all).await?;
-        let d = DeliveryColumns::of(all, &targets, &replayed);
+        let d = DeliveryColumns::of(all, &targets, &replayed, &behind);
         insert_events(&tx, all, &replayed).await?;
         lock_order_keys(&tx, d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?))))
             .await?;
@@ -340,7 +367,8 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
         (replayed, created)
     } else {
         let none = HashMap::new();
-        let created = insert_published(&client, all, &DeliveryColumns::of(all, &targets, &none)).await?;
+        let d = DeliveryColumns::of(all, &targets, &none, &LogLocks::default());
+        let created = insert_published(&client, all, &d).await?;
         (none, created)
     };
     record_commit("publish", started, all.len());
@@ -406,6 +434,8 @@ struct EventColumns<'a> {
     created: Vec<i64>,
     body: Vec<&'a str>,
     lean_body: Vec<Option<&'a str>>,
+    order_key: Vec<Option<&'a str>>,
+    only_subscription: Vec<Option<&'a str>>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -420,19 +450,38 @@ impl<'a> EventColumns<'a> {
             created: events.iter().map(|e| e.created_ms).collect(),
             body: events.iter().map(|e| e.body.as_str()).collect(),
             lean_body: events.iter().map(|e| e.lean_body.as_deref()).collect(),
+            order_key: events.iter().map(|e| e.order_key.as_deref()).collect(),
+            only_subscription: events.iter().map(|e| e.only_subscription.as_deref()).collect(),
         }
     }
 }
 
-/// Inserts the events' columns from `UNNEST($first … $first+6)`: alone, or as the first part
+/// Inserts the events' columns from `UNNEST($first … $first+8)`: alone, or as the first part
 /// of [`INSERT_PUBLISHED`], after the deliveries' ten parameters.
 fn events_from_unnest(first: usize) -> String {
-    let [id, tenant, mode, kind, created, body, lean] = std::array::from_fn(|i| first + i);
+    let [id, tenant, mode, kind, created, body, lean, key, only] = std::array::from_fn(|i| first + i);
     format!(
-        "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body) \
+        "INSERT INTO events (id, tenant_id, mode, type, created_ms, body, lean_body, order_key, only_subscription) \
          SELECT * FROM UNNEST(${id}::text[], ${tenant}::text[], ${mode}::text[], ${kind}::text[], \
-         ${created}::bigint[], ${body}::text[], ${lean}::text[])"
+         ${created}::bigint[], ${body}::text[], ${lean}::text[], ${key}::text[], ${only}::text[])"
     )
+}
+
+impl EventColumns<'_> {
+    /// The parameters of [`events_from_unnest`].
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+        [
+            &self.id,
+            &self.tenant,
+            &self.mode,
+            &self.event_type,
+            &self.created,
+            &self.body,
+            &self.lean_body,
+            &self.order_key,
+            &self.only_subscription,
+        ]
+    }
 }
 
 /// The events alone, for a publish that takes a transaction.
@@ -446,7 +495,7 @@ static INSERT_PUBLISHED: LazyLock<String> =
 async fn insert_events(c: &impl GenericClient, all: &[NewEvent], replayed: &HashMap<usize, Published>) -> Result<()> {
     let e = EventColumns::of(all, replayed);
     let insert = c.prepare_cached(&INSERT_EVENTS).await?;
-    c.execute(&insert, &[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]).await?;
+    c.execute(&insert, &e.params()).await?;
     Ok(())
 }
 
@@ -484,7 +533,7 @@ async fn insert_published(
     let e = EventColumns::of(all, &HashMap::new());
     let insert = c.prepare_cached(&INSERT_PUBLISHED).await?;
     let mut params = d.params();
-    params.extend_from_slice(&[&e.id, &e.tenant, &e.mode, &e.event_type, &e.created, &e.body, &e.lean_body]);
+    params.extend_from_slice(&e.params());
     let rows = c.query(&insert, &params).await?;
     Ok(created_by_event(rows))
 }
@@ -523,17 +572,24 @@ struct DeliveryColumns {
 }
 
 impl DeliveryColumns {
-    /// The deliveries of every event not `replayed`, to its `targets`.
-    fn of(all: &[NewEvent], targets: &[Arc<[Target]>], replayed: &HashMap<usize, Published>) -> Self {
+    /// The deliveries of every event not `replayed`, to its `targets`, but for those that
+    /// fell behind and whose log this transaction holds: they read the event from the log.
+    fn of(all: &[NewEvent], targets: &[Arc<[Target]>], replayed: &HashMap<usize, Published>, held: &LogLocks) -> Self {
         let mut d = DeliveryColumns::default();
         for (i, (e, found)) in all.iter().zip(targets).enumerate() {
             if replayed.contains_key(&i) {
                 continue;
             }
-            for (subscription_id, include_payload, fifo) in found.iter() {
-                let lean = e.lean_body.is_some() && !include_payload;
-                let key = if *fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.clone() };
-                d.push(e, subscription_id, lean, key);
+            let head = EventHead {
+                id: &e.id,
+                event_type: &e.event_type,
+                scope: &e.scope,
+                created_ms: e.created_ms,
+                lean: e.lean_body.is_some(),
+                order_key: e.order_key.as_deref(),
+            };
+            for t in found.iter().filter(|t| !(t.behind && held.holds(&t.id))) {
+                d.push(&head, t);
             }
         }
         d
@@ -555,19 +611,195 @@ impl DeliveryColumns {
         ]
     }
 
-    fn push(&mut self, e: &NewEvent, subscription_id: &str, lean: bool, key: Option<String>) {
-        self.id.push(ids::new_id(ids::DELIVERY));
-        self.event_id.push(e.id.clone());
-        self.event_type.push(e.event_type.clone());
-        self.sub.push(subscription_id.to_owned());
+    fn push(&mut self, e: &EventHead, t: &Target) {
+        let key = if t.fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.map(str::to_owned) };
+        self.id.push(delivery_id(e.id, t.seq));
+        self.event_id.push(e.id.to_owned());
+        self.event_type.push(e.event_type.to_owned());
+        self.sub.push(t.id.clone());
         self.tenant.push(e.scope.tenant_id.clone());
         self.mode.push(e.scope.mode.as_str());
-        self.lean.push(lean);
+        self.lean.push(e.lean && !t.include_payload);
         self.created.push(e.created_ms);
-        let behind = key.as_ref().is_some_and(|k| !self.keys_seen.insert((subscription_id.to_owned(), k.clone())));
+        let behind = key.as_ref().is_some_and(|k| !self.keys_seen.insert((t.id.clone(), k.clone())));
         self.behind.push(behind);
         self.key.push(key);
     }
+}
+
+/// What a delivery row takes from its event.
+struct EventHead<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    scope: &'a Scope,
+    created_ms: i64,
+    /// The event has a lean body.
+    lean: bool,
+    order_key: Option<&'a str>,
+}
+
+/// The advisory lock class of lanes' event logs; each subscription's lock is its [`log_key`].
+const LOG_LOCK_CLASS: i32 = 0x736d_6c67;
+
+/// A subscription's log lock in [`LOG_LOCK_CLASS`]. Two sharing one only wait for each other.
+fn log_key(subscription_id: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(subscription_id);
+    i32::from_be_bytes(digest[..4].try_into().unwrap_or_default())
+}
+
+/// The log locks a publish holds, shared, for the lanes that fell behind whose deliveries it
+/// leaves in the log: until it commits, none of those lanes reads its log past the publish's
+/// events (`read_log` takes the lock alone), so none can skip them.
+#[derive(Default)]
+struct LogLocks(Vec<String>);
+
+impl LogLocks {
+    /// Takes the locks of `subscription_ids` until the transaction ends, in one order (no
+    /// deadlock between publishes), sorting and deduplicating the ids.
+    async fn take_shared(c: &impl GenericClient, subscription_ids: &mut Vec<&str>) -> Result<Self> {
+        subscription_ids.sort_unstable();
+        subscription_ids.dedup();
+        let mut keys: Vec<i32> = subscription_ids.iter().map(|id| log_key(id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        c.execute("SELECT pg_advisory_xact_lock_shared($1, k) FROM UNNEST($2::int[]) AS k", &[&LOG_LOCK_CLASS, &keys])
+            .await?;
+        Ok(LogLocks(subscription_ids.iter().map(|id| (*id).to_owned()).collect()))
+    }
+
+    fn holds(&self, subscription_id: &str) -> bool {
+        self.0.binary_search_by(|id| id.as_str().cmp(subscription_id)).is_ok()
+    }
+}
+
+/// The event from `e` (of the log) that subscription `s` takes: the test `targets` makes at
+/// publish, made at read time. A publish that read the cursor as NULL just before the lane
+/// fell behind writes its row even if its event lands past the cursor (its `seq` is drawn
+/// after that read), so an event whose delivery ([`delivery_id`]) is a row already is not
+/// in the log.
+const TAKES_FROM_LOG: &str = "e.tenant_id = s.tenant_id AND e.mode = s.mode AND e.seq > s.cursor_seq \
+    AND e.only_subscription IS NULL \
+    AND (strpos(s.event_types, ',' || e.type || ',') > 0 OR strpos(s.event_types, ',ALL_EVENTS,') > 0) \
+    AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.id = 'dlv-' || substr(e.id, 4, 24) \
+    || right('0000000' || to_hex(s.seq), greatest(8, length(to_hex(s.seq)))))";
+
+/// The next events of a subscription's log, oldest first, with what its deliveries need. The
+/// events are read in a lateral subquery, where the subscription's scope is a constant: as a
+/// join, the plan sorted the whole log to take its first rows.
+static READ_LOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
+         s.seq, s.include_payload, s.fifo, e.order_key FROM subscriptions s CROSS JOIN LATERAL \
+         (SELECT * FROM events e WHERE {TAKES_FROM_LOG} ORDER BY e.seq LIMIT $2) e WHERE s.id = $1 ORDER BY e.seq"
+    )
+});
+
+/// Writes the deliveries of a subscription that fell behind for the next at most `limit`
+/// matching events of the log past its cursor, and moves the cursor over them; once the log
+/// is read to its end, publishes write the subscription's deliveries again. Holds the lane's
+/// log lock alone while it reads (see [`LogLocks`]): a publish that left this lane's delivery
+/// in the log holds it until its event commits, so nothing below the new cursor commits later.
+/// Returns whether it is still behind.
+async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> Result<bool> {
+    c.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOG_LOCK_CLASS, &log_key(subscription_id)]).await?;
+    let read = c.prepare_cached(&READ_LOG).await?;
+    let rows = c.query(&read, &[&subscription_id, &limit]).await?;
+    let behind = rows.len() as i64 >= limit;
+    let mut d = DeliveryColumns::default();
+    for r in &rows {
+        let scope = Scope { tenant_id: r.get(3), mode: mode_of(r.get(4)) };
+        let head = EventHead {
+            id: r.get(1),
+            event_type: r.get(2),
+            scope: &scope,
+            created_ms: r.get(5),
+            lean: r.get(6),
+            order_key: r.get(10),
+        };
+        let t = Target {
+            seq: r.get(7),
+            id: subscription_id.to_owned(),
+            include_payload: r.get(8),
+            fifo: r.get(9),
+            behind: true,
+        };
+        d.push(&head, &t);
+    }
+    lock_order_keys(c, d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)))).await?;
+    insert_deliveries(c, &d).await?;
+    let cursor: Option<i64> = rows.last().map(|r| r.get(0)).filter(|_| behind);
+    c.execute(
+        "UPDATE subscriptions SET cursor_seq = $1 WHERE id = $2 AND cursor_seq IS NOT NULL",
+        &[&cursor, &subscription_id],
+    )
+    .await?;
+    Ok(behind)
+}
+
+/// Deliveries still in the event log (of lanes that fell behind) as the PENDING deliveries
+/// they will be, newest first, at most `limit` whose page position is below `below`. The
+/// position is the event's number among a subscription's deliveries, the subscription's
+/// among an event's.
+async fn log_deliveries(
+    c: &impl GenericClient,
+    scope: &Scope,
+    of: DeliveriesOf<'_>,
+    below: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Delivery)>> {
+    // As in READ_LOG, a subscription's events are a lateral subquery, read newest first.
+    let (filter, events, position, key) = match of {
+        DeliveriesOf::Subscription(id) => ("s.id = $3", "e.seq < $4", "e.seq", id),
+        DeliveriesOf::Event(id) => ("s.seq < $4", "e.id = $3", "s.seq", id),
+    };
+    let sql = format!(
+        "SELECT {position}, e.id, e.type, e.created_ms, e.lean_body IS NOT NULL AND NOT s.include_payload, \
+         s.seq, s.id FROM subscriptions s CROSS JOIN LATERAL \
+         (SELECT * FROM events e WHERE {TAKES_FROM_LOG} AND {events} ORDER BY e.seq DESC LIMIT $5) e \
+         WHERE s.tenant_id = $1 AND s.mode = $2 AND {filter} AND s.cursor_seq IS NOT NULL \
+         ORDER BY {position} DESC LIMIT $5"
+    );
+    let statement = c.prepare_cached(&sql).await?;
+    let rows = c.query(&statement, &[&scope.tenant_id, &scope.mode.as_str(), &key, &below, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (event_id, created_ms): (String, i64) = (r.get(1), r.get(3));
+            let delivery = Delivery {
+                id: delivery_id(&event_id, r.get(5)),
+                event_id,
+                event_type: r.get(2),
+                subscription_id: r.get(6),
+                scope: scope.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_ms: Some(created_ms),
+                lean: r.get(4),
+                created_ms,
+                updated_ms: created_ms,
+                last_status_code: None,
+                last_error: None,
+            };
+            (r.get(0), delivery)
+        })
+        .collect())
+}
+
+/// A delivery by id: its row, or, for a lane that fell behind, the one still in the log.
+async fn delivery_by_id(c: &impl GenericClient, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
+    let sql =
+        format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2 AND d.mode = $3");
+    let statement = c.prepare_cached(&sql).await?;
+    if let Some(row) = c.query_opt(&statement, &[&id, &scope.tenant_id, &scope.mode.as_str()]).await? {
+        return Ok(Some(delivery_row(&row).1));
+    }
+    let Some(prefix) = event_id_prefix(id) else { return Ok(None) };
+    let find = c.prepare_cached("SELECT id FROM events WHERE id >= $1 AND id < $1 || 'g' LIMIT 1").await?;
+    let Some(event) = c.query_opt(&find, &[&prefix]).await? else { return Ok(None) };
+    let event_id: String = event.get(0);
+    let in_log = log_deliveries(c, scope, DeliveriesOf::Event(&event_id), i64::MAX, i64::MAX).await?;
+    Ok(in_log.into_iter().map(|(_, d)| d).find(|d| d.id == id))
 }
 
 /// Forwards NOTIFY payloads to `tx`, reconnecting while anyone listens.
@@ -748,12 +980,8 @@ impl PostgresStore {
             .filter(|row| DeliveryStatus::parse(row.get(2)) != DeliveryStatus::Pending)
             .filter_map(|row| Some((row.get(0), row.get::<_, Option<String>>(1)?, row.get(3))))
             .collect();
-        lock_order_keys(&tx, ended.iter().map(|(sub, key, _)| (sub.as_str(), key.as_str()))).await?;
-        for (subscription_id, key, at) in ended {
-            if unpark(&tx, &subscription_id, &key, at).await? {
-                effects.unparked.push(subscription_id);
-            }
-        }
+        // Disables first: one takes its lane's log lock, which every other writer takes
+        // before order locks.
         for o in outcomes.iter() {
             match &o.subscription_effect {
                 SubscriptionEffect::None => {}
@@ -775,9 +1003,23 @@ impl PostgresStore {
                 }
             }
         }
+        lock_order_keys(&tx, ended.iter().map(|(sub, key, _)| (sub.as_str(), key.as_str()))).await?;
+        for (subscription_id, key, at) in ended {
+            if unpark(&tx, &subscription_id, &key, at).await? {
+                effects.unparked.push(subscription_id);
+            }
+        }
         tx.commit().await?;
         record_commit("outcomes", started, outcomes.len());
         Ok(effects)
+    }
+
+    async fn read_log_once(&self, subscription_id: &str, limit: u32) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let behind = read_log(&tx, subscription_id, i64::from(limit)).await?;
+        tx.commit().await?;
+        Ok(behind)
     }
 
     async fn put_documents_once(&self, documents: &[Document]) -> Result<()> {
@@ -854,29 +1096,56 @@ impl Store for PostgresStore {
             .pool
             .get()
             .await?
-            .query_one("SELECT COUNT(*), MIN(created_ms) FROM deliveries WHERE status = 'PENDING'", &[])
+            .query_one(
+                // Rows, and the deliveries of lanes that fell behind, still in the log.
+                &format!(
+                    "SELECT SUM(n)::bigint, MIN(oldest) FROM ( \
+                     SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM deliveries WHERE status = 'PENDING' \
+                     UNION ALL SELECT COUNT(*), MIN(e.created_ms) FROM subscriptions s JOIN events e \
+                     ON {TAKES_FROM_LOG} WHERE s.cursor_seq IS NOT NULL) AS both_kinds"
+                ),
+                &[],
+            )
             .await?;
-        Ok(Backlog { pending: row.get::<_, i64>(0) as u64, oldest_created_ms: row.get(1) })
+        Ok(Backlog { pending: row.get::<_, Option<i64>>(0).unwrap_or(0) as u64, oldest_created_ms: row.get(1) })
     }
 
     async fn delivery_counts(&self, scope: &Scope, subscription_id: &str, since_ms: i64) -> Result<Vec<MinuteCount>> {
-        let rows = self
-            .pool
-            .get()
-            .await?
+        let client = self.pool.get().await?;
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&subscription_id, &scope.tenant_id, &scope.mode.as_str(), &since_ms];
+        let rows = client
             .query(
                 "SELECT (created_ms / 60000) * 60000, status, COUNT(*) FROM deliveries WHERE subscription_id = $1 AND tenant_id = $2 AND mode = $3 AND created_ms >= $4 GROUP BY 1, 2",
-                &[&subscription_id, &scope.tenant_id, &scope.mode.as_str(), &since_ms],
+                &args,
             )
             .await?;
-        Ok(rows
+        let mut counts: Vec<MinuteCount> = rows
             .iter()
             .map(|r| MinuteCount {
                 minute_ms: r.get(0),
                 status: DeliveryStatus::parse(r.get(1)),
                 count: r.get::<_, i64>(2) as u64,
             })
-            .collect())
+            .collect();
+        let in_log = client
+            .query(
+                &format!(
+                    "SELECT (e.created_ms / 60000) * 60000, COUNT(*) FROM subscriptions s JOIN events e \
+                     ON {TAKES_FROM_LOG} WHERE s.id = $1 AND s.tenant_id = $2 AND s.mode = $3 \
+                     AND s.cursor_seq IS NOT NULL AND e.created_ms >= $4 GROUP BY 1"
+                ),
+                &args,
+            )
+            .await?;
+        for r in in_log {
+            let (minute_ms, count) = (r.get::<_, i64>(0), r.get::<_, i64>(1) as u64);
+            match counts.iter_mut().find(|m| m.minute_ms == minute_ms && m.status == DeliveryStatus::Pending) {
+                Some(m) => m.count += count,
+                None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
+            }
+        }
+        Ok(counts)
     }
 
     async fn has_tenants(&self) -> Result<bool> {
@@ -1024,37 +1293,35 @@ impl Store for PostgresStore {
     }
 
     async fn get_delivery(&self, scope: &Scope, id: &str) -> Result<Option<Delivery>> {
-        let sql =
-            format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2 AND d.mode = $3");
-        let row = self.pool.get().await?.query_opt(&sql, &[&id, &scope.tenant_id, &scope.mode.as_str()]).await?;
-        Ok(row.map(|r| delivery_row(&r).1))
+        delivery_by_id(&self.pool.get().await?, scope, id).await
     }
 
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
-        let (column, key) = match of {
-            DeliveriesOf::Subscription(id) => ("subscription_id", id),
-            DeliveriesOf::Event(id) => ("event_id", id),
-        };
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.{column} = $1 AND d.tenant_id = $2 AND d.mode = $3 \
-             AND d.seq < $4 ORDER BY d.seq DESC LIMIT $5"
-        );
-        let rows = self
-            .pool
-            .get()
-            .await?
-            .query(
-                &sql,
-                &[
-                    &key,
-                    &scope.tenant_id,
-                    &scope.mode.as_str(),
-                    &page.before_seq.unwrap_or(i64::MAX),
-                    &(i64::from(page.size) + 1),
-                ],
-            )
-            .await?;
-        Ok(paginate(rows.iter().map(delivery_row).collect(), page.size))
+        let client = self.pool.get().await?;
+        // Deliveries still in the log come first (newer than any row), with negative cursors;
+        // then the rows, by their seq.
+        let mut items = Vec::new();
+        if page.before_seq.is_none_or(|b| b < 0) {
+            let below = page.before_seq.map_or(i64::MAX, |b| -b);
+            let in_log = log_deliveries(&client, scope, of, below, i64::from(page.size) + 1).await?;
+            items.extend(in_log.into_iter().map(|(position, d)| (-position, d)));
+        }
+        let wanted = (page.size as usize + 1).saturating_sub(items.len());
+        if wanted > 0 {
+            let (column, key) = match of {
+                DeliveriesOf::Subscription(id) => ("subscription_id", id),
+                DeliveriesOf::Event(id) => ("event_id", id),
+            };
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.{column} = $1 AND d.tenant_id = $2 AND d.mode = $3 \
+                 AND d.seq < $4 ORDER BY d.seq DESC LIMIT $5"
+            );
+            let before = page.before_seq.filter(|b| *b >= 0).unwrap_or(i64::MAX);
+            let rows =
+                client.query(&sql, &[&key, &scope.tenant_id, &scope.mode.as_str(), &before, &(wanted as i64)]).await?;
+            items.extend(rows.iter().map(delivery_row));
+        }
+        Ok(paginate(items, page.size))
     }
 
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
@@ -1087,7 +1354,7 @@ impl Store for PostgresStore {
         retry_conflicts("record outcomes", || self.record_outcomes_once(&outcomes)).await
     }
 
-    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
+    async fn read_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
@@ -1117,11 +1384,32 @@ impl Store for PostgresStore {
             )
             .await?;
         let next_due_ms = client.query_one(&next, &[&subscription_id, &now_ms]).await?.get(0);
-        Ok(LaneBatch { deliveries, next_due_ms, behind: false })
+        let behind = client
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND cursor_seq IS NOT NULL)")
+            .await?;
+        let behind = client.query_one(&behind, &[&subscription_id]).await?.get(0);
+        Ok(LaneBatch { deliveries, next_due_ms, behind })
     }
 
-    async fn fall_behind(&self, _subscription_id: &str) -> Result<bool> {
-        Ok(false)
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool> {
+        retry_conflicts("read a lane's log", || self.read_log_once(subscription_id, limit)).await
+    }
+
+    async fn fall_behind(&self, subscription_id: &str) -> Result<bool> {
+        // The sequence's last number, not the log's end: a publish that has drawn a number
+        // below it and not committed read the cursor as NULL, so it writes its row.
+        let changed = self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE subscriptions SET cursor_seq = \
+                 (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_seq_seq) \
+                 WHERE id = $1 AND active AND cursor_seq IS NULL",
+                &[&subscription_id],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>> {
@@ -1132,14 +1420,13 @@ impl Store for PostgresStore {
             .query(
                 "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
                  WHERE s.active AND (l.owner IS NULL OR l.owner = $1 OR l.until_ms <= $2) \
-                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id AND d.status = 'PENDING' \
-                 AND d.next_attempt_ms <= $2) LIMIT $3",
+                 AND (s.cursor_seq IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id \
+                 AND d.status = 'PENDING' AND d.next_attempt_ms <= $2)) LIMIT $3",
                 &[&node, &now_ms, &i64::from(limit)],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
-
     async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>> {
         let rows = self
             .pool
@@ -1312,7 +1599,11 @@ impl Store for PostgresStore {
             async move { Ok(self.pool.get().await?.query_opt(sql, &[&now_ms, &id, tenant, &mode]).await?) }
         })
         .await?;
-        Ok(row.map(|r| delivery_row(&r).1))
+        match row {
+            Some(r) => Ok(Some(delivery_row(&r).1)),
+            // One still in the log is pending already: its lane sends it as it reads the log.
+            None => delivery_by_id(&self.pool.get().await?, scope, id).await,
+        }
     }
 
     async fn recover_deliveries(

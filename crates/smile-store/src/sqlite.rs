@@ -4,10 +4,12 @@
 //! in one transaction and commits once (group commit): a burst of publishes costs one fsync,
 //! and each caller is answered only after that commit.
 
-use crate::common::{mode_of, new_key_pair, now, paginate, types_from_column, types_to_column};
+use crate::common::{
+    delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, types_from_column, types_to_column,
+};
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use smile_core::{ids, metric};
+use smile_core::metric;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{self, AtomicBool};
@@ -201,45 +203,6 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
-    }
-
-    /// A lane's due rows (see [`Store::load_lane`]), and whether its subscription fell behind.
-    async fn read_lane(&self, id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
-        let id = id.to_owned();
-        let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        self.read(move |c| {
-            let deliveries = c
-                .prepare_cached(
-                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
-                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-                     FROM deliveries d JOIN events e ON e.id = d.event_id \
-                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
-                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
-                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
-                )?
-                .query_map(params![id, now_ms, held, limit], |r| {
-                    Ok(LaneDelivery {
-                        seq: r.get(0)?,
-                        id: r.get(1)?,
-                        event_id: r.get(2)?,
-                        attempts: r.get(3)?,
-                        order_key: r.get(4)?,
-                        body: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let next_due_ms = c
-                .prepare_cached(
-                    "SELECT MIN(next_attempt_ms) FROM deliveries \
-                     WHERE subscription_id = ?1 AND status = 'PENDING' AND next_attempt_ms > ?2",
-                )?
-                .query_row(params![id, now_ms], |r| r.get(0))?;
-            let behind = c
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND cursor_seq IS NOT NULL)")?
-                .query_row([&id], |r| r.get(0))?;
-            Ok(LaneBatch { deliveries, next_due_ms, behind })
-        })
-        .await
     }
 }
 
@@ -658,14 +621,6 @@ fn insert_delivery(c: &Connection, e: &EventHead, target: Target) -> Result<NewD
     })
 }
 
-/// The id of an event's delivery to the subscription numbered `subscription_seq`: the
-/// event's time-ordered id with the number, so new rows append to the indexes, and a delivery
-/// still in the log has its id before it is a row.
-fn delivery_id(event_id: &str, subscription_seq: i64) -> String {
-    let stem = event_id.get(ids::EVENT.len()..ids::EVENT.len() + 24).unwrap_or_default();
-    format!("dlv-{stem}{subscription_seq:08x}")
-}
-
 /// The event from `e` (of the log) that subscription `s` takes: the test `targets` makes at
 /// publish, made at read time.
 const TAKES_FROM_LOG: &str = "e.tenant_id = s.tenant_id AND e.mode = s.mode AND e.seq > s.cursor_seq \
@@ -722,11 +677,10 @@ fn delivery_by_id(c: &Connection, scope: &Scope, id: &str) -> Result<Option<Deli
     if let Some((_, d)) = row {
         return Ok(Some(d));
     }
-    // Its id begins with its event's.
-    let Some(stem) = id.strip_prefix("dlv-").and_then(|rest| rest.get(..24)) else { return Ok(None) };
+    let Some(prefix) = event_id_prefix(id) else { return Ok(None) };
     let event_id: Option<String> = c
         .prepare_cached("SELECT id FROM events WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 1")?
-        .query_row([format!("{}{stem}", ids::EVENT)], |r| r.get(0))
+        .query_row([prefix], |r| r.get(0))
         .optional()?;
     let Some(event_id) = event_id else { return Ok(None) };
     let in_log = log_deliveries(c, scope, &Listing::Event(event_id), i64::MAX, u32::MAX)?;
@@ -1500,19 +1454,47 @@ impl Store for SqliteStore {
         Ok(effects)
     }
 
-    async fn load_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
-        let mut batch = self.read_lane(subscription_id, now_ms, held, limit).await?;
-        let short = limit.saturating_sub(batch.deliveries.len() as u32);
-        if !batch.behind || short == 0 {
-            return Ok(batch);
-        }
+    async fn read_lane(&self, id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
+        let id = id.to_owned();
+        let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.read(move |c| {
+            let deliveries = c
+                .prepare_cached(
+                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
+                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+                     FROM deliveries d JOIN events e ON e.id = d.event_id \
+                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
+                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
+                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
+                )?
+                .query_map(params![id, now_ms, held, limit], |r| {
+                    Ok(LaneDelivery {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        attempts: r.get(3)?,
+                        order_key: r.get(4)?,
+                        body: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next_due_ms = c
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_ms) FROM deliveries \
+                     WHERE subscription_id = ?1 AND status = 'PENDING' AND next_attempt_ms > ?2",
+                )?
+                .query_row(params![id, now_ms], |r| r.get(0))?;
+            let behind = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND cursor_seq IS NOT NULL)")?
+                .query_row([&id], |r| r.get(0))?;
+            Ok(LaneBatch { deliveries, next_due_ms, behind })
+        })
+        .await
+    }
+
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool> {
         let id = subscription_id.to_owned();
-        batch.behind = self.write_bulk(move |c| read_log(c, &id, short)).await?;
-        let held: Vec<i64> = held.iter().copied().chain(batch.deliveries.iter().map(|d| d.seq)).collect();
-        let more = self.read_lane(subscription_id, now_ms, &held, short).await?;
-        batch.deliveries.extend(more.deliveries);
-        batch.next_due_ms = more.next_due_ms;
-        Ok(batch)
+        self.write_bulk(move |c| read_log(c, &id, limit)).await
     }
 
     async fn fall_behind(&self, subscription_id: &str) -> Result<bool> {
