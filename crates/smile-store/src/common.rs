@@ -1,6 +1,6 @@
 //! What both stores share: column encodings, paging, key generation.
 
-use crate::{NewKey, Page};
+use crate::{NewEvent, NewKey, Page, Scope};
 use sha2::{Digest, Sha256};
 use smile_core::{Mode, ids};
 
@@ -27,6 +27,28 @@ pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
     rows.truncate(size as usize);
     let next_cursor = if more { rows.last().map(|(seq, _)| seq.to_string()) } else { None };
     Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
+}
+
+/// What a delivery row takes from its event, whether fresh or read from the log.
+pub(crate) struct EventHead<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) scope: &'a Scope,
+    pub(crate) created_ms: i64,
+    /// The event has a body without `data.payload`.
+    pub(crate) lean: bool,
+}
+
+impl<'a> EventHead<'a> {
+    pub(crate) fn of(e: &'a NewEvent) -> Self {
+        EventHead {
+            id: &e.id,
+            event_type: &e.event_type,
+            scope: &e.scope,
+            created_ms: e.created_ms,
+            lean: e.lean_body.is_some(),
+        }
+    }
 }
 
 /// The id of an event's delivery to the subscription numbered `subscription_seq`: the

@@ -6,7 +6,7 @@
 //! `LISTEN/NOTIFY` on one channel.
 
 use crate::common::{
-    delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column,
+    EventHead, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column,
     types_to_column,
 };
 use crate::*;
@@ -346,13 +346,13 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
     let keyed = all.iter().any(|e| e.order_key.is_some() || e.idempotency.is_some())
         || targets.iter().flat_map(|t| t.iter()).any(|t| t.fifo);
     let small = targets.iter().all(|t| t.len() <= ONE_STATEMENT_FAN_OUT);
-    let mut behind: Vec<&str> = targets.iter().flat_map(|t| t.iter()).filter(|t| t.behind).map(|t| &*t.id).collect();
+    let behind: Vec<&str> = targets.iter().flat_map(|t| t.iter()).filter(|t| t.behind).map(|t| &*t.id).collect();
     let (replayed, created) = if keyed || !small || !behind.is_empty() {
         let tx = client.transaction().await?;
         let behind = if behind.is_empty() {
             LogLocks::default()
         } else {
-            let locked = LogLocks::take_shared(&tx, &mut behind).await?;
+            let locked = LogLocks::take_shared(&tx, behind).await?;
             // Again, now that none of these lanes can read its log past this transaction.
             targets = matching(&tx, all).await?;
             locked
@@ -360,8 +360,7 @@ async fn publish_batch(pool: &Pool, all: &[NewEvent]) -> Result<Vec<Published>> 
         let replayed = take_idempotency_keys(&tx, all).await?;
         let d = DeliveryColumns::of(all, &targets, &replayed, &behind);
         insert_events(&tx, all, &replayed).await?;
-        lock_order_keys(&tx, d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?))))
-            .await?;
+        lock_order_keys(&tx, d.order_keys()).await?;
         let created = insert_deliveries(&tx, &d).await?;
         tx.commit().await?;
         (replayed, created)
@@ -580,19 +579,17 @@ impl DeliveryColumns {
             if replayed.contains_key(&i) {
                 continue;
             }
-            let head = EventHead {
-                id: &e.id,
-                event_type: &e.event_type,
-                scope: &e.scope,
-                created_ms: e.created_ms,
-                lean: e.lean_body.is_some(),
-                order_key: e.order_key.as_deref(),
-            };
+            let head = EventHead::of(e);
             for t in found.iter().filter(|t| !(t.behind && held.holds(&t.id))) {
-                d.push(&head, t);
+                d.push(&head, t, e.order_key.as_deref());
             }
         }
         d
+    }
+
+    /// Each delivery's subscription and order key, for those that have one.
+    fn order_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.sub.iter().zip(&self.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)))
     }
 
     /// `$1 … $10` of `DELIVERIES_FROM_UNNEST`.
@@ -611,8 +608,9 @@ impl DeliveryColumns {
         ]
     }
 
-    fn push(&mut self, e: &EventHead, t: &Target) {
-        let key = if t.fifo { Some(FIFO_KEY.to_owned()) } else { e.order_key.map(str::to_owned) };
+    /// `e`'s delivery to `t`, behind `order_key` (the event's) unless `t` is FIFO.
+    fn push(&mut self, e: &EventHead, t: &Target, order_key: Option<&str>) {
+        let key = if t.fifo { Some(FIFO_KEY.to_owned()) } else { order_key.map(str::to_owned) };
         self.id.push(delivery_id(e.id, t.seq));
         self.event_id.push(e.id.to_owned());
         self.event_type.push(e.event_type.to_owned());
@@ -625,17 +623,6 @@ impl DeliveryColumns {
         self.behind.push(behind);
         self.key.push(key);
     }
-}
-
-/// What a delivery row takes from its event.
-struct EventHead<'a> {
-    id: &'a str,
-    event_type: &'a str,
-    scope: &'a Scope,
-    created_ms: i64,
-    /// The event has a lean body.
-    lean: bool,
-    order_key: Option<&'a str>,
 }
 
 /// The advisory lock class of lanes' event logs; each subscription's lock is its [`log_key`].
@@ -656,8 +643,8 @@ struct LogLocks(Vec<String>);
 
 impl LogLocks {
     /// Takes the locks of `subscription_ids` until the transaction ends, in one order (no
-    /// deadlock between publishes), sorting and deduplicating the ids.
-    async fn take_shared(c: &impl GenericClient, subscription_ids: &mut Vec<&str>) -> Result<Self> {
+    /// deadlock between publishes).
+    async fn take_shared(c: &impl GenericClient, mut subscription_ids: Vec<&str>) -> Result<Self> {
         subscription_ids.sort_unstable();
         subscription_ids.dedup();
         let mut keys: Vec<i32> = subscription_ids.iter().map(|id| log_key(id)).collect();
@@ -709,14 +696,8 @@ async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> 
     let mut d = DeliveryColumns::default();
     for r in &rows {
         let scope = Scope { tenant_id: r.get(3), mode: mode_of(r.get(4)) };
-        let head = EventHead {
-            id: r.get(1),
-            event_type: r.get(2),
-            scope: &scope,
-            created_ms: r.get(5),
-            lean: r.get(6),
-            order_key: r.get(10),
-        };
+        let head =
+            EventHead { id: r.get(1), event_type: r.get(2), scope: &scope, created_ms: r.get(5), lean: r.get(6) };
         let t = Target {
             seq: r.get(7),
             id: subscription_id.to_owned(),
@@ -724,9 +705,9 @@ async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> 
             fifo: r.get(9),
             behind: true,
         };
-        d.push(&head, &t);
+        d.push(&head, &t, r.get(10));
     }
-    lock_order_keys(c, d.sub.iter().zip(&d.key).filter_map(|(sub, key)| Some((sub.as_str(), key.as_deref()?)))).await?;
+    lock_order_keys(c, d.order_keys()).await?;
     insert_deliveries(c, &d).await?;
     let cursor: Option<i64> = rows.last().map(|r| r.get(0)).filter(|_| behind);
     c.execute(

@@ -5,7 +5,7 @@
 //! and each caller is answered only after that commit.
 
 use crate::common::{
-    delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, types_from_column, types_to_column,
+    EventHead, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, types_from_column, types_to_column,
 };
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -550,28 +550,6 @@ fn spread_left_over(c: &Connection, before_ms: i64) -> Result<Vec<NewDelivery>> 
         written.extend(spread(c, event_seq, part)?);
     }
     Ok(written)
-}
-
-/// What a delivery row takes from its event, whether fresh or read from the log.
-struct EventHead<'a> {
-    id: &'a str,
-    event_type: &'a str,
-    scope: &'a Scope,
-    created_ms: i64,
-    /// The event has a body without `data.payload`.
-    lean: bool,
-}
-
-impl<'a> EventHead<'a> {
-    fn of(e: &'a NewEvent) -> Self {
-        EventHead {
-            id: &e.id,
-            event_type: &e.event_type,
-            scope: &e.scope,
-            created_ms: e.created_ms,
-            lean: e.lean_body.is_some(),
-        }
-    }
 }
 
 /// Writes `e`'s delivery to `target`, parked when an earlier one of its order
