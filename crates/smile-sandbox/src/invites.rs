@@ -1,7 +1,7 @@
 //! Invites: the invited user and their landing link, the message in the outbox, and the
 //! invite becoming LINKED when they connect an account.
 
-use crate::platform::{Platform, kinds, server_error, stored};
+use crate::platform::{Platform, is_email_address, kinds, server_error, stored};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use smile_core::timefmt::{format_ms, now_ms};
@@ -37,7 +37,7 @@ impl InviteRequest {
         }
         match (&self.email, &self.phone) {
             (None, None) => Err(ApiError::invalid("send an email or a phone to invite")),
-            (Some(email), _) if !within(email, 200) || !email.contains('@') => {
+            (Some(email), _) if !within(email, 200) || !is_email_address(email) => {
                 Err(ApiError::invalid("email must be an e-mail address"))
             }
             (_, Some(phone))

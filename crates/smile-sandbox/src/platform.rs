@@ -115,6 +115,21 @@ pub struct Platform {
     pub(crate) public_url: String,
 }
 
+/// Whether `s` is an e-mail address as the spec's `format: email` means it (RFC 5321's
+/// dot-atom local part, a host name): what we accept is answered back, and must validate.
+pub(crate) fn is_email_address(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let word = |w: &str| !w.is_empty() && w.chars().all(atext);
+    let label = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    local.len() <= 64 && domain.len() <= 253 && local.split('.').all(word) && domain.split('.').all(label)
+}
+
 pub(crate) fn server_error(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "sandbox platform failure");
     ApiError::server("the request could not be completed; try again")

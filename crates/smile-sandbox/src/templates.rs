@@ -1,7 +1,7 @@
 //! Consent and invite templates: wording an integrator writes once and reuses. An invite that
 //! names an invite template gets its e-mail subject and body in the outbox.
 
-use crate::platform::{Platform, kinds, server_error};
+use crate::platform::{Platform, is_email_address, kinds, server_error};
 use serde::{Deserialize, Serialize};
 use smile_core::timefmt::{format_ms, now_ms};
 use smile_core::{ApiError, ids};
@@ -118,7 +118,7 @@ impl InviteTemplateRequest {
         let email = &self.email;
         check_len("email.senderName", &email.sender_name, 1, 200)?;
         check_len("email.replyAddress", &email.reply_address, 1, 200)?;
-        if !email.reply_address.contains('@') {
+        if !is_email_address(&email.reply_address) {
             return Err(ApiError::invalid("email.replyAddress must be an e-mail address"));
         }
         check_len("email.subject", &email.subject, 1, 200)?;
