@@ -718,35 +718,59 @@ async fn until_postgres(db: &tokio_postgres::Client, query: &str, what: &str) {
     }
 }
 
+/// Polls until `task` has finished or waits on a lock beside the one already waiting, for at
+/// most 10 s.
+async fn until_done_or_waiting<T>(db: &tokio_postgres::Client, task: &tokio::task::JoinHandle<T>, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let two_waiting = "SELECT COUNT(*) >= 2 FROM pg_locks WHERE NOT granted";
+    while !task.is_finished() && !db.query_one(two_waiting, &[]).await.expect("poll").get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what} to finish or wait");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// On PostgreSQL a publish can commit after a later one (each draws its `seq` first). A lane
 /// that fell behind must not read its log past the earlier one meanwhile, or it would never
-/// send it: here the earlier publish is held open (its delivery to another subscription
-/// waits on a table lock) while the later one commits and the lane reads its log.
+/// send it. Here the earlier publish is held open (an uncommitted insert holds its event's id)
+/// while the later one commits and the lane reads its log; then it goes on. Once as one
+/// statement, once as a transaction (an order key).
 #[tokio::test]
 async fn a_lane_reading_its_log_never_skips_a_publish_that_commits_after_a_later_one() {
-    let Some(url) = testing::fresh_postgres_schema().await else {
-        return;
-    };
-    let store = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
+    for order_key in [None, Some("k")] {
+        let Some(url) = testing::fresh_postgres_schema().await else {
+            return;
+        };
+        a_lane_reads_a_publish_held_open(&url, order_key).await;
+    }
+}
+
+async fn a_lane_reads_a_publish_held_open(url: &str, order_key: Option<&str>) {
+    let store = Arc::new(postgres::PostgresStore::connect(url).await.expect("postgres"));
     let behind = subscribe(&*store).await;
     let other = subscribe(&*store).await;
     let only_created = SubscriptionPatch { event_types: Some(vec!["USER_CREATED".into()]), ..Default::default() };
     store.patch_subscription(&scope(), &other, &only_created, now_ms()).await.expect("patch").expect("there");
     assert!(store.fall_behind(&behind).await.expect("fall behind"));
 
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
-    db.batch_execute("BEGIN; LOCK TABLE deliveries IN SHARE MODE").await.expect("hold inserts");
+    let event = NewEvent { order_key: order_key.map(str::to_owned), ..typed_event("USER_CREATED") };
+    let earlier_id = event.id.clone();
+    db.batch_execute(&format!(
+        "BEGIN; INSERT INTO events (id, tenant_id, mode, type, created_ms, body) \
+         VALUES ('{earlier_id}', 't', 'SANDBOX', 'USER_CREATED', 0, '{{}}')"
+    ))
+    .await
+    .expect("hold the earlier event's id");
     let earlier = tokio::spawn({
         let store = store.clone();
-        async move { store.publish(typed_event("USER_CREATED")).await.expect("publish").created().await }
+        async move { store.publish(event).await.expect("publish").created().await }
     });
-    let waiting_on_deliveries =
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'deliveries'::regclass)";
-    until_postgres(&db, waiting_on_deliveries, "the earlier publish waits to write its row").await;
+    let waiting = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid')";
+    until_postgres(&db, waiting, "the earlier publish waits to insert its event").await;
 
     let event = typed_event("USER_UPDATED");
-    let later = event.id.clone();
+    let later_id = event.id.clone();
     let later_publish = tokio::time::timeout(std::time::Duration::from_secs(10), store.publish(event));
     let created = later_publish.await.expect("not held").expect("the later publish commits").created().await;
     assert!(created.is_empty(), "the later event goes only to the lane that fell behind, through the log");
@@ -755,19 +779,77 @@ async fn a_lane_reading_its_log_never_skips_a_publish_that_commits_after_a_later
         let (store, behind) = (store.clone(), behind.clone());
         async move { store.load_lane(&behind, now_ms() + 1, &[], 100).await.expect("load") }
     });
-    // It waits, for the earlier publish (or, were it to read past it, to write its rows).
-    let two_waiting = "SELECT COUNT(*) >= 2 FROM pg_locks WHERE NOT granted";
-    until_postgres(&db, two_waiting, "the lane waits").await;
-    db.batch_execute("COMMIT").await.expect("release");
+    // The lane reads at once, or waits for the earlier publish.
+    until_done_or_waiting(&db, &reading, "the lane").await;
+    db.batch_execute("ROLLBACK").await.expect("release");
 
     let earlier = earlier.await.expect("earlier publish");
-    assert!(earlier.iter().all(|d| d.subscription_id == other), "no row for the lane at publish");
-    let first = reading.await.expect("read").deliveries;
-    let held: Vec<i64> = first.iter().map(|d| d.seq).collect();
-    let rest = store.load_lane(&behind, now_ms() + 1, &held, 100).await.expect("load").deliveries;
-    let read: Vec<String> = first.into_iter().chain(rest).map(|d| d.event_id).collect();
-    let to_other = store.get_delivery(&scope(), &earlier[0].id).await.expect("get").expect("the other's row");
-    assert_eq!(read, vec![to_other.event_id, later], "both events, in publish order, once");
+    assert!(earlier.iter().any(|d| d.subscription_id == other), "the other's row");
+    let mut read = reading.await.expect("read").deliveries;
+    loop {
+        let held: Vec<i64> = read.iter().map(|d| d.seq).collect();
+        let more = store.load_lane(&behind, now_ms() + 1, &held, 100).await.expect("load").deliveries;
+        if more.is_empty() {
+            break;
+        }
+        read.extend(more);
+    }
+    let mut read: Vec<String> = read.into_iter().map(|d| d.event_id).collect();
+    if order_key.is_some() {
+        assert_eq!(read, vec![earlier_id, later_id], "both events, in publish order, once");
+    } else {
+        read.sort();
+        let mut both = vec![earlier_id, later_id];
+        both.sort();
+        assert_eq!(read, both, "both events, once each");
+    }
+}
+
+/// On PostgreSQL a publish reads a lane's cursor as it locks the lane's row, inside a statement
+/// whose snapshot is older: here the lane is reading its log to the end (held on an
+/// uncommitted row of the id it writes) as the publish begins and waits for the lock. The lane
+/// then has caught up, so the publish must write its row, not leave it in a log nobody reads.
+#[tokio::test]
+async fn a_publish_waiting_for_a_lane_to_catch_up_writes_its_row() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let store = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
+    let sub = subscribe(&*store).await;
+    assert!(store.fall_behind(&sub).await.expect("fall behind"));
+    assert!(publish_keyed(&*store, None).await.is_empty(), "the first event waits in the log");
+    let in_log = every_delivery(&*store, DeliveriesOf::Subscription(&sub)).await;
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    db.batch_execute(&format!(
+        "BEGIN; INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, \
+         attempts, lean, created_ms, updated_ms) VALUES ('{}', '{}', 'USER_CREATED', '{sub}', 't', 'SANDBOX', \
+         'PENDING', 0, FALSE, 0, 0)",
+        in_log[0].id, in_log[0].event_id
+    ))
+    .await
+    .expect("hold the row the lane writes");
+    let reading = tokio::spawn({
+        let (store, sub) = (store.clone(), sub.clone());
+        async move { store.load_lane(&sub, now_ms() + 1, &[], 100).await.expect("load") }
+    });
+    let waiting = "SELECT COUNT(*) >= 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'";
+    until_postgres(&db, waiting, "the lane waits to write its row").await;
+    let publishing = tokio::spawn({
+        let store = store.clone();
+        async move { publish_keyed(&*store, None).await }
+    });
+    until_done_or_waiting(&db, &publishing, "the publish").await;
+    db.batch_execute("ROLLBACK").await.expect("release");
+
+    let first = reading.await.expect("read");
+    assert!(!first.behind, "the lane read its log to the end");
+    let created = publishing.await.expect("publish");
+    assert_eq!(created.len(), 1, "the publish wrote its row: the lane caught up before it");
+    let held: Vec<i64> = first.deliveries.iter().map(|d| d.seq).collect();
+    let rest = store.load_lane(&sub, now_ms() + 1, &held, 100).await.expect("load").deliveries;
+    let read: Vec<String> = first.deliveries.iter().chain(&rest).map(|d| d.id.clone()).collect();
+    assert_eq!(read, vec![in_log[0].id.clone(), created[0].id.clone()], "both, once each");
 }
 
 /// On PostgreSQL a publish that read a lane's cursor as NULL writes its row even when the
