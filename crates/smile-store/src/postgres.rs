@@ -503,12 +503,13 @@ static INSERT_PUBLISHED_PAST_LOGS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Locks the rows of the lanes `$param` names that are still active, in one order, `FOR KEY
-/// SHARE`; selects their ids and cursors as they are now (a locking read sees the latest).
+/// Locks the rows of the lanes `$param` names that are still active, `FOR KEY SHARE`, in the
+/// order an outcome's transaction disables them (bytewise); selects their ids and cursors as
+/// they are now (a locking read sees the latest).
 fn lock_lanes_from(param: usize) -> String {
     format!(
         "SELECT id, cursor_seq FROM subscriptions WHERE id = ANY(${param}::text[]) AND active \
-         ORDER BY id FOR KEY SHARE"
+         ORDER BY id COLLATE \"C\" FOR KEY SHARE"
     )
 }
 
