@@ -1,6 +1,6 @@
 //! What both stores share: column encodings, paging, key generation.
 
-use crate::{NewEvent, NewKey, Page, Scope};
+use crate::{Delivery, DeliveryStatus, MinuteCount, NewEvent, NewKey, Page, PageRequest, Scope};
 use sha2::{Digest, Sha256};
 use smile_core::{Mode, ids};
 
@@ -27,6 +27,56 @@ pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
     rows.truncate(size as usize);
     let next_cursor = if more { rows.last().map(|(seq, _)| seq.to_string()) } else { None };
     Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
+}
+
+/// A page of deliveries as both stores list them: those still in the event log first (newer
+/// than any row), under negative cursors, then the rows by their `seq`.
+pub(crate) struct DeliveryPage {
+    size: u32,
+    before: Option<i64>,
+    items: Vec<(i64, Delivery)>,
+}
+
+impl DeliveryPage {
+    pub(crate) fn new(page: &PageRequest) -> Self {
+        DeliveryPage { size: page.size, before: page.before_seq, items: Vec::new() }
+    }
+
+    /// The log position to read below, and how many at most; None when the page starts past
+    /// the log.
+    pub(crate) fn log(&self) -> Option<(i64, u32)> {
+        self.before.is_none_or(|b| b < 0).then(|| (self.before.map_or(i64::MAX, |b| -b), self.size + 1))
+    }
+
+    /// Adds the log's deliveries, by position.
+    pub(crate) fn add_log(&mut self, in_log: Vec<(i64, Delivery)>) {
+        self.items.extend(in_log.into_iter().map(|(position, d)| (-position, d)));
+    }
+
+    /// The `seq` to read rows below, and how many at most; None when the log filled the page.
+    pub(crate) fn rows(&self) -> Option<(i64, i64)> {
+        let wanted = (self.size as usize + 1).saturating_sub(self.items.len());
+        (wanted > 0).then(|| (self.before.filter(|b| *b >= 0).unwrap_or(i64::MAX), wanted as i64))
+    }
+
+    /// Adds rows, by `seq`.
+    pub(crate) fn add_rows(&mut self, rows: impl IntoIterator<Item = (i64, Delivery)>) {
+        self.items.extend(rows);
+    }
+
+    pub(crate) fn finish(self) -> Page<Delivery> {
+        paginate(self.items, self.size)
+    }
+}
+
+/// Adds a subscription's deliveries still in its log, counted by minute, to its PENDING ones.
+pub(crate) fn add_log_counts(counts: &mut Vec<MinuteCount>, in_log: impl IntoIterator<Item = (i64, u64)>) {
+    for (minute_ms, count) in in_log {
+        match counts.iter_mut().find(|m| m.minute_ms == minute_ms && m.status == DeliveryStatus::Pending) {
+            Some(m) => m.count += count,
+            None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
+        }
+    }
 }
 
 /// What a delivery row takes from its event, whether fresh or read from the log.

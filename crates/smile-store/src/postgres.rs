@@ -6,8 +6,8 @@
 //! `LISTEN/NOTIFY` on one channel.
 
 use crate::common::{
-    EventHead, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, retry_conflicts, types_from_column,
-    types_to_column,
+    DeliveryPage, EventHead, add_log_counts, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate,
+    retry_conflicts, types_from_column, types_to_column,
 };
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -1146,13 +1146,7 @@ impl Store for PostgresStore {
                 &args,
             )
             .await?;
-        for r in in_log {
-            let (minute_ms, count) = (r.get::<_, i64>(0), r.get::<_, i64>(1) as u64);
-            match counts.iter_mut().find(|m| m.minute_ms == minute_ms && m.status == DeliveryStatus::Pending) {
-                Some(m) => m.count += count,
-                None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
-            }
-        }
+        add_log_counts(&mut counts, in_log.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) as u64)));
         Ok(counts)
     }
 
@@ -1306,16 +1300,11 @@ impl Store for PostgresStore {
 
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
         let client = self.pool.get().await?;
-        // Deliveries still in the log come first (newer than any row), with negative cursors;
-        // then the rows, by their seq.
-        let mut items = Vec::new();
-        if page.before_seq.is_none_or(|b| b < 0) {
-            let below = page.before_seq.map_or(i64::MAX, |b| -b);
-            let in_log = log_deliveries(&client, scope, of, below, i64::from(page.size) + 1).await?;
-            items.extend(in_log.into_iter().map(|(position, d)| (-position, d)));
+        let mut listed = DeliveryPage::new(page);
+        if let Some((below, limit)) = listed.log() {
+            listed.add_log(log_deliveries(&client, scope, of, below, i64::from(limit)).await?);
         }
-        let wanted = (page.size as usize + 1).saturating_sub(items.len());
-        if wanted > 0 {
+        if let Some((before, wanted)) = listed.rows() {
             let (column, key) = match of {
                 DeliveriesOf::Subscription(id) => ("subscription_id", id),
                 DeliveriesOf::Event(id) => ("event_id", id),
@@ -1324,12 +1313,10 @@ impl Store for PostgresStore {
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.{column} = $1 AND d.tenant_id = $2 AND d.mode = $3 \
                  AND d.seq < $4 ORDER BY d.seq DESC LIMIT $5"
             );
-            let before = page.before_seq.filter(|b| *b >= 0).unwrap_or(i64::MAX);
-            let rows =
-                client.query(&sql, &[&key, &scope.tenant_id, &scope.mode.as_str(), &before, &(wanted as i64)]).await?;
-            items.extend(rows.iter().map(delivery_row));
+            let rows = client.query(&sql, &[&key, &scope.tenant_id, &scope.mode.as_str(), &before, &wanted]).await?;
+            listed.add_rows(rows.iter().map(delivery_row));
         }
-        Ok(paginate(items, page.size))
+        Ok(listed.finish())
     }
 
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {

@@ -5,7 +5,8 @@
 //! and each caller is answered only after that commit.
 
 use crate::common::{
-    EventHead, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate, types_from_column, types_to_column,
+    DeliveryPage, EventHead, add_log_counts, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate,
+    types_from_column, types_to_column,
 };
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -1053,12 +1054,7 @@ impl Store for SqliteStore {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (minute_ms, count) in in_log {
-                match counts.iter_mut().find(|m| m.minute_ms == minute_ms && m.status == DeliveryStatus::Pending) {
-                    Some(m) => m.count += count,
-                    None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
-                }
-            }
+            add_log_counts(&mut counts, in_log);
             Ok(counts)
         })
         .await
@@ -1363,32 +1359,23 @@ impl Store for SqliteStore {
     async fn list_deliveries(&self, scope: &Scope, of: DeliveriesOf<'_>, page: &PageRequest) -> Result<Page<Delivery>> {
         let (scope, page, of) = (scope.clone(), page.clone(), Listing::of(of));
         self.read(move |c| {
-            // Deliveries still in the log come first (newer than any row), with negative
-            // cursors; then the rows, by their seq.
-            let mut items = Vec::new();
-            if page.before_seq.is_none_or(|b| b < 0) {
-                let below = page.before_seq.map_or(i64::MAX, |b| -b);
-                let in_log = log_deliveries(c, &scope, &of, below, page.size + 1)?;
-                items.extend(in_log.into_iter().map(|(position, d)| (-position, d)));
+            let mut listed = DeliveryPage::new(&page);
+            if let Some((below, limit)) = listed.log() {
+                listed.add_log(log_deliveries(c, &scope, &of, below, limit)?);
             }
-            let wanted = (page.size as usize + 1).saturating_sub(items.len());
-            if wanted > 0 {
+            if let Some((before, wanted)) = listed.rows() {
                 let sql = format!(
                     "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {} = ?1 AND tenant_id = ?2 AND mode = ?3 \
                      AND seq < ?4 ORDER BY seq DESC LIMIT ?5",
                     of.column()
                 );
-                let before = page.before_seq.filter(|b| *b >= 0).unwrap_or(i64::MAX);
                 let rows = c
                     .prepare_cached(&sql)?
-                    .query_map(
-                        params![of.key(), scope.tenant_id, scope.mode.as_str(), before, wanted as i64],
-                        delivery_row,
-                    )?
+                    .query_map(params![of.key(), scope.tenant_id, scope.mode.as_str(), before, wanted], delivery_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                items.extend(rows);
+                listed.add_rows(rows);
             }
-            Ok(paginate(items, page.size))
+            Ok(listed.finish())
         })
         .await
     }

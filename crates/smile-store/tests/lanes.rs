@@ -709,6 +709,13 @@ fn typed_event(event_type: &str) -> NewEvent {
     }
 }
 
+/// A connection of the test's own to the store's database, beside the store's pool.
+async fn beside_the_store(url: &str) -> tokio_postgres::Client {
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    db
+}
+
 /// Polls `query` (one boolean) on `db` until it is true, for at most 10 s.
 async fn until_postgres(db: &tokio_postgres::Client, query: &str, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -752,8 +759,7 @@ async fn a_lane_reads_a_publish_held_open(url: &str, order_key: Option<&str>) {
     store.patch_subscription(&scope(), &other, &only_created, now_ms()).await.expect("patch").expect("there");
     assert!(store.fall_behind(&behind).await.expect("fall behind"));
 
-    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let db = beside_the_store(url).await;
     let event = NewEvent { order_key: order_key.map(str::to_owned), ..typed_event("USER_CREATED") };
     let earlier_id = event.id.clone();
     db.batch_execute(&format!(
@@ -819,8 +825,7 @@ async fn a_publish_waiting_for_a_lane_to_catch_up_writes_its_row() {
     assert!(store.fall_behind(&sub).await.expect("fall behind"));
     assert!(publish_keyed(&*store, None).await.is_empty(), "the first event waits in the log");
     let in_log = every_delivery(&*store, DeliveriesOf::Subscription(&sub)).await;
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let db = beside_the_store(&url).await;
     db.batch_execute(&format!(
         "BEGIN; INSERT INTO deliveries (id, event_id, event_type, subscription_id, tenant_id, mode, status, \
          attempts, lean, created_ms, updated_ms) VALUES ('{}', '{}', 'USER_CREATED', '{sub}', 't', 'SANDBOX', \
@@ -862,8 +867,7 @@ async fn a_row_written_as_its_lane_fell_behind_is_one_delivery_not_two() {
     };
     let store = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
     let sub = subscribe(&*store).await;
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let db = beside_the_store(&url).await;
     db.batch_execute("BEGIN; LOCK TABLE deliveries IN SHARE MODE").await.expect("hold inserts");
     let publishing = tokio::spawn({
         let store = store.clone();
