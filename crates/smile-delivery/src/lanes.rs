@@ -247,6 +247,9 @@ struct Lane {
     failing_since: Option<i64>,
     /// Consecutive failed attempts, for the breaker.
     failures: u32,
+    /// Fresh deliveries it was given while all its attempt slots were taken and none of them
+    /// answered: a hung or trickling endpoint, which falls behind before it fills its window.
+    unanswered_arrivals: usize,
     /// No attempt starts before this (the breaker's pause).
     paused_until: i64,
     /// In the queue of lanes waiting for a free attempt slot.
@@ -275,6 +278,7 @@ impl Lane {
             read_before: HashSet::new(),
             failing_since: sub.failing_since_ms,
             failures: 0,
+            unanswered_arrivals: 0,
             paused_until: 0,
             waiting_turn: false,
             waiting_room: false,
@@ -291,6 +295,26 @@ impl Lane {
     /// Its breaker is open: one attempt at a time, and it reads only what that one needs.
     fn on_probation(&self, config: &DeliveryConfig) -> bool {
         self.failures >= config.breaker_after
+    }
+
+    /// Attempts it may have in flight at once.
+    fn in_flight_cap(&self, config: &DeliveryConfig) -> usize {
+        if self.on_probation(config) { 1 } else { config.max_in_flight_per_endpoint }
+    }
+
+    /// Its endpoint holds every attempt it may send and answers none, while a quarter of a
+    /// window more came in: it will not drain soon, so it stops taking rows and memory now.
+    /// A lane merely waiting for a turn under the node's cap has free slots, so it never
+    /// counts as stalled: a thousand lanes falling behind at once cost more than they save.
+    fn stalled(&self, config: &DeliveryConfig) -> bool {
+        self.unanswered_arrivals >= (config.lane_window / 4).max(1)
+    }
+
+    /// Counts a fresh delivery toward `stalled` while its attempt slots are all taken.
+    fn count_arrival(&mut self, config: &DeliveryConfig) {
+        if self.in_flight >= self.in_flight_cap(config) {
+            self.unanswered_arrivals += 1;
+        }
     }
 
     fn idle(&self) -> bool {
@@ -486,9 +510,11 @@ impl Lanes {
                 continue;
             };
             let held = lane.held.len() + lane.arrived.len();
-            // A lane its breaker paused sends nothing for a second or more: it cannot take
-            // work any more than a full one can.
-            let stuck = held >= self.config.lane_window || lane.paused(now);
+            lane.count_arrival(&self.config);
+            // A lane its breaker paused sends nothing for a second or more, and a stalled one
+            // nothing until its endpoint answers: neither can take work any more than a full
+            // one can.
+            let stuck = held >= self.config.lane_window || lane.paused(now) || lane.stalled(&self.config);
             let body = match (&lean_body, d.lean) {
                 (Some(lean), true) => lean.clone(),
                 _ => body.clone(),
@@ -628,7 +654,7 @@ impl Lanes {
         if now >= lane.lease_until - margin {
             return;
         }
-        let cap = if lane.on_probation(&self.config) { 1 } else { self.config.max_in_flight_per_endpoint };
+        let cap = lane.in_flight_cap(&self.config);
         // What is sent but not recorded is sent again if this node dies: bound it.
         let unrecorded_cap = self.config.max_unrecorded_per_endpoint.max(1);
         while lane.in_flight < cap.max(1)
@@ -657,7 +683,8 @@ impl Lanes {
             }
             return;
         }
-        if !lane.more || lane.loading || lane.queue.len() > self.config.lane_window / 2 {
+        // Nor while stalled, for the same reasons: the next answer ends the stall and reads.
+        if !lane.more || lane.loading || lane.stalled(&self.config) || lane.queue.len() > self.config.lane_window / 2 {
             return;
         }
         let wanted = if lane.on_probation(&self.config) { 1 } else { self.config.lane_window };
@@ -779,6 +806,7 @@ impl Lanes {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(lane) = self.lanes.get_mut(&id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.unanswered_arrivals = 0;
             match &verdict.effect {
                 SubscriptionEffect::Recovered => lane.failing_since = None,
                 SubscriptionEffect::FailingSince(since) => lane.failing_since = Some(*since),

@@ -10,9 +10,9 @@
 //!                   ▼ (due deliveries, with their bodies)
 //!  lanes.rs     a lane per subscription, leased to one node: a bounded window of the store,
 //!                   │               refilled by Store::load_lane as it drains; in-flight cap and
-//!                   │               breaker per lane; retries come back by timer; a full or
-//!                   │               paused lane falls behind (Store::fall_behind) and reads the
-//!                   │               event log
+//!                   │               breaker per lane; retries come back by timer; a full,
+//!                   │               paused or stalled lane falls behind (Store::fall_behind)
+//!                   │               and reads the event log
 //!                   ▼
 //!  sender.rs    one signed HTTP attempt (pooled client, timeouts, SSRF guard), over
 //!                   │               egress.rs: direct or through the proxy, TLS, local address

@@ -210,6 +210,49 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     assert_eq!(receiver.hits().len(), 60, "each event once");
 }
 
+/// A hung endpoint's lane does not wait to fill its window: once a quarter of a window came
+/// in while all its attempt slots hung, it falls behind. It holds 11 deliveries of its window
+/// of 40 (2 in flight, 9 queued), and on SQLite later publishes write no delivery for it.
+async fn a_hung_lane_falls_behind_before_it_fills_its_window() {
+    let server = TestServer::with(|o| {
+        o.delivery.lane_window = 40;
+        o.delivery.max_in_flight_per_endpoint = 2;
+        o.delivery.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let (hang_url, hanging) = hanging_endpoint().await;
+    let sub = server.sandbox.subscribe(&hang_url, &["ALL_EVENTS"], "s").await;
+    let operator = server.operator().await;
+    let mut published = HashSet::from([user_created(&operator).await]);
+    // The node claims the lane and sends its first delivery; the rest come to it fresh.
+    let engine = server.running.engine.clone();
+    eventually(Duration::from_secs(10), "the first attempt in flight", || async {
+        (engine.window().await.in_flight == 1).then_some(())
+    })
+    .await;
+    for _ in 1..60 {
+        published.insert(user_created(&operator).await);
+    }
+    let window = engine.window().await;
+    assert!(window.largest_lane <= 13, "a stalled lane holds about a quarter of its window: {window:?}");
+    if let Some(written) = rows_written(&server, &sub) {
+        assert!(written <= 13, "{written} of 60 deliveries written for a stalled lane");
+    }
+    let receiver = Receiver::start().await;
+    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    hanging.abort();
+    let hits = receiver.wait_hits(60).await;
+    let arrived: HashSet<String> = hits.iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(arrived, published, "every event arrived");
+    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
+        let listed = server.sandbox.deliveries(&sub).await;
+        (listed.len() == 60 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.hits().len(), 60, "each event once");
+}
+
 /// A lane its breaker paused takes no work: it holds nothing in memory, on SQLite later
 /// publishes write no delivery for it (they wait in the event log), and on probation it reads
 /// one delivery at a time. Once the endpoint answers, every event arrives and succeeds.
