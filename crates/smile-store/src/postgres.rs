@@ -21,7 +21,8 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 /// The NOTIFY channel every node listens on.
 const CHANNEL: &str = "smile_signals";
 /// How long a connection, or a wait for one from the pool, may take before the call fails
-/// as unavailable (503) instead of hanging.
+/// as unavailable (503) instead of hanging; and how long a session may sit idle inside a
+/// transaction before PostgreSQL ends it.
 const DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connections writing publishes at once; each writes every publish queued meanwhile.
 const PUBLISH_WRITERS: usize = 4;
@@ -52,9 +53,17 @@ impl PostgresStore {
         // the values bound (no parameter decides which partial index applies). Left to itself,
         // PostgreSQL planned the batched publish and outcome statements again on every run,
         // preferring custom plans for their arrays: a fifth of its CPU under HTTP publishing.
+        // A node that stops mid-transaction (SIGSTOP, a frozen VM) would hold that
+        // transaction's row locks until it resumes: a lane's row locked by `read_log` stops
+        // every other node reading that log, and every publish to the lane. PostgreSQL ends
+        // such a session instead; our transactions never wait on their client this long.
+        let ours = format!(
+            "-c plan_cache_mode=force_generic_plan -c idle_in_transaction_session_timeout={}",
+            DATABASE_TIMEOUT.as_millis()
+        );
         let options = match config.get_options() {
-            Some(theirs) => format!("{theirs} -c plan_cache_mode=force_generic_plan"),
-            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours,
         };
         config.options(&options);
         let manager =

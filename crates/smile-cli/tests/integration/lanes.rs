@@ -53,13 +53,21 @@ async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-/// On SQLite, the delivery rows written for subscription `sub` (those still in the event log
-/// are not rows); None on PostgreSQL, which writes every delivery at publish.
-fn rows_written(server: &TestServer, sub: &str) -> Option<i64> {
-    let Backend::Sqlite = Backend::current() else { return None };
-    let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
-    let count = db.query_row("SELECT COUNT(*) FROM deliveries WHERE subscription_id = ?1", [sub], |r| r.get(0));
-    Some(count.expect("count"))
+/// The delivery rows written for subscription `sub` (those still in the event log are not
+/// rows).
+async fn rows_written(server: &TestServer, sub: &str) -> i64 {
+    let count = "SELECT COUNT(*) FROM deliveries WHERE subscription_id = $1";
+    match &server.database_url {
+        Some(url) => {
+            let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            db.query_one(count, &[&sub]).await.expect("count").get(0)
+        }
+        None => {
+            let db = rusqlite::Connection::open(server.running_data_dir().join("smile.db")).expect("open");
+            db.query_row(&count.replace("$1", "?1"), [sub], |r| r.get(0)).expect("count")
+        }
+    }
 }
 
 pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
@@ -171,8 +179,8 @@ async fn a_fan_out_pays_for_its_body_once_in_the_window() {
     assert!(w.held_bytes <= BUDGET / 2, "the body counted once among them: {w:?}");
 }
 
-/// A hung endpoint's lane fills its window and falls behind: on SQLite, later publishes write
-/// no delivery for it (they wait in the event log). Once it answers again, every event reaches
+/// A hung endpoint's lane fills its window and falls behind: later publishes write no
+/// delivery for it (they wait in the event log). Once it answers again, every event reaches
 /// it exactly once, and every delivery ends SUCCEEDED.
 async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     let server = TestServer::with(|o| {
@@ -191,9 +199,8 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     let listed = server.sandbox.deliveries(&sub).await;
     assert_eq!(listed.len(), 60, "listed, whether a row or still in the log");
     assert!(listed.iter().all(|d| d["status"] == "PENDING"), "all pending");
-    if let Some(written) = rows_written(&server, &sub) {
-        assert!(written <= 30, "{written} of 60 deliveries written for a full lane");
-    }
+    let written = rows_written(&server, &sub).await;
+    assert!(written <= 30, "{written} of 60 deliveries written for a full lane");
     let receiver = Receiver::start().await;
     let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
     assert_eq!(status, 200, "{body}");
@@ -212,7 +219,7 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
 
 /// A hung endpoint's lane does not wait to fill its window: once a quarter of a window came
 /// in while all its attempt slots hung, it falls behind. It holds 11 deliveries of its window
-/// of 40 (2 in flight, 9 queued), and on SQLite later publishes write no delivery for it.
+/// of 40 (2 in flight, 9 queued), and later publishes write no delivery for it.
 async fn a_hung_lane_falls_behind_before_it_fills_its_window() {
     let server = TestServer::with(|o| {
         o.delivery.lane_window = 40;
@@ -235,9 +242,8 @@ async fn a_hung_lane_falls_behind_before_it_fills_its_window() {
     }
     let window = engine.window().await;
     assert!(window.largest_lane <= 13, "a stalled lane holds about a quarter of its window: {window:?}");
-    if let Some(written) = rows_written(&server, &sub) {
-        assert!(written <= 13, "{written} of 60 deliveries written for a stalled lane");
-    }
+    let written = rows_written(&server, &sub).await;
+    assert!(written <= 13, "{written} of 60 deliveries written for a stalled lane");
     let receiver = Receiver::start().await;
     let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
     assert_eq!(status, 200, "{body}");
@@ -253,8 +259,8 @@ async fn a_hung_lane_falls_behind_before_it_fills_its_window() {
     assert_eq!(receiver.hits().len(), 60, "each event once");
 }
 
-/// A lane its breaker paused takes no work: it holds nothing in memory, on SQLite later
-/// publishes write no delivery for it (they wait in the event log), and on probation it reads
+/// A lane its breaker paused takes no work: it holds nothing in memory, later publishes
+/// write no delivery for it (they wait in the event log), and on probation it reads
 /// one delivery at a time. Once the endpoint answers, every event arrives and succeeds.
 async fn a_paused_lane_holds_nothing_and_leaves_its_deliveries_in_the_log() {
     let server = TestServer::with(|o| {
@@ -277,9 +283,8 @@ async fn a_paused_lane_holds_nothing_and_leaves_its_deliveries_in_the_log() {
     }
     let window = server.running.engine.window().await;
     assert!(window.largest_lane <= 1, "a paused lane holds at most its probe: {window:?}");
-    if let Some(written) = rows_written(&server, &sub) {
-        assert!(written <= 8, "{written} of 32 deliveries written for a paused lane");
-    }
+    let written = rows_written(&server, &sub).await;
+    assert!(written <= 8, "{written} of 32 deliveries written for a paused lane");
     eventually(Duration::from_secs(30), "every delivery SUCCEEDED", || async {
         let listed = server.sandbox.deliveries(&sub).await;
         (listed.len() == 32 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
@@ -361,7 +366,7 @@ async fn a_fifo_subscription_sends_in_order_and_shows_what_blocks_it() {
     assert_eq!(status, 400, "{body}");
 }
 
-/// A node killed while a lane is behind (its deliveries in the log on SQLite) sends every
+/// A node killed while a lane is behind (its deliveries in the log) sends every
 /// event once it is back and the endpoint answers: the cursor, not memory, keeps the place.
 async fn a_lane_that_fell_behind_sends_everything_after_a_crash() {
     let dir = tempfile::tempdir().expect("dir");
