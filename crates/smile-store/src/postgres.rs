@@ -38,34 +38,38 @@ pub struct PostgresStore {
     publishes: mpsc::Sender<PublishJob>,
 }
 
+/// The connection settings of every session of the store: `url`'s, and ours.
+fn session_config(url: &str) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DATABASE_TIMEOUT);
+    }
+    // A database host that vanishes mid-query fails the query instead of hanging it.
+    config.tcp_user_timeout(DATABASE_TIMEOUT).keepalives_idle(DATABASE_TIMEOUT);
+    // Our statements are prepared once per connection and their plans do not depend on the
+    // values bound (no parameter decides which partial index applies). Left to itself,
+    // PostgreSQL planned the batched publish and outcome statements again on every run,
+    // preferring custom plans for their arrays: a fifth of its CPU under HTTP publishing.
+    let generic_plans = "-c plan_cache_mode=force_generic_plan";
+    // A node that stops mid-transaction (SIGSTOP, a frozen VM) would hold that transaction's
+    // row locks until it resumes: a lane's row locked by `read_log` stops every other node
+    // reading that log, and every publish to the lane. PostgreSQL ends such a session
+    // instead; our transactions never wait on their client this long.
+    let idle_limit = format!("-c idle_in_transaction_session_timeout={}", DATABASE_TIMEOUT.as_millis());
+    let options = match config.get_options() {
+        Some(theirs) => format!("{theirs} {generic_plans} {idle_limit}"),
+        None => format!("{generic_plans} {idle_limit}"),
+    };
+    config.options(&options);
+    Ok(config)
+}
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`), and applies the migrations under an
     /// advisory lock so that nodes starting together do not race.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Invalid(format!("bad database URL: {e}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DATABASE_TIMEOUT);
-        }
-        // A database host that vanishes mid-query fails the query instead of hanging it.
-        config.tcp_user_timeout(DATABASE_TIMEOUT).keepalives_idle(DATABASE_TIMEOUT);
-        // Our statements are prepared once per connection and their plans do not depend on
-        // the values bound (no parameter decides which partial index applies). Left to itself,
-        // PostgreSQL planned the batched publish and outcome statements again on every run,
-        // preferring custom plans for their arrays: a fifth of its CPU under HTTP publishing.
-        // A node that stops mid-transaction (SIGSTOP, a frozen VM) would hold that
-        // transaction's row locks until it resumes: a lane's row locked by `read_log` stops
-        // every other node reading that log, and every publish to the lane. PostgreSQL ends
-        // such a session instead; our transactions never wait on their client this long.
-        let ours = format!(
-            "-c plan_cache_mode=force_generic_plan -c idle_in_transaction_session_timeout={}",
-            DATABASE_TIMEOUT.as_millis()
-        );
-        let options = match config.get_options() {
-            Some(theirs) => format!("{theirs} {ours}"),
-            None => ours,
-        };
-        config.options(&options);
+        let config = session_config(url)?;
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -1632,5 +1636,36 @@ impl Store for PostgresStore {
         })
         .await?;
         Ok(rows.iter().map(|r| delivery_row(r).1).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A session left idle inside a transaction, as a node stopped by SIGSTOP leaves it, is
+    /// ended by PostgreSQL, and the row it locked is free again.
+    #[tokio::test]
+    async fn a_session_stopped_inside_a_transaction_lets_go_of_its_locks() {
+        let Some(url) = crate::testing::fresh_postgres_schema().await else { return };
+        let config = session_config(&url).expect("config");
+        let (mut stopped, connection) = config.connect(NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        stopped
+            .batch_execute("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+            .await
+            .expect("table");
+        let tx = stopped.transaction().await.expect("begin");
+        tx.execute("SELECT 1 FROM held WHERE id = 1 FOR UPDATE", &[]).await.expect("lock");
+        // From here the stopped session sends nothing.
+        let (other, connection) = config.connect(NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let deadline = Instant::now() + 3 * DATABASE_TIMEOUT;
+        while let Err(e) = other.execute("SELECT 1 FROM held WHERE id = 1 FOR UPDATE NOWAIT", &[]).await {
+            assert!(Instant::now() < deadline, "the stopped session still holds the row: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(tx);
     }
 }
