@@ -70,6 +70,31 @@ async fn rows_written(server: &TestServer, sub: &str) -> i64 {
     }
 }
 
+/// Points hung subscription `sub` at an endpoint that answers and closes the hung
+/// connections: every one of the 60 `published` events then arrives exactly once, and every
+/// delivery ends SUCCEEDED.
+async fn moves_to_an_answering_endpoint(
+    server: &TestServer,
+    sub: &str,
+    hanging: tokio::task::JoinHandle<()>,
+    published: &HashSet<String>,
+) {
+    let receiver = Receiver::start().await;
+    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
+    assert_eq!(status, 200, "{body}");
+    // The hung attempts see their connections close, and are tried again at the new address.
+    hanging.abort();
+    let hits = receiver.wait_hits(60).await;
+    let arrived: HashSet<String> = hits.iter().map(|h| h.header("webhook-id").to_owned()).collect();
+    assert_eq!(&arrived, published, "every event arrived");
+    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
+        let listed = server.sandbox.deliveries(sub).await;
+        (listed.len() == 60 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.hits().len(), 60, "each event once");
+}
+
 pub(crate) async fn fifo_subscription(api: &Api, url: &str) -> String {
     let (status, body) = api
         .post(
@@ -201,20 +226,7 @@ async fn a_full_lane_leaves_its_deliveries_in_the_log_until_it_drains() {
     assert!(listed.iter().all(|d| d["status"] == "PENDING"), "all pending");
     let written = rows_written(&server, &sub).await;
     assert!(written <= 30, "{written} of 60 deliveries written for a full lane");
-    let receiver = Receiver::start().await;
-    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
-    assert_eq!(status, 200, "{body}");
-    // The hung attempts see their connections close, and are tried again at the new address.
-    hanging.abort();
-    let hits = receiver.wait_hits(60).await;
-    let arrived: HashSet<String> = hits.iter().map(|h| h.header("webhook-id").to_owned()).collect();
-    assert_eq!(arrived, published, "every event arrived");
-    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
-        let listed = server.sandbox.deliveries(&sub).await;
-        (listed.len() == 60 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
-    })
-    .await;
-    assert_eq!(receiver.hits().len(), 60, "each event once");
+    moves_to_an_answering_endpoint(&server, &sub, hanging, &published).await;
 }
 
 /// A hung endpoint's lane does not wait to fill its window: once a quarter of a window came
@@ -244,19 +256,7 @@ async fn a_hung_lane_falls_behind_before_it_fills_its_window() {
     assert!(window.largest_lane <= 13, "a stalled lane holds about a quarter of its window: {window:?}");
     let written = rows_written(&server, &sub).await;
     assert!(written <= 13, "{written} of 60 deliveries written for a stalled lane");
-    let receiver = Receiver::start().await;
-    let (status, body) = server.sandbox.patch(&format!("/v1/webhooks/{sub}"), json!({"url": receiver.url()})).await;
-    assert_eq!(status, 200, "{body}");
-    hanging.abort();
-    let hits = receiver.wait_hits(60).await;
-    let arrived: HashSet<String> = hits.iter().map(|h| h.header("webhook-id").to_owned()).collect();
-    assert_eq!(arrived, published, "every event arrived");
-    eventually(Duration::from_secs(20), "every delivery SUCCEEDED", || async {
-        let listed = server.sandbox.deliveries(&sub).await;
-        (listed.len() == 60 && listed.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(())
-    })
-    .await;
-    assert_eq!(receiver.hits().len(), 60, "each event once");
+    moves_to_an_answering_endpoint(&server, &sub, hanging, &published).await;
 }
 
 /// A lane its breaker paused takes no work: it holds nothing in memory, later publishes
