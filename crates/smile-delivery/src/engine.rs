@@ -57,8 +57,8 @@ impl Engine {
             // Whatever the previous process held is free now: nobody else can hold it.
             store.release_all_lanes().await?;
         }
-        let signals = store.listen().await?;
         let node = ids::new_id("node-");
+        let signals = store.listen(&node).await?;
         let traces = match &config.otlp_endpoint {
             Some(endpoint) => Traces::start(endpoint).map_err(EngineError::Config)?,
             None => Traces::default(),

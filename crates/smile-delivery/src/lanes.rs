@@ -48,6 +48,10 @@ pub(crate) enum Msg {
     Claimed {
         claimed: Vec<(String, Option<Subscription>)>,
         refused: Vec<String>,
+        /// The lease the claim wrote.
+        until_ms: i64,
+        /// The node's absences before the claim: one since makes it void.
+        absences: u64,
     },
     Loaded {
         subscription_id: String,
@@ -384,6 +388,10 @@ struct Lanes {
     phase: Phase,
     /// When held lanes' subscriptions were last compared with the store.
     refreshed_at: i64,
+    /// This node's presence in the store ended ([`Signal::Absent`]) and is not back.
+    absent: bool,
+    /// How many times it ended.
+    absences: u64,
 }
 
 /// Starts the lanes of a node; returns where to send them work.
@@ -419,6 +427,8 @@ pub(crate) fn spawn(
         timers: BinaryHeap::new(),
         phase: Phase::Running,
         refreshed_at: timefmt::now_ms(),
+        absent: false,
+        absences: 0,
     };
     tokio::spawn(lanes.run(rx, signals));
     tx
@@ -442,6 +452,7 @@ impl Lanes {
                     Some(Signal::SubscriptionChanged { id }) => self.handle(Msg::Changed(id)),
                     Some(Signal::LaneWork { subscription_ids }) => self.work(subscription_ids, false),
                     Some(Signal::Missed) => self.missed_signals(),
+                    Some(Signal::Absent) => self.absent(),
                     None => signals_open = false,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)), if next_timer.is_some() => self.fire_timers(),
@@ -463,7 +474,7 @@ impl Lanes {
                 });
             }
             Msg::Reloaded(id, sub) => self.reloaded(id, sub),
-            Msg::Claimed { claimed, refused } => self.claimed(claimed, refused),
+            Msg::Claimed { claimed, refused, until_ms, absences } => self.claimed(claimed, refused, until_ms, absences),
             Msg::Loaded { subscription_id, asked, batch } => self.loaded(subscription_id, asked, batch),
             Msg::Attempted { subscription_id, job, result } => self.attempted(subscription_id, job, result),
             Msg::Committed(committed) => self.committed(committed),
@@ -552,7 +563,9 @@ impl Lanes {
     /// Lanes with due work in the store: read the ones held here, claim the others.
     /// `tell_owner`: when another node holds a lane, signal it.
     fn work(&mut self, ids: Vec<String>, tell_owner: bool) {
-        if !self.running() {
+        // An absent node claims nothing: the store has the work, and the poll after the
+        // presence is back finds it.
+        if !self.running() || self.absent {
             return;
         }
         let now = timefmt::now_ms();
@@ -577,7 +590,7 @@ impl Lanes {
     }
 
     fn claim(&mut self, ids: Vec<String>) {
-        let (store, tx) = (self.store.clone(), self.tx.clone());
+        let (store, tx, absences) = (self.store.clone(), self.tx.clone(), self.absences);
         let lease = self.lease();
         tokio::spawn(async move {
             let taken = match store.claim_lanes(&lease, &ids, timefmt::now_ms()).await {
@@ -592,12 +605,28 @@ impl Lanes {
                 claimed.push((id.clone(), store.subscription_by_id(id).await.ok().flatten()));
             }
             let refused = ids.into_iter().filter(|id| !taken.contains(id)).collect();
-            let _ = tx.send(Msg::Claimed { claimed, refused });
+            let _ = tx.send(Msg::Claimed { claimed, refused, until_ms: lease.until_ms, absences });
         });
     }
 
-    fn claimed(&mut self, claimed: Vec<(String, Option<Subscription>)>, refused: Vec<String>) {
-        let lease_until = self.lease().until_ms;
+    fn claimed(
+        &mut self,
+        claimed: Vec<(String, Option<Subscription>)>,
+        refused: Vec<String>,
+        lease_until: i64,
+        absences: u64,
+    ) {
+        if absences != self.absences {
+            // Claimed before an absence: other nodes may have taken them since. Those still
+            // ours are claimed again once the node is back.
+            for (id, _) in &claimed {
+                self.claiming.remove(id);
+            }
+            for id in &refused {
+                self.claiming.remove(id);
+            }
+            return;
+        }
         let mut release = Vec::new();
         for (id, sub) in claimed {
             self.claiming.remove(&id);
@@ -920,8 +949,25 @@ impl Lanes {
         Lease { owner: self.node.clone(), until_ms: timefmt::now_ms() + self.config.lease.as_millis() as i64 }
     }
 
+    /// Other nodes may take this node's lanes now, before their leases run out: drop them all
+    /// (what they hold stays in the store), and claim nothing until the presence is back.
+    fn absent(&mut self) {
+        self.absent = true;
+        self.absences += 1;
+        if !self.lanes.is_empty() {
+            tracing::warn!(lanes = self.lanes.len(), "this node is absent from the store: it drops every lane it held");
+        }
+        for (_, lane) in self.lanes.drain() {
+            lane.release_all(&mut self.window);
+        }
+        self.ready.clear();
+        self.starved.clear();
+    }
+
     /// Signals were lost: every held lane's subscription may be stale, and work may wait.
+    /// After an absence, the node is present again.
     fn missed_signals(&mut self) {
+        self.absent = false;
         let ids: Vec<String> = self.lanes.keys().cloned().collect();
         for id in ids {
             self.handle(Msg::Changed(id));
@@ -1012,7 +1058,7 @@ impl Lanes {
     /// Looks for lanes with due work that no live node holds, after writing the large
     /// fan-outs' parts their publishers left (their lanes may be held anywhere).
     fn poll(&self) {
-        if !self.running() {
+        if !self.running() || self.absent {
             return;
         }
         let (store, tx, node) = (self.store.clone(), self.tx.clone(), self.node.clone());

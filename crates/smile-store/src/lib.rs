@@ -240,8 +240,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counts one request of `client` in the one-second window `window_s` and returns the
     /// window's count so far, across every node sharing the store.
     async fn count_request(&self, client: &str, window_s: i64) -> Result<u32>;
-    /// Signals from other nodes (and this one), for as long as the receiver is kept.
-    async fn listen(&self) -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>>;
+    /// Signals from other nodes (and this one), for as long as the receiver is kept. It is
+    /// also the presence of `node` (the owner in its lane leases): while it lasts no other
+    /// node takes those lanes before their leases run out; once it ends (the process died,
+    /// or its connection dropped: [`Signal::Absent`]) they may take them at once.
+    async fn listen(&self, node: &str) -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>>;
     /// Tells every node, this one included.
     async fn notify(&self, signal: Signal) -> Result<()>;
     // ---- platform documents ----

@@ -203,8 +203,12 @@ pub enum Signal {
     /// These lanes have new due work: their owner should read them.
     LaneWork { subscription_ids: Vec<String> },
     /// Signals may have been lost (the listening connection dropped and is back): reload
-    /// whatever was cached, and look for work again.
+    /// whatever was cached, and look for work again. After [`Signal::Absent`], the node is
+    /// present again.
     Missed,
+    /// This node's presence in the store ended (its listening connection dropped): other
+    /// nodes may take its lanes at once, so it sends and claims nothing until `Missed`.
+    Absent,
 }
 
 impl Signal {
@@ -214,6 +218,7 @@ impl Signal {
             Signal::SubscriptionChanged { id } => format!("subscription:{id}"),
             Signal::LaneWork { subscription_ids } => format!("lanes:{}", subscription_ids.join(",")),
             Signal::Missed => "missed:".to_owned(),
+            Signal::Absent => "absent:".to_owned(),
         }
     }
 
@@ -222,6 +227,7 @@ impl Signal {
             ("subscription", id) => Some(Signal::SubscriptionChanged { id: id.to_owned() }),
             ("lanes", ids) => Some(Signal::LaneWork { subscription_ids: ids.split(',').map(str::to_owned).collect() }),
             ("missed", _) => Some(Signal::Missed),
+            ("absent", _) => Some(Signal::Absent),
             _ => None,
         }
     }

@@ -822,51 +822,99 @@ async fn delivery_by_id(c: &impl GenericClient, scope: &Scope, id: &str) -> Resu
 }
 
 /// Forwards NOTIFY payloads to `tx`, reconnecting while anyone listens.
-async fn forward_signals(config: tokio_postgres::Config, tx: mpsc::UnboundedSender<Signal>) {
-    while !tx.is_closed() {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let (messages_tx, mut messages) = mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = stream.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(n)) => {
-                                let _ = messages_tx.send(n.payload().to_owned());
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
-                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
-                    // Whatever was sent while nobody listened is lost: say so.
-                    if tx.send(Signal::Missed).is_err() {
-                        break;
-                    }
-                    // Until nobody reads the signals: a node that stopped closes its connection.
-                    loop {
-                        let payload = tokio::select! {
-                            payload = messages.recv() => payload,
-                            () = tx.closed() => None,
-                        };
-                        let Some(payload) = payload else { break };
-                        if let Some(signal) = Signal::decode(&payload)
-                            && tx.send(signal).is_err()
-                        {
-                            break;
-                        }
-                    }
+/// The two-key advisory lock class of node presences: a node holds its own, exclusive, on
+/// its listening connection for as long as that connection lasts. (The one-key space, which
+/// the order and migration locks use, does not overlap it.)
+const PRESENCE: i32 = 0x736d_6c70;
+
+/// The key of a node's presence (`{owner}`: an SQL expression): advisory locks are the
+/// database's, and its schemas hold clusters of their own.
+fn presence_key(owner: &str) -> String {
+    format!("{PRESENCE}, hashtext(current_schema() || '/' || {owner})")
+}
+
+/// Whether the owner of lease `l` is gone: its presence lock is free. The test takes that
+/// lock shared until the claim's transaction ends, so the owner cannot come back in between.
+fn owner_gone() -> String {
+    format!("pg_try_advisory_xact_lock_shared({})", presence_key("l.owner"))
+}
+
+/// The connection that hears other nodes' signals and holds this node's presence.
+struct Listening {
+    client: tokio_postgres::Client,
+    messages: mpsc::UnboundedReceiver<String>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    async fn open(config: &tokio_postgres::Config, node: &str) -> Result<Listening> {
+        // Named, so that an operator can tell the nodes' sessions apart in `pg_stat_activity`.
+        let (client, mut connection) = config.clone().application_name(format!("smile {node}")).connect(NoTls).await?;
+        let (messages_tx, messages) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = stream.next().await {
+                if let AsyncMessage::Notification(n) = message {
+                    let _ = messages_tx.send(n.payload().to_owned());
                 }
-                driver.abort();
-                if tx.is_closed() {
-                    return;
-                }
-                tracing::warn!("lost the LISTEN connection; reconnecting");
             }
-            Err(error) => tracing::warn!(%error, "cannot open the LISTEN connection; retrying"),
+        });
+        let listening = Listening { client, messages, driver };
+        let lock = format!("SELECT pg_advisory_lock({})", presence_key("$1"));
+        listening.client.execute(&lock, &[&node]).await?;
+        listening.client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok(listening)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Forwards signals until nobody reads them (a node that stopped closes its connection,
+/// and so ends its presence). A lost connection is reopened; the node hears that it was
+/// absent, then that signals may have been missed.
+async fn forward_signals(
+    config: tokio_postgres::Config,
+    node: String,
+    mut listening: Listening,
+    tx: mpsc::UnboundedSender<Signal>,
+) {
+    loop {
+        // Whatever was sent while nobody listened is lost: say so.
+        if tx.send(Signal::Missed).is_err() {
+            return;
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        loop {
+            let payload = tokio::select! {
+                payload = listening.messages.recv() => payload,
+                () = tx.closed() => return,
+            };
+            let Some(payload) = payload else { break };
+            if let Some(signal) = Signal::decode(&payload)
+                && tx.send(signal).is_err()
+            {
+                return;
+            }
+        }
+        tracing::warn!(
+            "lost the LISTEN connection, and with it this node's presence: sending nothing until it is back"
+        );
+        if tx.send(Signal::Absent).is_err() {
+            return;
+        }
+        listening = loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if tx.is_closed() {
+                return;
+            }
+            match Listening::open(&config, &node).await {
+                Ok(listening) => break listening,
+                Err(error) => tracing::warn!(%error, "cannot open the LISTEN connection; retrying"),
+            }
+        };
     }
 }
 
@@ -1426,10 +1474,13 @@ impl Store for PostgresStore {
             .get()
             .await?
             .query(
-                "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
-                 WHERE s.active AND (l.owner IS NULL OR l.owner = $1 OR l.until_ms <= $2) \
-                 AND (s.cursor_seq IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = s.id \
-                 AND d.status = 'PENDING' AND d.next_attempt_ms <= $2)) LIMIT $3",
+                &format!(
+                    "SELECT s.id FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id \
+                     WHERE s.active AND (s.cursor_seq IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d \
+                     WHERE d.subscription_id = s.id AND d.status = 'PENDING' AND d.next_attempt_ms <= $2)) \
+                     AND (l.owner IS NULL OR l.owner = $1 OR l.until_ms <= $2 OR {}) LIMIT $3",
+                    owner_gone()
+                ),
                 &[&node, &now_ms, &i64::from(limit)],
             )
             .await?;
@@ -1441,9 +1492,13 @@ impl Store for PostgresStore {
             .get()
             .await?
             .query(
-                "INSERT INTO lanes (subscription_id, owner, until_ms) SELECT u, $2, $3 FROM UNNEST($1::text[]) AS u \
-                 ON CONFLICT (subscription_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
-                 WHERE lanes.owner = excluded.owner OR lanes.until_ms <= $4 RETURNING subscription_id",
+                &format!(
+                    "INSERT INTO lanes AS l (subscription_id, owner, until_ms) SELECT u, $2, $3 \
+                     FROM UNNEST($1::text[]) AS u ON CONFLICT (subscription_id) DO UPDATE \
+                     SET owner = excluded.owner, until_ms = excluded.until_ms \
+                     WHERE l.owner = excluded.owner OR l.until_ms <= $4 OR {} RETURNING subscription_id",
+                    owner_gone()
+                ),
                 &[&subscription_ids, &lease.owner, &lease.until_ms, &now_ms],
             )
             .await?;
@@ -1511,9 +1566,13 @@ impl Store for PostgresStore {
         Ok(count.max(0) as u32)
     }
 
-    async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
+    async fn listen(&self, node: &str) -> Result<mpsc::UnboundedReceiver<Signal>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(forward_signals(self.config.clone(), tx));
+        // Present before the first claim: otherwise another node could take what it claims.
+        let listening = tokio::time::timeout(DATABASE_TIMEOUT, Listening::open(&self.config, node))
+            .await
+            .map_err(|_| StoreError::Database("timed out opening the LISTEN connection".into()))??;
+        tokio::spawn(forward_signals(self.config.clone(), node.to_owned(), listening, tx));
         Ok(rx)
     }
 

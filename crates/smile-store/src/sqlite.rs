@@ -1566,7 +1566,7 @@ impl Store for SqliteStore {
         Ok(*count)
     }
 
-    async fn listen(&self) -> Result<mpsc::UnboundedReceiver<Signal>> {
+    async fn listen(&self, _node: &str) -> Result<mpsc::UnboundedReceiver<Signal>> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.listeners.lock().map_err(|_| StoreError::Closed)?.push(tx);
         Ok(rx)

@@ -196,6 +196,11 @@ async fn concurrent_claims_give_each_lane_to_one_node() {
         for _ in 0..40 {
             lanes.push(subscribe(store.as_ref()).await);
         }
+        // Nodes that are present: a lease of one that is gone is free (on PostgreSQL).
+        let mut presences = Vec::new();
+        for n in 0..4 {
+            presences.push(store.listen(&format!("node-{n}")).await.expect("presence"));
+        }
         let mut claimers = Vec::new();
         for n in 0..4 {
             let (store, lanes) = (store.clone(), lanes.clone());
@@ -217,6 +222,10 @@ async fn concurrent_claims_give_each_lane_to_one_node() {
 #[tokio::test]
 async fn live_lane_leases_hold_renewals_extend_and_expired_ones_are_taken_over() {
     for (name, store, _dir) in stores().await {
+        let mut presences = Vec::new();
+        for node in ["a", "b", "c"] {
+            presences.push(store.listen(node).await.expect("presence"));
+        }
         let sub = subscribe(store.as_ref()).await;
         publish(store.as_ref()).await;
         let now = now_ms();
@@ -237,6 +246,37 @@ async fn live_lane_leases_hold_renewals_extend_and_expired_ones_are_taken_over()
         store.release_lanes("b", ids, now + 9_000).await.expect("release");
         assert_eq!(store.claim_lanes(&lease("c", now + 9_000), ids, now).await.expect("claim"), ids, "{name}: free");
     }
+}
+
+/// A node that dies (its process killed, its connection lost) ends its presence, and its
+/// lanes are free at once instead of when their leases run out: a restarted node, or another,
+/// sends them within moments. A lease whose holder is present still holds.
+#[tokio::test]
+async fn a_lease_whose_holder_is_gone_is_free_before_it_runs_out() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let store = postgres::PostgresStore::connect(&url).await.expect("postgres");
+    let holder = store.listen("a").await.expect("presence");
+    let _other = store.listen("b").await.expect("presence");
+    let sub = subscribe(&store).await;
+    publish(&store).await;
+    let (now, ids) = (now_ms(), std::slice::from_ref(&sub));
+    assert_eq!(store.claim_lanes(&lease("a", now + 60_000), ids, now).await.expect("claim"), ids);
+    assert!(store.claim_lanes(&lease("b", now + 60_000), ids, now).await.expect("claim").is_empty(), "a is there");
+    assert!(store.lanes_with_work("b", now, 10).await.expect("find").is_empty(), "a is there");
+
+    drop(holder); // its listening connection closes, as a killed process's does
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.lanes_with_work("b", now_ms(), 10).await.expect("find").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a's lane was not free 10 s after it left (its lease: 60 s)");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.claim_lanes(&lease("b", now_ms() + 60_000), ids, now_ms()).await.expect("claim"), ids);
+    assert!(store.renew_lanes(&lease("a", now_ms() + 60_000), ids).await.expect("renew").is_empty(), "a lost it");
+    // b is there: its lease holds against a node that comes back as a.
+    let _back = store.listen("a").await.expect("presence");
+    assert!(store.claim_lanes(&lease("a", now_ms() + 60_000), ids, now_ms()).await.expect("claim").is_empty());
 }
 
 #[tokio::test]

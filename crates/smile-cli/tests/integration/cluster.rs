@@ -271,6 +271,113 @@ async fn stalled_node() {
     let _ = stalled.child.kill();
 }
 
+/// Long leases, so that only a node's presence can explain a takeover within the tests'
+/// deadlines; a slow receiver, so that work queues on the node that holds the lane.
+const PRESENCE_ARGS: [&str; 6] = ["--lease", "60s", "--poll-interval", "300ms", "--max-in-flight", "8"];
+
+/// Publishes `events` through `holder` to a receiver answering its first 120 requests in 0.4 s,
+/// which makes `holder` the lane's holder with work queued; returns once 10 have arrived.
+async fn queue_on(holder: &crate::process::Process, ok: &str, os: &str, events: usize) -> Receiver {
+    let (key, secret) = holder.key.clone().expect("the first node creates the sandbox keys");
+    let receiver = Receiver::scripted(vec![Reply::Late(Duration::from_millis(400), 200); 120]).await;
+    Api::new(holder.addr, &key, &secret).subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
+    let operator = Api::new(holder.addr, ok, os);
+    let publishers: Vec<_> = (0..16)
+        .map(|p| {
+            let operator = operator.clone();
+            tokio::spawn(async move {
+                for i in (p..events).step_by(16) {
+                    publish(&operator, "default", "SANDBOX", "USER_CREATED", json!({"userId": format!("u{i}")})).await;
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    receiver.wait_hits(10).await;
+    receiver
+}
+
+/// Every event arrived within `within`; returns how many arrived more than once.
+async fn all_arrive(receiver: &Receiver, events: usize, within: Duration, what: &str) -> usize {
+    eventually(within, what, || {
+        let ids: HashSet<String> = receiver.hits().iter().map(|h| h.header("webhook-id").to_owned()).collect();
+        async move { (ids.len() >= events).then_some(()) }
+    })
+    .await;
+    let mut arrivals: HashMap<String, usize> = HashMap::new();
+    for hit in receiver.hits() {
+        *arrivals.entry(hit.header("webhook-id").to_owned()).or_default() += 1;
+    }
+    arrivals.values().map(|n| n - 1).sum()
+}
+
+/// A killed node's PostgreSQL sessions end with it, and with them its presence: another node
+/// takes its lanes at once, not when their leases (60 s here) run out.
+#[tokio::test]
+async fn a_killed_nodes_lanes_are_taken_over_before_their_leases_run_out() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url).run(killed_holder()).await
+}
+
+async fn killed_holder() {
+    const EVENTS: usize = 200;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut holder = serve(&dir.path().join("n0"), &PRESENCE_ARGS, &[]);
+    let other = serve(&dir.path().join("n1"), &PRESENCE_ARGS, &[]);
+    let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
+    let receiver = queue_on(&holder, &ok, &os, EVENTS).await;
+    holder.child.kill().expect("SIGKILL");
+    let killed_at = Instant::now();
+    let twice = all_arrive(&receiver, EVENTS, Duration::from_secs(20), "the other node sends the rest").await;
+    println!("the rest arrived {:?} after the kill; {twice} sent twice", killed_at.elapsed());
+    drop(other);
+}
+
+/// A node whose presence ends while it runs (its listening session is terminated) stops
+/// sending at once, since other nodes may now take its lanes: each event arrives once, but
+/// for the attempts in flight at that moment. Without that, both nodes would send what the
+/// first one had queued.
+#[tokio::test]
+async fn a_node_that_loses_its_presence_stops_sending_what_others_may_take() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    Backend::Postgres(url.clone()).run(lost_presence(url)).await
+}
+
+async fn lost_presence(url: String) {
+    const EVENTS: usize = 200;
+    let dir = tempfile::tempdir().expect("dir");
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let holder = serve_logged(&dir.path().join("n0"), &PRESENCE_ARGS, log.clone());
+    let other = serve(&dir.path().join("n1"), &PRESENCE_ARGS, &[]);
+    let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
+    let receiver = queue_on(&holder, &ok, &os, EVENTS).await;
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let ended = db
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+             WHERE a.application_name IN (SELECT 'smile ' || owner FROM lanes)",
+            &[],
+        )
+        .await
+        .expect("terminate")
+        .get::<_, i64>(0);
+    assert_eq!(ended, 1, "the lane holder's listening session");
+    let twice = all_arrive(&receiver, EVENTS, Duration::from_secs(20), "every event, sent by either node").await;
+    println!("{twice} of {EVENTS} sent twice");
+    // What the holder had in flight (8 at most) comes twice, and what it started in the
+    // moment before it heard; nothing more.
+    assert!(twice <= 2 * 8, "{twice} events sent twice: the holder went on sending");
+    assert!(log.lock().expect("lock").iter().any(|l| l.contains("drops every lane")), "the holder said it stopped");
+    drop((holder, other));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_changes_reach_the_lane_holder_even_when_its_signals_were_lost() {
     let Some(Backend::Postgres(url)) = Backend::postgres().await else {
