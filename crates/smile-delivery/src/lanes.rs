@@ -619,10 +619,7 @@ impl Lanes {
         if absences != self.absences {
             // Claimed before an absence: other nodes may have taken them since. Those still
             // ours are claimed again once the node is back.
-            for (id, _) in &claimed {
-                self.claiming.remove(id);
-            }
-            for id in &refused {
+            for id in claimed.iter().map(|(id, _)| id).chain(&refused) {
                 self.claiming.remove(id);
             }
             return;

@@ -7,7 +7,8 @@
 //!   writes into one transaction (group commit); readers use their own connections (WAL).
 //! - [`postgres::PostgresStore`]: for several nodes on one database. A lane (one
 //!   subscription's deliveries) is leased whole to one node; nodes signal each other with
-//!   `LISTEN/NOTIFY`.
+//!   `LISTEN/NOTIFY`, and the listening session is the node's presence: a lease of a node
+//!   whose sessions are gone is free at once.
 //!
 //! The store is the delivery queue: deliveries are rows, read into memory a batch at a time
 //! ([`Store::load_lane`]); the deliveries of a lane that fell behind wait in the event log
@@ -220,9 +221,10 @@ pub trait Store: Send + Sync + 'static {
     /// cannot take work costs its publishers nothing. Returns false when the subscription is
     /// inactive or behind already.
     async fn fall_behind(&self, subscription_id: &str) -> Result<bool>;
-    /// Active subscriptions with due deliveries whose lane nobody else holds.
+    /// Active subscriptions with due deliveries whose lane no other present node holds.
     async fn lanes_with_work(&self, node: &str, now_ms: i64, limit: u32) -> Result<Vec<String>>;
-    /// Takes the lanes that are free, expired or already `lease.owner`'s; returns those taken.
+    /// Takes the lanes that are free, expired, held by a node no longer present (see
+    /// [`Store::listen`]) or already `lease.owner`'s; returns those taken.
     async fn claim_lanes(&self, lease: &Lease, subscription_ids: &[String], now_ms: i64) -> Result<Vec<String>>;
     /// Extends the lanes `lease.owner` still holds; returns those.
     async fn renew_lanes(&self, lease: &Lease, subscription_ids: &[String]) -> Result<Vec<String>>;

@@ -210,31 +210,14 @@ async fn stalled_node() {
     let stalled_args = [&args[..], &["--egress-bind", "127.0.0.2"]].concat();
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut stalled = serve_logged(&dir.path().join("n0"), &stalled_args, log.clone());
-    let (key, secret) = stalled.key.clone().expect("the first node creates the sandbox keys");
     let other = serve(&dir.path().join("n1"), &args, &[]);
     let (ok, os) = keys_create(&dir.path().join("n0"), &["--operator"]);
     // Slow at first, so that work queues up on the first node; fast afterwards, so that a
     // resumed node that sent what it no longer holds would send a lot of it. The slow part
     // (120 answers, 0.4 s each, 8 at a time: 6 s) outlasts the publishing even on a loaded
     // machine: with 60 answers of 0.1 s it ended first there, and the precondition below failed.
-    let receiver = Receiver::scripted(vec![Reply::Late(Duration::from_millis(400), 200); 120]).await;
-    Api::new(stalled.addr, &key, &secret).subscribe(&receiver.url(), &["ALL_EVENTS"], "s").await;
     // Publishing through the first node makes it the lane's holder.
-    let operator = Api::new(stalled.addr, &ok, &os);
-    let publishers: Vec<_> = (0..16)
-        .map(|p| {
-            let operator = operator.clone();
-            tokio::spawn(async move {
-                for i in (p..EVENTS).step_by(16) {
-                    publish(&operator, "default", "SANDBOX", "USER_CREATED", json!({"userId": format!("u{i}")})).await;
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        publisher.await.expect("publisher");
-    }
-    receiver.wait_hits(10).await;
+    let receiver = queue_on(&stalled, &ok, &os, EVENTS).await;
     let pid = stalled.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
     let sent_before_stall = receiver.hits().len();
@@ -261,11 +244,7 @@ async fn stalled_node() {
     let stalled_ip: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
     let sent_after_resume = receiver.hits().iter().filter(|h| h.peer.ip() == stalled_ip && h.at > resumed_at).count();
     assert_eq!(sent_after_resume, 0, "the resumed node sent work whose lease had run out");
-    let mut arrivals: HashMap<String, usize> = HashMap::new();
-    for hit in receiver.hits() {
-        *arrivals.entry(hit.header("webhook-id").to_owned()).or_default() += 1;
-    }
-    let duplicates: usize = arrivals.values().map(|n| n - 1).sum();
+    let duplicates = sent_twice(&receiver);
     println!("{duplicates} of {EVENTS} sent twice (in flight at the stall); {sent_before_stall} sent before it");
     drop(other);
     let _ = stalled.child.kill();
@@ -306,6 +285,11 @@ async fn all_arrive(receiver: &Receiver, events: usize, within: Duration, what: 
         async move { (ids.len() >= events).then_some(()) }
     })
     .await;
+    sent_twice(receiver)
+}
+
+/// How many of the events `receiver` got arrived more than once.
+fn sent_twice(receiver: &Receiver) -> usize {
     let mut arrivals: HashMap<String, usize> = HashMap::new();
     for hit in receiver.hits() {
         *arrivals.entry(hit.header("webhook-id").to_owned()).or_default() += 1;
