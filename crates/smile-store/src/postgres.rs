@@ -821,7 +821,6 @@ async fn delivery_by_id(c: &impl GenericClient, scope: &Scope, id: &str) -> Resu
     Ok(in_log.into_iter().map(|(_, d)| d).find(|d| d.id == id))
 }
 
-/// Forwards NOTIFY payloads to `tx`, reconnecting while anyone listens.
 /// The two-key advisory lock class of node presences: a node holds its own, exclusive, on
 /// its listening connection for as long as that connection lasts. (The one-key space, which
 /// the order and migration locks use, does not overlap it.)
