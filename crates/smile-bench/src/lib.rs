@@ -104,6 +104,10 @@ pub struct Report {
     pub health_after_restart_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_per_s: Option<f64>,
+    /// `backlog`: of `duplicates`, arrivals again of events that had arrived before the
+    /// SIGKILL (answered, their outcomes not yet recorded: sent again, at least once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates_across_the_kill: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alone_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

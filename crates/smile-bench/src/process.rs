@@ -262,6 +262,7 @@ pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
     stop.store(true, Ordering::Relaxed);
     let rss_peak = peak.await?;
     drop(server); // SIGKILL
+    let arrived_before_kill = received.ids();
 
     let restarted_at = Instant::now();
     let server = Serve::start(dir.path(), url.as_deref())?;
@@ -311,5 +312,6 @@ pub async fn backlog(args: &BenchArgs) -> anyhow::Result<Report> {
     report.rss_after_restart_mib = Some(rss_restart);
     report.health_after_restart_ms = Some(health_ms);
     report.drain_per_s = Some(drain);
+    report.duplicates_across_the_kill = Some(received.extra_arrivals(&arrived_before_kill));
     Ok(report)
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,17 @@ impl Received {
     /// Distinct events that arrived.
     pub fn distinct(&self) -> usize {
         self.arrivals.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// The ids of the events that arrived so far.
+    pub fn ids(&self) -> HashSet<String> {
+        self.arrivals.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Arrivals beyond the first of the events `of`.
+    pub fn extra_arrivals(&self, of: &HashSet<String>) -> u64 {
+        let Ok(arrivals) = self.arrivals.lock() else { return 0 };
+        of.iter().filter_map(|id| arrivals.get(id)).map(|(n, _)| u64::from(n.saturating_sub(1))).sum()
     }
 }
 

@@ -1,6 +1,8 @@
 //! What both stores share: column encodings, paging, key generation.
 
-use crate::{Delivery, DeliveryStatus, MinuteCount, NewEvent, NewKey, Page, PageRequest, Scope};
+use crate::{
+    Delivery, DeliveryStatus, LaneDelivery, MinuteCount, NewDelivery, NewEvent, NewKey, Page, PageRequest, Scope,
+};
 use sha2::{Digest, Sha256};
 use smile_core::{Mode, ids};
 
@@ -77,6 +79,19 @@ pub(crate) fn add_log_counts(counts: &mut Vec<MinuteCount>, in_log: impl IntoIte
             None => counts.push(MinuteCount { minute_ms, status: DeliveryStatus::Pending, count }),
         }
     }
+}
+
+/// A delivery just written from a lane's log, as the lane sends it: none if it is parked
+/// behind an earlier delivery of its order key.
+pub(crate) fn due_from_log(written: NewDelivery, event_id: String, body: String) -> Option<LaneDelivery> {
+    written.due.then_some(LaneDelivery {
+        seq: written.seq,
+        id: written.id,
+        event_id,
+        attempts: 0,
+        order_key: written.order_key,
+        body,
+    })
 }
 
 /// What a delivery row takes from its event, whether fresh or read from the log.

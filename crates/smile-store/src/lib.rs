@@ -203,18 +203,17 @@ pub trait Store: Send + Sync + 'static {
         if !batch.behind || short == 0 {
             return Ok(batch);
         }
-        batch.behind = self.read_log(subscription_id, short).await?;
-        let held: Vec<i64> = held.iter().copied().chain(batch.deliveries.iter().map(|d| d.seq)).collect();
-        let more = self.read_lane(subscription_id, now_ms, &held, short).await?;
-        batch.deliveries.extend(more.deliveries);
-        batch.next_due_ms = more.next_due_ms;
+        let from_log = self.read_log(subscription_id, short).await?;
+        batch.behind = from_log.behind;
+        batch.deliveries.extend(from_log.deliveries);
         Ok(batch)
     }
     /// [`Store::load_lane`]'s rows alone, and whether the lane fell behind.
     async fn read_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch>;
     /// Writes the deliveries of a lane that fell behind for its log's next at most `limit`
-    /// events, moving its cursor over them; returns whether it is still behind.
-    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool>;
+    /// events, moving its cursor over them; returns those that are due, in the log's order,
+    /// bodies included (so the lane need not read them back), and whether it is still behind.
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<LaneBatch>;
     /// Stops writing the subscription's deliveries at publish, because its lane's window is
     /// full: later events wait in the event log, and [`Store::load_lane`] writes their
     /// deliveries as the lane drains, until it has read the log to its end. A lane that

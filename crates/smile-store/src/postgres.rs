@@ -6,8 +6,8 @@
 //! `LISTEN/NOTIFY` on one channel.
 
 use crate::common::{
-    DeliveryPage, EventHead, add_log_counts, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate,
-    retry_conflicts, types_from_column, types_to_column,
+    DeliveryPage, EventHead, add_log_counts, delivery_id, due_from_log, event_id_prefix, mode_of, new_key_pair, now,
+    paginate, retry_conflicts, types_from_column, types_to_column,
 };
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -174,7 +174,8 @@ fn event_row(row: &Row) -> StoredEvent {
 /// Ends every open delivery of a subscription with `status`, those still in its log included
 /// (they are written first, so that `recover` finds them).
 async fn fail_pending(c: &impl GenericClient, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
-    read_log(c, subscription_id, i64::MAX).await?;
+    // In steps, so that a long log's bodies are never all in memory at once.
+    while read_log(c, subscription_id, 10_000).await?.behind {}
     c.execute(
         &format!(
             "UPDATE deliveries SET status = $1, next_attempt_ms = NULL, last_error = $2, updated_ms = $3 \
@@ -709,13 +710,15 @@ const TAKES_FROM_LOG: &str = "e.tenant_id = s.tenant_id AND e.mode = s.mode AND 
     AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.id = 'dlv-' || substr(e.id, 4, 24) \
     || right('0000000' || to_hex(s.seq), greatest(8, length(to_hex(s.seq)))))";
 
-/// The next events of a subscription's log, oldest first, with what its deliveries need. The
-/// events are read in a lateral subquery, where the subscription's scope is a constant: as a
-/// join, the plan sorted the whole log to take its first rows.
+/// The next events of a subscription's log, oldest first, with what its deliveries need,
+/// bodies included. The events are read in a lateral subquery, where the subscription's scope
+/// is a constant: as a join, the plan sorted the whole log to take its first rows.
 static READ_LOG: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
-         s.seq, s.include_payload, s.fifo, e.order_key FROM subscriptions s CROSS JOIN LATERAL \
+         s.seq, s.include_payload, s.fifo, e.order_key, \
+         CASE WHEN NOT s.include_payload AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+         FROM subscriptions s CROSS JOIN LATERAL \
          (SELECT * FROM events e WHERE {TAKES_FROM_LOG} ORDER BY e.seq LIMIT $2) e WHERE s.id = $1 ORDER BY e.seq"
     )
 });
@@ -725,8 +728,8 @@ static READ_LOG: LazyLock<String> = LazyLock::new(|| {
 /// is read to its end, publishes write the subscription's deliveries again. Locks the lane's
 /// row `FOR UPDATE` first: a publish that leaves this lane's delivery in the log holds it `FOR
 /// KEY SHARE` until its event commits (see [`lock_lanes`]), so nothing below the new cursor
-/// commits later. Returns whether it is still behind.
-async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> Result<bool> {
+/// commits later. Returns the due deliveries it wrote, and whether it is still behind.
+async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> Result<LaneBatch> {
     c.execute("SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE", &[&subscription_id]).await?;
     let read = c.prepare_cached(&READ_LOG).await?;
     let rows = c.query(&read, &[&subscription_id, &limit]).await?;
@@ -746,14 +749,22 @@ async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> 
         d.push(&head, &t, r.get(10));
     }
     lock_order_keys(c, d.order_keys()).await?;
-    insert_deliveries(c, &d).await?;
+    let mut written = insert_deliveries(c, &d).await?;
     let cursor: Option<i64> = rows.last().map(|r| r.get(0)).filter(|_| behind);
     c.execute(
         "UPDATE subscriptions SET cursor_seq = $1 WHERE id = $2 AND cursor_seq IS NOT NULL",
         &[&cursor, &subscription_id],
     )
     .await?;
-    Ok(behind)
+    let deliveries = rows
+        .iter()
+        .filter_map(|r| {
+            let event_id: String = r.get(1);
+            let delivery = written.remove(&event_id)?.pop()?;
+            due_from_log(delivery, event_id, r.get(11))
+        })
+        .collect();
+    Ok(LaneBatch { deliveries, next_due_ms: None, behind })
 }
 
 /// Deliveries still in the event log (of lanes that fell behind) as the PENDING deliveries
@@ -1082,12 +1093,12 @@ impl PostgresStore {
         Ok(effects)
     }
 
-    async fn read_log_once(&self, subscription_id: &str, limit: u32) -> Result<bool> {
+    async fn read_log_once(&self, subscription_id: &str, limit: u32) -> Result<LaneBatch> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let behind = read_log(&tx, subscription_id, i64::from(limit)).await?;
+        let written = read_log(&tx, subscription_id, i64::from(limit)).await?;
         tx.commit().await?;
-        Ok(behind)
+        Ok(written)
     }
 
     async fn put_documents_once(&self, documents: &[Document]) -> Result<()> {
@@ -1446,7 +1457,7 @@ impl Store for PostgresStore {
         Ok(LaneBatch { deliveries, next_due_ms, behind })
     }
 
-    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool> {
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<LaneBatch> {
         retry_conflicts("read a lane's log", || self.read_log_once(subscription_id, limit)).await
     }
 

@@ -5,8 +5,8 @@
 //! and each caller is answered only after that commit.
 
 use crate::common::{
-    DeliveryPage, EventHead, add_log_counts, delivery_id, event_id_prefix, mode_of, new_key_pair, now, paginate,
-    types_from_column, types_to_column,
+    DeliveryPage, EventHead, add_log_counts, delivery_id, due_from_log, event_id_prefix, mode_of, new_key_pair, now,
+    paginate, types_from_column, types_to_column,
 };
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -710,12 +710,14 @@ fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
 /// most `limit` matching events of the log past its cursor, and moves the cursor over them.
 /// One writer commits events in `seq` order, so nothing below the log's end can commit
 /// later. Once the log is read to its end, publishes write the subscription's deliveries
-/// again. Returns whether it is still behind.
-fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<bool> {
+/// again. Returns the due deliveries it wrote, bodies included, and whether it is still behind.
+fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<LaneBatch> {
     let events = c
         .prepare_cached(&format!(
             "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
-             s.seq, s.include_payload, {} FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
+             s.seq, s.include_payload, {}, \
+             CASE WHEN NOT s.include_payload AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
+             FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
              WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2",
             order_key_of("e.order_key")
         ))?
@@ -729,18 +731,21 @@ fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<bool> {
                 include_payload: r.get(8)?,
                 order_key: r.get(9)?,
             };
-            Ok((head, scope, created_ms, lean, target))
+            Ok((head, scope, created_ms, lean, target, r.get::<_, String>(10)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let behind = events.len() as u32 >= limit;
     let mut last = None;
-    for ((seq, id, event_type), scope, created_ms, lean, target) in events {
-        insert_delivery(c, &EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean }, target)?;
+    let mut deliveries = Vec::with_capacity(events.len());
+    for ((seq, id, event_type), scope, created_ms, lean, target, body) in events {
+        let head = EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean };
+        let written = insert_delivery(c, &head, target)?;
+        deliveries.extend(due_from_log(written, id, body));
         last = Some(seq);
     }
     c.prepare_cached("UPDATE subscriptions SET cursor_seq = ?1 WHERE id = ?2 AND cursor_seq IS NOT NULL")?
         .execute(params![last.filter(|_| behind), subscription_id])?;
-    Ok(behind)
+    Ok(LaneBatch { deliveries, next_due_ms: None, behind })
 }
 
 /// The order key a subscription's delivery waits behind: the FIFO key for a FIFO
@@ -855,7 +860,7 @@ fn event_row(row: &Row) -> rusqlite::Result<StoredEvent> {
 /// Ends every open delivery of a subscription (disabled: FAILED; deleted: CANCELLED). Those
 /// still in the log are written first, ended, so that `recover` finds them.
 fn fail_pending(conn: &Connection, subscription_id: &str, status: DeliveryStatus, why: &str) -> Result<()> {
-    while read_log(conn, subscription_id, 10_000)? {}
+    while read_log(conn, subscription_id, 10_000)?.behind {}
     conn.prepare_cached(&format!(
         "UPDATE deliveries SET status = ?1, next_attempt_ms = NULL, last_error = ?2, updated_ms = ?3 \
          WHERE subscription_id = ?4 AND {OPEN_DELIVERY}"
@@ -1457,7 +1462,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<bool> {
+    async fn read_log(&self, subscription_id: &str, limit: u32) -> Result<LaneBatch> {
         let id = subscription_id.to_owned();
         self.write_bulk(move |c| read_log(c, &id, limit)).await
     }

@@ -22,8 +22,15 @@ fn scope() -> Scope {
 }
 
 async fn subscribe_with(store: &dyn Store, ordering: Ordering) -> String {
+    let sub = subscription(ordering);
+    store.insert_subscription(sub.clone()).await.expect("insert");
+    sub.id
+}
+
+/// A subscription to every event, without payloads.
+fn subscription(ordering: Ordering) -> Subscription {
     let now = now_ms();
-    let sub = Subscription {
+    Subscription {
         id: smile_core::ids::new_subscription_id(),
         scope: scope(),
         name: "n".into(),
@@ -39,9 +46,7 @@ async fn subscribe_with(store: &dyn Store, ordering: Ordering) -> String {
         failing_since_ms: None,
         created_ms: now,
         updated_ms: now,
-    };
-    store.insert_subscription(sub.clone()).await.expect("insert");
-    sub.id
+    }
 }
 
 async fn subscribe(store: &dyn Store) -> String {
@@ -549,6 +554,49 @@ async fn a_lane_that_fell_behind_reads_every_later_event_from_the_log_once_in_or
         assert_eq!(ids_after, ids_listed, "{name}: each keeps the id it was listed with");
         let again = publish_keyed(&*store, None).await;
         assert!(again.iter().any(|d| d.subscription_id == behind), "{name}: caught up, written at publish again");
+    }
+}
+
+/// A lane reads from its log what it would read from its rows: each body as its subscription
+/// takes it (the lean one without payloads) and none of the deliveries parked behind an
+/// earlier one of their order key.
+#[tokio::test]
+async fn a_lane_reads_from_its_log_the_bodies_it_takes_and_nothing_parked() {
+    for (name, store, _dir) in stores().await {
+        let lean = subscribe(&*store).await;
+        let full = Subscription { include_payload: true, ..subscription(Ordering::Concurrent) };
+        store.insert_subscription(full.clone()).await.expect("insert");
+        let fifo = subscribe_with(&*store, Ordering::Fifo).await;
+        for sub in [&lean, &full.id, &fifo] {
+            assert!(store.fall_behind(sub).await.expect("fall behind"), "{name}");
+        }
+        let mut events = Vec::new();
+        for key in [Some("acct-1"), Some("acct-1"), None] {
+            let event = typed_event("USER_CREATED");
+            let lean_body = Some(format!("{{\"id\":\"{}\",\"lean\":true}}", event.id));
+            let event = NewEvent { order_key: key.map(str::to_owned), lean_body, ..event };
+            events.push(event.id.clone());
+            let created = store.publish(event).await.expect("publish").created().await;
+            assert!(created.is_empty(), "{name}: every lane reads this event from its log");
+        }
+        let read = |sub: String| {
+            let store = store.clone();
+            async move { store.load_lane(&sub, now_ms() + 1, &[], 100).await.expect("load").deliveries }
+        };
+        let (lean_read, full_read) = (read(lean).await, read(full.id).await);
+        let unkeyed = vec![events[0].clone(), events[2].clone()];
+        for (read, lean) in [(&lean_read, true), (&full_read, false)] {
+            let event_ids: Vec<String> = read.iter().map(|d| d.event_id.clone()).collect();
+            assert_eq!(event_ids, unkeyed, "{name}: the second of acct-1 waits for the first");
+            for d in read {
+                assert!(d.body.contains(&d.event_id), "{name}: its own event's body");
+                assert_eq!(d.body.contains("\"lean\""), lean, "{name}: lean: {lean}");
+                assert_eq!(d.attempts, 0, "{name}");
+            }
+        }
+        assert_eq!(lean_read[0].order_key.as_deref(), Some("acct-1"), "{name}");
+        let fifo_read: Vec<String> = read(fifo).await.into_iter().map(|d| d.event_id).collect();
+        assert_eq!(fifo_read, vec![events[0].clone()], "{name}: a FIFO lane, its head alone");
     }
 }
 
