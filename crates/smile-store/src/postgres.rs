@@ -840,8 +840,27 @@ const PRESENCE: i32 = 0x736d_6c70;
 /// The key of a node's presence (`{owner}`: an SQL expression): advisory locks are the
 /// database's, and its schemas hold clusters of their own.
 fn presence_key(owner: &str) -> String {
-    format!("{PRESENCE}, hashtext(current_schema() || '/' || {owner})")
+    format!("{PRESENCE}, {}", presence_of(owner))
 }
+
+/// The second half of [`presence_key`]: the owner's name within its schema.
+fn presence_of(owner: &str) -> String {
+    format!("hashtext(current_schema() || '/' || {owner})")
+}
+
+/// Ends the session that holds `$1`'s presence, if any: only this node's own can, one the
+/// server kept after the node lost it (a reset seen on one side only), which would otherwise
+/// keep the node away until the server's keepalive ends it, by default after hours. Leaves
+/// alone other nodes' claims, which take the lock shared for a moment.
+static END_STALE_PRESENCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND mode = 'ExclusiveLock' AND objsubid = 2 AND pid <> pg_backend_pid() \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = {PRESENCE}::oid AND objid = {}::oid",
+        presence_of("$1")
+    )
+});
 
 /// Whether the owner of lease `l` is gone: its presence lock is free. The test takes that
 /// lock shared until the claim's transaction ends, so the owner cannot come back in between.
@@ -870,6 +889,9 @@ impl Listening {
             }
         });
         let listening = Listening { client, messages, driver };
+        if let Err(error) = listening.client.execute(END_STALE_PRESENCE.as_str(), &[&node]).await {
+            tracing::warn!(%error, "could not end this node's earlier session; waiting for the server to");
+        }
         let lock = format!("SELECT pg_advisory_lock({})", presence_key("$1"));
         listening.client.execute(&lock, &[&node]).await?;
         listening.client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;

@@ -284,6 +284,39 @@ async fn a_lease_whose_holder_is_gone_is_free_before_it_runs_out() {
     assert!(store.claim_lanes(&lease("a", now_ms() + 60_000), ids, now_ms()).await.expect("claim").is_empty());
 }
 
+/// A node whose listening connection failed on its side only, while the server kept the
+/// session and with it the node's presence, is present again at once: it ends that session,
+/// its own, instead of waiting hours for the server's keepalive. Another node's claim, which
+/// holds the presence shared for a moment, is waited for and left alone.
+#[tokio::test]
+async fn a_node_ends_the_session_the_server_kept_for_it_and_leaves_claims_alone() {
+    let Some(url) = testing::fresh_postgres_schema().await else {
+        return;
+    };
+    let store = Arc::new(postgres::PostgresStore::connect(&url).await.expect("postgres"));
+    let presence = |node: &str| format!("1936551024, hashtext(current_schema() || '/' || '{node}')");
+    let kept = beside_the_store(&url).await;
+    let lock = format!("SELECT pg_advisory_lock({})", presence("a"));
+    kept.execute(&lock, &[]).await.expect("a's presence, as the server kept it");
+    let back = tokio::time::timeout(std::time::Duration::from_secs(10), store.listen("a")).await;
+    let _present = back.expect("not kept away by its old session").expect("presence");
+    assert!(kept.simple_query("SELECT 1").await.is_err(), "the session the server kept for a is ended");
+
+    let claim = beside_the_store(&url).await;
+    let test = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({})", presence("b"));
+    claim.batch_execute(&test).await.expect("a claim tests b's presence");
+    let coming_back = tokio::spawn({
+        let store = store.clone();
+        async move { store.listen("b").await.expect("presence") }
+    });
+    let db = beside_the_store(&url).await;
+    let waiting = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)";
+    until_postgres(&db, waiting, "b waits for the claim").await;
+    claim.batch_execute("COMMIT").await.expect("the claim is left alone and ends");
+    let present = tokio::time::timeout(std::time::Duration::from_secs(10), coming_back).await;
+    present.expect("b is present once the claim ends").expect("b");
+}
+
 #[tokio::test]
 async fn a_lane_reads_due_deliveries_in_order_leaving_out_what_it_holds() {
     for (name, store, _dir) in stores().await {
