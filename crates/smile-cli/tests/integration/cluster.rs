@@ -18,10 +18,7 @@ const MAX_UNRECORDED: usize = 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_every_acknowledged_event_when_one_is_killed() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url.clone()).run(run(url)).await
+    Backend::on_postgres(run).await
 }
 
 async fn run(url: String) {
@@ -130,10 +127,7 @@ async fn run(url: String) {
 
 #[tokio::test]
 async fn nodes_starting_together_migrate_once_and_all_serve() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url).run(start_together()).await
+    Backend::on_postgres(|_| start_together()).await
 }
 
 async fn start_together() {
@@ -159,10 +153,7 @@ async fn start_together() {
 
 #[tokio::test]
 async fn a_fifo_lane_keeps_its_order_when_its_node_dies() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url).run(fifo_failover()).await
+    Backend::on_postgres(|_| fifo_failover()).await
 }
 
 async fn fifo_failover() {
@@ -196,10 +187,7 @@ async fn fifo_failover() {
 
 #[tokio::test]
 async fn a_node_stalled_past_its_lease_sends_nothing_it_no_longer_holds() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url).run(stalled_node()).await
+    Backend::on_postgres(|_| stalled_node()).await
 }
 
 async fn stalled_node() {
@@ -301,10 +289,7 @@ fn sent_twice(receiver: &Receiver) -> usize {
 /// takes its lanes at once, not when their leases (60 s here) run out.
 #[tokio::test]
 async fn a_killed_nodes_lanes_are_taken_over_before_their_leases_run_out() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url).run(killed_holder()).await
+    Backend::on_postgres(|_| killed_holder()).await
 }
 
 async fn killed_holder() {
@@ -327,10 +312,7 @@ async fn killed_holder() {
 /// first one had queued.
 #[tokio::test]
 async fn a_node_that_loses_its_presence_stops_sending_what_others_may_take() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url.clone()).run(lost_presence(url)).await
+    Backend::on_postgres(lost_presence).await
 }
 
 async fn lost_presence(url: String) {
@@ -364,10 +346,7 @@ async fn lost_presence(url: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_changes_reach_the_lane_holder_even_when_its_signals_were_lost() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url.clone()).run(changes_reach_the_holder(url)).await
+    Backend::on_postgres(changes_reach_the_holder).await
 }
 
 async fn changes_reach_the_holder(url: String) {
@@ -434,10 +413,7 @@ async fn changes_reach_the_holder(url: String) {
 
 #[tokio::test]
 async fn a_change_whose_signal_never_came_is_picked_up_within_a_third_of_a_lease() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url.clone()).run(unsignalled_change(url)).await
+    Backend::on_postgres(unsignalled_change).await
 }
 
 async fn unsignalled_change(url: String) {

@@ -440,10 +440,7 @@ async fn a_fifo_lane_keeps_its_order_across_a_crash() {
 /// PostgreSQL only, where a lock on the attempt log stalls its writes and nothing else.
 #[tokio::test]
 async fn a_lane_sends_no_further_ahead_of_its_attempt_log_than_its_bound() {
-    let Some(backend @ Backend::Postgres(_)) = Backend::postgres().await else {
-        return;
-    };
-    backend.run(unrecorded_stay_bounded()).await
+    Backend::on_postgres(|_| unrecorded_stay_bounded()).await
 }
 
 async fn unrecorded_stay_bounded() {

@@ -51,10 +51,7 @@ on_both_backends! {
 
 #[tokio::test]
 async fn a_node_leaving_on_sigterm_hands_its_lanes_over_at_once() {
-    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
-        return;
-    };
-    Backend::Postgres(url).run(hand_over()).await
+    Backend::on_postgres(|_| hand_over()).await
 }
 
 async fn hand_over() {

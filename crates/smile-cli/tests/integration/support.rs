@@ -31,6 +31,14 @@ impl Backend {
         smile_store::testing::fresh_postgres_schema().await.map(Backend::Postgres)
     }
 
+    /// Runs a PostgreSQL-only test body on a fresh schema, given the schema's URL; skipped
+    /// (with a notice) when no server is configured.
+    pub async fn on_postgres<F: Future<Output = ()>>(body: impl FnOnce(String) -> F) {
+        if let Some(url) = smile_store::testing::fresh_postgres_schema().await {
+            Backend::Postgres(url.clone()).run(body(url)).await
+        }
+    }
+
     /// Runs a test body with this backend as the one servers in it use.
     pub async fn run<T, F: Future<Output = T>>(self, body: F) -> T {
         BACKEND.scope(self, body).await
@@ -68,9 +76,7 @@ macro_rules! on_both_backends {
 
             #[tokio::test]
             async fn postgres() {
-                if let Some(backend) = crate::support::Backend::postgres().await {
-                    backend.run(body()).await
-                }
+                crate::support::Backend::on_postgres(|_| body()).await
             }
         }
     )*};
