@@ -81,6 +81,12 @@ pub(crate) fn add_log_counts(counts: &mut Vec<MinuteCount>, in_log: impl IntoIte
     }
 }
 
+/// What a delivery sends, as SQL over its event `e`: the lean body where the event has one and
+/// `lean` (an SQL condition: the delivery goes without payloads) holds, else the full body.
+pub(crate) fn sent_body(lean: &str) -> String {
+    format!("CASE WHEN {lean} AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END")
+}
+
 /// A delivery just written from a lane's log, as the lane sends it: none if it is parked
 /// behind an earlier delivery of its order key.
 pub(crate) fn due_from_log(written: NewDelivery, event_id: String, body: String) -> Option<LaneDelivery> {

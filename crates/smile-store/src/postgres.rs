@@ -7,7 +7,7 @@
 
 use crate::common::{
     DeliveryPage, EventHead, add_log_counts, delivery_id, due_from_log, event_id_prefix, mode_of, new_key_pair, now,
-    paginate, retry_conflicts, types_from_column, types_to_column,
+    paginate, retry_conflicts, sent_body, types_from_column, types_to_column,
 };
 use crate::*;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -716,10 +716,9 @@ const TAKES_FROM_LOG: &str = "e.tenant_id = s.tenant_id AND e.mode = s.mode AND 
 static READ_LOG: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
-         s.seq, s.include_payload, s.fifo, e.order_key, \
-         CASE WHEN NOT s.include_payload AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-         FROM subscriptions s CROSS JOIN LATERAL \
-         (SELECT * FROM events e WHERE {TAKES_FROM_LOG} ORDER BY e.seq LIMIT $2) e WHERE s.id = $1 ORDER BY e.seq"
+         s.seq, s.include_payload, s.fifo, e.order_key, {} FROM subscriptions s CROSS JOIN LATERAL \
+         (SELECT * FROM events e WHERE {TAKES_FROM_LOG} ORDER BY e.seq LIMIT $2) e WHERE s.id = $1 ORDER BY e.seq",
+        sent_body("NOT s.include_payload")
     )
 });
 
@@ -766,6 +765,17 @@ async fn read_log(c: &impl GenericClient, subscription_id: &str, limit: i64) -> 
         .collect();
     Ok(LaneBatch { deliveries, next_due_ms: None, behind })
 }
+
+/// A lane's due rows, each with the body it sends, leaving out those the lane holds.
+static READ_LANE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, {} \
+         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.subscription_id = $1 AND d.status = 'PENDING' AND d.next_attempt_ms <= $2 \
+         AND NOT (d.seq = ANY($3)) ORDER BY d.next_attempt_ms, d.seq LIMIT $4",
+        sent_body("d.lean")
+    )
+});
 
 /// Deliveries still in the event log (of lanes that fell behind) as the PENDING deliveries
 /// they will be, newest first, at most `limit` whose page position is below `below`. The
@@ -1444,15 +1454,7 @@ impl Store for PostgresStore {
 
     async fn read_lane(&self, subscription_id: &str, now_ms: i64, held: &[i64], limit: u32) -> Result<LaneBatch> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
-                 CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-                 FROM deliveries d JOIN events e ON e.id = d.event_id \
-                 WHERE d.subscription_id = $1 AND d.status = 'PENDING' AND d.next_attempt_ms <= $2 \
-                 AND NOT (d.seq = ANY($3)) ORDER BY d.next_attempt_ms, d.seq LIMIT $4",
-            )
-            .await?;
+        let statement = client.prepare_cached(&READ_LANE).await?;
         let rows = client.query(&statement, &[&subscription_id, &now_ms, &held, &i64::from(limit)]).await?;
         let deliveries = rows
             .iter()

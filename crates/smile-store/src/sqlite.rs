@@ -6,7 +6,7 @@
 
 use crate::common::{
     DeliveryPage, EventHead, add_log_counts, delivery_id, due_from_log, event_id_prefix, mode_of, new_key_pair, now,
-    paginate, types_from_column, types_to_column,
+    paginate, sent_body, types_from_column, types_to_column,
 };
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -14,7 +14,7 @@ use smile_core::metric;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{self, AtomicBool};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Reads running at once (and reader connections kept).
@@ -715,11 +715,10 @@ fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<LaneBat
     let events = c
         .prepare_cached(&format!(
             "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
-             s.seq, s.include_payload, {}, \
-             CASE WHEN NOT s.include_payload AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-             FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
+             s.seq, s.include_payload, {}, {} FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
              WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2",
-            order_key_of("e.order_key")
+            order_key_of("e.order_key"),
+            sent_body("NOT s.include_payload")
         ))?
         .query_map(params![subscription_id, limit], |r| {
             let head = (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?);
@@ -747,6 +746,18 @@ fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<LaneBat
         .execute(params![last.filter(|_| behind), subscription_id])?;
     Ok(LaneBatch { deliveries, next_due_ms: None, behind })
 }
+
+/// A lane's due rows, each with the body it sends, leaving out those the lane holds.
+static READ_LANE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, {} \
+         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
+         AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
+         ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
+        sent_body("d.lean")
+    )
+});
 
 /// The order key a subscription's delivery waits behind: the FIFO key for a FIFO
 /// subscription `s`, else the event's (`event_key`, an SQL expression).
@@ -1435,14 +1446,7 @@ impl Store for SqliteStore {
         let held = serde_json::to_string(held).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.read(move |c| {
             let deliveries = c
-                .prepare_cached(
-                    "SELECT d.seq, d.id, d.event_id, d.attempts, d.order_key, \
-                     CASE WHEN d.lean AND e.lean_body IS NOT NULL THEN e.lean_body ELSE e.body END \
-                     FROM deliveries d JOIN events e ON e.id = d.event_id \
-                     WHERE d.subscription_id = ?1 AND d.status = 'PENDING' AND d.next_attempt_ms <= ?2 \
-                     AND d.seq NOT IN (SELECT value FROM json_each(?3)) \
-                     ORDER BY d.next_attempt_ms, d.seq LIMIT ?4",
-                )?
+                .prepare_cached(&READ_LANE)?
                 .query_map(params![id, now_ms, held, limit], |r| {
                     Ok(LaneDelivery {
                         seq: r.get(0)?,
