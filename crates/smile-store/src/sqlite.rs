@@ -713,13 +713,7 @@ fn fall_behind(c: &Connection, subscription_id: &str) -> Result<bool> {
 /// again. Returns the due deliveries it wrote, bodies included, and whether it is still behind.
 fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<LaneBatch> {
     let events = c
-        .prepare_cached(&format!(
-            "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
-             s.seq, s.include_payload, {}, {} FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
-             WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2",
-            order_key_of("e.order_key"),
-            sent_body("NOT s.include_payload")
-        ))?
+        .prepare_cached(&READ_LOG)?
         .query_map(params![subscription_id, limit], |r| {
             let head = (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?);
             let scope = Scope { tenant_id: r.get(3)?, mode: mode_of(&r.get::<_, String>(4)?) };
@@ -746,6 +740,17 @@ fn read_log(c: &Connection, subscription_id: &str, limit: u32) -> Result<LaneBat
         .execute(params![last.filter(|_| behind), subscription_id])?;
     Ok(LaneBatch { deliveries, next_due_ms: None, behind })
 }
+
+/// The next events of a lane's log, each with the subscription's columns and the body it sends.
+static READ_LOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT e.seq, e.id, e.type, e.tenant_id, e.mode, e.created_ms, e.lean_body IS NOT NULL, \
+         s.seq, s.include_payload, {}, {} FROM subscriptions s JOIN events e ON {TAKES_FROM_LOG} \
+         WHERE s.id = ?1 ORDER BY e.seq LIMIT ?2",
+        order_key_of("e.order_key"),
+        sent_body("NOT s.include_payload")
+    )
+});
 
 /// A lane's due rows, each with the body it sends, leaving out those the lane holds.
 static READ_LANE: LazyLock<String> = LazyLock::new(|| {
