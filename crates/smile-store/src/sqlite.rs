@@ -449,26 +449,36 @@ struct Target {
 /// The subscriptions whose deliveries of `e` are written at publish: a test send's one, or
 /// the active matching ones that have not fallen behind (those read `e` from the log later).
 fn targets(c: &Connection, e: &NewEvent) -> Result<Vec<Target>> {
-    let matching = match e.only_subscription {
-        Some(_) => "s.id = ?1 AND s.tenant_id = ?2 AND s.mode = ?3",
-        // instr, not LIKE: SQLite prepares a statement again whenever a bound LIKE pattern
-        // changes, and this one runs once per publish.
-        None => {
-            "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 AND s.cursor_seq IS NULL \
-                 AND (instr(s.event_types, ?4) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)"
-        }
+    let sql = match e.only_subscription {
+        Some(_) => &TARGET_ONE,
+        None => &TARGETS_MATCHING,
     };
-    let sql =
-        format!("SELECT s.seq, s.id, s.include_payload, {} FROM subscriptions s WHERE {matching}", order_key_of("?5"));
     let (tenant, mode) = (e.scope.tenant_id.as_str(), e.scope.mode.as_str());
     let types = format!(",{},", e.event_type);
     let found = c
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_map(params![e.only_subscription, tenant, mode, types, e.order_key], |r| {
             Ok(Target { seq: r.get(0)?, id: r.get(1)?, include_payload: r.get(2)?, order_key: r.get(3)? })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(found)
+}
+
+/// [`targets`]' statement for a test send: the one subscription it names.
+static TARGET_ONE: LazyLock<String> = LazyLock::new(|| targets_where("s.id = ?1 AND s.tenant_id = ?2 AND s.mode = ?3"));
+
+/// [`targets`]' statement for a publish: the active subscriptions of the scope that take the type.
+// instr, not LIKE: SQLite prepares a statement again whenever a bound LIKE pattern changes, and
+// this one runs once per publish.
+static TARGETS_MATCHING: LazyLock<String> = LazyLock::new(|| {
+    targets_where(
+        "s.tenant_id = ?2 AND s.mode = ?3 AND s.active = 1 AND s.cursor_seq IS NULL \
+         AND (instr(s.event_types, ?4) > 0 OR instr(s.event_types, ',ALL_EVENTS,') > 0)",
+    )
+});
+
+fn targets_where(matching: &str) -> String {
+    format!("SELECT s.seq, s.id, s.include_payload, {} FROM subscriptions s WHERE {matching}", order_key_of("?5"))
 }
 
 /// A publish to more subscriptions than this (not counting those in order) commits its event
@@ -505,11 +515,7 @@ fn spread(c: &Connection, event_seq: i64, part: i64) -> Result<Vec<NewDelivery>>
     let Some(((id, event_type, created_ms, lean), scope, subscriptions)) = found else { return Ok(Vec::new()) };
     let head = EventHead { id: &id, event_type: &event_type, scope: &scope, created_ms, lean };
     let targets = c
-        .prepare_cached(&format!(
-            "SELECT s.seq, s.id, s.include_payload, {}, s.active, s.disabled_reason FROM subscriptions s \
-             WHERE s.seq IN (SELECT value FROM json_each(?1)) ORDER BY s.seq",
-            order_key_of("NULL")
-        ))?
+        .prepare_cached(&SPREAD_TARGETS)?
         .query_map([subscriptions], |r| {
             let target = Target { seq: r.get(0)?, id: r.get(1)?, include_payload: r.get(2)?, order_key: r.get(3)? };
             Ok((target, r.get::<_, bool>(4)?, r.get::<_, Option<String>>(5)?))
@@ -535,6 +541,15 @@ fn spread(c: &Connection, event_seq: i64, part: i64) -> Result<Vec<NewDelivery>>
     c.prepare_cached("DELETE FROM spreads WHERE event_seq = ?1 AND part = ?2")?.execute([event_seq, part])?;
     Ok(created)
 }
+
+/// The subscriptions of one part of a spread, with whether each is still active and why not.
+static SPREAD_TARGETS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.seq, s.id, s.include_payload, {}, s.active, s.disabled_reason FROM subscriptions s \
+         WHERE s.seq IN (SELECT value FROM json_each(?1)) ORDER BY s.seq",
+        order_key_of("NULL")
+    )
+});
 
 /// Writes what spreads of events made before `before_ms` left unwritten (all of them at open:
 /// what a crash interrupted); returns the deliveries written.
